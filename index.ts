@@ -1,0 +1,2 @@
+/** txlog's public entry. Everything a user imports comes from here. */
+export * from './wal/index.js';

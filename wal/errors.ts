@@ -1,0 +1,100 @@
+/**
+ * Operating errors: every failure a caller can meet carries a stable `code` and says whether
+ * repeating the same request may succeed. Programmer errors are assertions (see `assert.ts`).
+ *
+ * This file lives in `wal/` because the WAL imports nothing else of ours; the other layers
+ * import the same class so that one `instanceof TxlogError` covers the whole package.
+ */
+
+/** Stable error codes. Scripts and clients branch on these, never on messages. */
+export const errorCodes = [
+  'WRONG_EXPECTED_VERSION',
+  'UNKNOWN_COMMAND',
+  'HANDLER_FAILED',
+  'NOT_PRIMARY',
+  'REPLICA_UNAVAILABLE',
+  'STALE_EPOCH',
+  'CORRUPT_LOG',
+  'PROTOCOL_ERROR',
+  'UNAUTHORIZED',
+  'TOO_LARGE',
+  'BAD_REQUEST',
+  'BUSY',
+  'TIMEOUT',
+  'REQUEST_EXPIRED',
+  'CLOSED',
+  'IO_ERROR',
+  'UNSUPPORTED_FORMAT',
+  'NOT_A_LOG',
+  'SUBSCRIBER_TOO_SLOW',
+  'NOT_FOUND',
+  'USAGE',
+  'NOT_SERIALIZABLE',
+  'DETERMINISM_VIOLATION',
+] as const;
+
+export type ErrorCode = (typeof errorCodes)[number];
+
+const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'NOT_PRIMARY',
+  'REPLICA_UNAVAILABLE',
+  'BUSY',
+  'TIMEOUT',
+]);
+
+export interface TxlogErrorOptions {
+  /** Extra machine-readable facts (segment, offset, actual version...). Must be msgpack-safe. */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class TxlogError extends Error {
+  override readonly name = 'TxlogError';
+  readonly code: ErrorCode;
+  /** True when sending the same request again (same request id) may succeed. */
+  readonly retryable: boolean;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options: TxlogErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = retryableCodes.has(code);
+    this.details = options.details ?? {};
+  }
+
+  /** A plain object that survives msgpack and JSON, for the WAL and the wire. */
+  toJSON(): SerializedError {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export interface SerializedError {
+  code: ErrorCode;
+  message: string;
+  details: Record<string, unknown>;
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (errorCodes as readonly string[]).includes(value);
+}
+
+/** Rebuilds an error that crossed the WAL or the wire; unknown codes become PROTOCOL_ERROR. */
+export function errorFromSerialized(value: unknown): TxlogError {
+  if (typeof value === 'object' && value !== null) {
+    const record = value as Record<string, unknown>;
+    const message = typeof record['message'] === 'string' ? record['message'] : 'error';
+    const details =
+      typeof record['details'] === 'object' && record['details'] !== null
+        ? (record['details'] as Record<string, unknown>)
+        : {};
+    if (isErrorCode(record['code'])) return new TxlogError(record['code'], message, { details });
+  }
+  return new TxlogError('PROTOCOL_ERROR', 'malformed error object', { details: { value: String(value) } });
+}
+
+export function txlogError(code: ErrorCode, message: string, details?: Record<string, unknown>, cause?: unknown): TxlogError {
+  const options: TxlogErrorOptions = {};
+  if (details !== undefined) options.details = details;
+  if (cause !== undefined) options.cause = cause;
+  return new TxlogError(code, message, options);
+}

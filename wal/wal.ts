@@ -1,0 +1,907 @@
+/**
+ * The write-ahead log: append-only segment files of checksummed frames, group commit, an fsync
+ * policy, recovery that cuts a torn tail and refuses corruption in the middle, reading from any
+ * LSN, following the live tail, and truncation at both ends.
+ *
+ * Group commit: `append` encodes the record, gives it the next LSN and queues it; one flush per
+ * event-loop turn writes everything queued (up to the batch limits) with one `writev` and, under
+ * `fsync: 'always'`, one fdatasync, then resolves the whole batch. Appends that arrive while a
+ * batch is being written form the next batch.
+ */
+import * as path from 'node:path';
+import { assert } from './assert.js';
+import { TxlogError, txlogError } from './errors.js';
+import {
+  checkFrame,
+  decodePayload,
+  encodeFrame,
+  encodePayload,
+  epochMax,
+  frameFields,
+  frameHeaderBytes,
+  parseSegmentFileName,
+  segmentFileName,
+  encodeSegmentHeader,
+  segmentHeaderBytes,
+} from './format.js';
+import { frameBytesMaxOf, resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './options.js';
+import type { FileSystem, TimerHandle } from './platform.js';
+import { findValidFrameAfter, nonZeroExtentEnd, readSegmentHeader, scanFrames } from './scan.js';
+
+/** A sparse index entry every this many bytes of frames, per segment. */
+const indexEveryBytes = 64 * 1024;
+const spareFileName = 'spare.tmp';
+
+/** One record as read back from the log. */
+export interface WalRecord {
+  lsn: number;
+  epoch: number;
+  type: number;
+  /** Segment file name holding the frame. */
+  segment: string;
+  /** Byte offset of the frame in its segment. */
+  offset: number;
+  /** Frame bytes, header included. */
+  size: number;
+  /** The whole frame, checksum verified (a copy; safe to keep or send). */
+  frame: Buffer;
+}
+
+export function recordPayload(record: Pick<WalRecord, 'frame'>): unknown {
+  return decodePayload(record.frame.subarray(frameHeaderBytes));
+}
+
+export type TailState =
+  | { state: 'clean' }
+  /** Recovery found a torn or checksum-failing tail and (unless read-only) cut it. */
+  | { state: 'cut' | 'torn'; segment: string; offset: number; bytes: number; reason: string };
+
+interface SparseEntry {
+  lsn: number;
+  offset: number;
+}
+
+interface Segment {
+  name: string;
+  firstLsn: number;
+  /** Last LSN in it; `firstLsn - 1` when empty. Known for the active segment and once scanned. */
+  lastLsn: number;
+  /** Built on first read (or by recovery for the tail segment). */
+  index: SparseEntry[] | undefined;
+}
+
+interface Pending {
+  lsn: number;
+  frame: Buffer;
+  resolve: (lsn: number) => void;
+  reject: (error: Error) => void;
+}
+
+export type BatchListener = (frames: readonly Buffer[], firstLsn: number, lastLsn: number) => void;
+
+export class Wal {
+  readonly options: ResolvedWalOptions;
+  private readonly fileSystem: FileSystem;
+  private readonly frameBytesMax: number;
+  private readonly segments: Segment[];
+  private activeFd: number | undefined;
+  /** Where the next frame goes in the active segment. */
+  private writeOffset: number;
+  /** Size of the active segment file (larger than writeOffset when preallocated). */
+  private activeFileBytes: number;
+  private nextIndexOffset: number;
+  private nextLsnValue: number;
+  private writtenLsnValue: number;
+  private durableLsnValue: number;
+  private lastEpochValue: number;
+  private queue: Pending[] = [];
+  private flushScheduled = false;
+  private syncTimer: TimerHandle | undefined;
+  private failure: TxlogError | undefined;
+  private closed = false;
+  private spare: { state: 'preparing' | 'ready' | 'failed'; done: Promise<void> } | undefined;
+  private readonly waiters = new Set<() => void>();
+  private readonly batchListeners = new Set<BatchListener>();
+  /** What recovery found at the tail when the log was opened. */
+  readonly tail: TailState;
+
+  private constructor(options: ResolvedWalOptions, state: OpenedState) {
+    this.options = options;
+    this.fileSystem = options.platform.fileSystem;
+    this.frameBytesMax = frameBytesMaxOf(options);
+    this.segments = state.segments;
+    this.activeFd = state.activeFd;
+    this.writeOffset = state.writeOffset;
+    this.activeFileBytes = state.activeFileBytes;
+    this.nextIndexOffset = state.writeOffset + indexEveryBytes;
+    this.writtenLsnValue = state.lastLsn;
+    this.durableLsnValue = state.lastLsn;
+    this.nextLsnValue = state.lastLsn + 1;
+    this.lastEpochValue = state.lastEpoch;
+    this.tail = state.tail;
+  }
+
+  /**
+   * Opens (creating if needed) the log in `options.dir` and recovers it: the tail segment is
+   * scanned, a torn tail is cut back to the last whole record (reported in `tail` and logged),
+   * and a bad record followed by valid ones fails with `CORRUPT_LOG` without modifying anything.
+   * Older segments are verified when first read, and all of them by `txlog inspect --verify`.
+   */
+  static async open(options: WalOptions): Promise<Wal> {
+    const resolved = resolveWalOptions(options);
+    const state = recover(resolved);
+    const wal = new Wal(resolved, state);
+    if (state.tail.state === 'cut') {
+      resolved.log(
+        `cut a torn tail: ${state.tail.bytes} bytes at ${state.tail.segment} offset ${state.tail.offset} (${state.tail.reason})`,
+      );
+    }
+    if (!resolved.readOnly && resolved.preallocate) wal.prepareSpare();
+    return wal;
+  }
+
+  /** LSN of the first record still kept (1 unless `truncateBefore` dropped segments). */
+  get firstLsn(): number {
+    return this.segments[0]?.firstLsn ?? 1;
+  }
+
+  /** LSN of the last record written to the file (0 for an empty log). */
+  get lastLsn(): number {
+    return this.writtenLsnValue;
+  }
+
+  /** LSN of the last record known to be fdatasync'd. */
+  get durableLsn(): number {
+    return this.durableLsnValue;
+  }
+
+  /** Highest epoch of any record in the log (0 for an empty log). */
+  get lastEpoch(): number {
+    return this.lastEpochValue;
+  }
+
+  /** The LSN the next append will get. */
+  get nextLsn(): number {
+    return this.nextLsnValue;
+  }
+
+  get segmentNames(): string[] {
+    return this.segments.map((segment) => segment.name);
+  }
+
+  /** Called with each batch's frames after they are encoded and before they are written. */
+  onBatch(listener: BatchListener): () => void {
+    this.batchListeners.add(listener);
+    return () => this.batchListeners.delete(listener);
+  }
+
+  /**
+   * Appends one record. Resolves with its LSN when it is written (`interval`, `never`) or
+   * written and fdatasync'd (`always`). Fails with `TOO_LARGE` past `recordBytesMax`,
+   * `NOT_SERIALIZABLE` when msgpack cannot carry the payload, `BUSY` when `queueRecordsMax`
+   * records wait already, `CLOSED` after close, `IO_ERROR` once the disk has failed.
+   */
+  append(type: number, payload: unknown, epoch: number): Promise<number> {
+    let packed: Buffer;
+    try {
+      packed = encodePayload(payload);
+    } catch (error) {
+      return Promise.reject(txlogError('NOT_SERIALIZABLE', 'record payload cannot be encoded as msgpack', {}, error));
+    }
+    if (packed.length > this.options.recordBytesMax) {
+      return Promise.reject(
+        txlogError('TOO_LARGE', `record of ${packed.length} bytes exceeds recordBytesMax ${this.options.recordBytesMax}`, {
+          sizeBytes: packed.length,
+          limitBytes: this.options.recordBytesMax,
+        }),
+      );
+    }
+    assert(epoch >= this.lastEpochValue && epoch <= epochMax, 'append with an epoch below the log\'s last epoch');
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    const lsn = this.nextLsnValue;
+    return this.enqueue(encodeFrame({ type, epoch, lsn }, packed), lsn, epoch);
+  }
+
+  /**
+   * Appends a frame encoded elsewhere (a backup writing what its primary sent). The frame must
+   * verify, carry the next LSN and an epoch no lower than the log's; otherwise `BAD_REQUEST`.
+   */
+  appendFrame(frame: Buffer): Promise<number> {
+    const view = checkFrame(frame, this.frameBytesMax);
+    if (view === undefined || view.frameBytes !== frame.length) {
+      return Promise.reject(txlogError('BAD_REQUEST', 'replicated frame fails its checksum or length'));
+    }
+    if (view.lsn !== this.nextLsnValue) {
+      return Promise.reject(
+        txlogError('BAD_REQUEST', `replicated frame has LSN ${view.lsn}; the log expects ${this.nextLsnValue}`, {
+          lsn: view.lsn,
+          expectedLsn: this.nextLsnValue,
+        }),
+      );
+    }
+    if (view.epoch < this.lastEpochValue) {
+      return Promise.reject(
+        txlogError('STALE_EPOCH', `replicated frame has epoch ${view.epoch} below the log's ${this.lastEpochValue}`),
+      );
+    }
+    const refused = this.refusal();
+    if (refused !== undefined) return Promise.reject(refused);
+    return this.enqueue(frame, view.lsn, view.epoch);
+  }
+
+  private refusal(): TxlogError | undefined {
+    if (this.closed) return txlogError('CLOSED', 'the WAL is closed');
+    if (this.failure !== undefined) return this.failure;
+    if (this.options.readOnly) return txlogError('BAD_REQUEST', 'the WAL is open read-only');
+    if (this.queue.length >= this.options.queueRecordsMax) {
+      return txlogError('BUSY', `WAL queue is full (${this.options.queueRecordsMax} records); retry later`);
+    }
+    return undefined;
+  }
+
+  private enqueue(frame: Buffer, lsn: number, epoch: number): Promise<number> {
+    this.nextLsnValue = lsn + 1;
+    this.lastEpochValue = epoch;
+    const promise = new Promise<number>((resolve, reject) => this.queue.push({ lsn, frame, resolve, reject }));
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // setImmediate, not a microtask: every append made in this turn of the event loop, and
+      // every request that arrived on a socket meanwhile, joins the same batch.
+      setImmediate(() => this.flush());
+    }
+    return promise;
+  }
+
+  /** Writes everything queued now. Normally runs by itself once per event-loop turn. */
+  flush(): void {
+    this.flushScheduled = false;
+    while (this.queue.length > 0 && this.failure === undefined) {
+      const batch = this.takeBatch();
+      if (batch.length === 0) {
+        this.guard(() => this.rotate());
+        continue;
+      }
+      this.guard(() => this.writeBatch(batch));
+      if (this.failure !== undefined) {
+        for (const pending of batch) pending.reject(this.failure);
+        break;
+      }
+      for (const pending of batch) pending.resolve(pending.lsn);
+    }
+    if (this.failure !== undefined) {
+      for (const pending of this.queue) pending.reject(this.failure);
+      this.queue = [];
+    }
+  }
+
+  /** Takes from the queue what fits in the active segment and the batch limits. */
+  private takeBatch(): Pending[] {
+    let count = 0;
+    let bytes = 0;
+    const room = this.options.segmentBytes - this.writeOffset;
+    while (count < this.queue.length && count < this.options.batchRecordsMax) {
+      const size = this.queue[count]!.frame.length;
+      if (bytes + size > room || (count > 0 && bytes + size > this.options.batchBytesMax)) break;
+      bytes += size;
+      count += 1;
+    }
+    return this.queue.splice(0, count);
+  }
+
+  private writeBatch(batch: Pending[]): void {
+    const frames = batch.map((pending) => pending.frame);
+    const firstLsn = batch[0]!.lsn;
+    const lastLsn = batch[batch.length - 1]!.lsn;
+    for (const listener of this.batchListeners) listener(frames, firstLsn, lastLsn);
+    assert(this.activeFd !== undefined, 'no active segment');
+    this.fileSystem.writev(this.activeFd, frames, this.writeOffset);
+    const active = this.activeSegment();
+    for (const pending of batch) {
+      if (this.writeOffset >= this.nextIndexOffset) {
+        active.index?.push({ lsn: pending.lsn, offset: this.writeOffset });
+        this.nextIndexOffset = this.writeOffset + indexEveryBytes;
+      }
+      this.writeOffset += pending.frame.length;
+    }
+    this.activeFileBytes = Math.max(this.activeFileBytes, this.writeOffset);
+    active.lastLsn = lastLsn;
+    this.writtenLsnValue = lastLsn;
+    switch (this.options.fsync) {
+      case 'always':
+        this.fileSystem.fdatasync(this.activeFd);
+        this.durableLsnValue = lastLsn;
+        break;
+      case 'interval':
+        this.scheduleIntervalSync();
+        break;
+      case 'never':
+        break;
+    }
+    this.wakeFollowers();
+  }
+
+  private scheduleIntervalSync(): void {
+    if (this.syncTimer !== undefined) return;
+    this.syncTimer = this.options.platform.clock.setTimeout(() => {
+      this.syncTimer = undefined;
+      if (this.closed || this.failure !== undefined) return;
+      this.guard(() => this.syncNow());
+    }, this.options.fsyncIntervalMs);
+  }
+
+  /** fdatasyncs the active segment now, whatever the policy. */
+  syncNow(): void {
+    if (this.activeFd === undefined || this.durableLsnValue === this.writtenLsnValue) return;
+    this.fileSystem.fdatasync(this.activeFd);
+    this.durableLsnValue = this.writtenLsnValue;
+  }
+
+  /** A disk error is fatal for the log: an fdatasync that failed cannot be retried safely. */
+  private guard(action: () => void): void {
+    try {
+      action();
+    } catch (error) {
+      if (error instanceof TxlogError) this.failure = error;
+      else this.failure = txlogError('IO_ERROR', `WAL write failed: ${String(error)}`, {}, error);
+      this.options.log(`failed, refusing further appends: ${this.failure.message}`);
+      this.wakeFollowers();
+    }
+  }
+
+  private activeSegment(): Segment {
+    const active = this.segments[this.segments.length - 1];
+    assert(active !== undefined, 'log has no segment');
+    return active;
+  }
+
+  /** Closes the full active segment and starts the next one at the next LSN. */
+  private rotate(): void {
+    assert(this.activeFd !== undefined, 'rotate without an active segment');
+    this.syncNow();
+    this.fileSystem.close(this.activeFd);
+    this.activeFd = undefined;
+    const firstLsn = this.writtenLsnValue + 1;
+    const created = createSegment(this.options, firstLsn, this.takeSpare());
+    this.segments.push({ name: created.name, firstLsn, lastLsn: firstLsn - 1, index: [] });
+    this.activeFd = created.fd;
+    this.activeFileBytes = created.fileBytes;
+    this.writeOffset = segmentHeaderBytes;
+    this.nextIndexOffset = segmentHeaderBytes;
+    if (this.options.preallocate) this.prepareSpare();
+  }
+
+  private takeSpare(): string | undefined {
+    if (this.spare?.state !== 'ready') return undefined;
+    this.spare = undefined;
+    return path.join(this.options.dir, spareFileName);
+  }
+
+  /** Zero-fills the next segment in the background so rotation does not stall a commit. */
+  private prepareSpare(): void {
+    if (this.spare !== undefined) return;
+    const sparePath = path.join(this.options.dir, spareFileName);
+    const spare: { state: 'preparing' | 'ready' | 'failed'; done: Promise<void> } = {
+      state: 'preparing',
+      done: Promise.resolve(),
+    };
+    spare.done = (async () => {
+      let fd: number | undefined;
+      try {
+        if (this.fileSystem.stat(sparePath) !== undefined) this.fileSystem.unlink(sparePath);
+        fd = this.fileSystem.open(sparePath, 'wx');
+        await this.fileSystem.fillZeros(fd, 0, this.options.segmentBytes);
+        spare.state = 'ready';
+      } catch (error) {
+        spare.state = 'failed';
+        this.options.log(`could not preallocate the next segment (rotation will grow a file instead): ${String(error)}`);
+      } finally {
+        if (fd !== undefined) this.fileSystem.close(fd);
+      }
+    })();
+    this.spare = spare;
+  }
+
+  private wakeFollowers(): void {
+    const waiting = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiting) wake();
+  }
+
+  /**
+   * Reads records with `fromLsn <= lsn <= toLsn` (default: to the last written), verifying each
+   * checksum. Throws `CORRUPT_LOG` (segment, offset, LSN) on a bad frame, `NOT_FOUND` when
+   * `fromLsn` is below `firstLsn` (dropped by retention).
+   */
+  *read(fromLsn: number, toLsn: number = this.writtenLsnValue): Generator<WalRecord> {
+    const from = Math.max(fromLsn, 1);
+    if (from > toLsn) return;
+    if (from < this.firstLsn) {
+      throw txlogError('NOT_FOUND', `LSN ${from} is before the first kept LSN ${this.firstLsn}`, {
+        lsn: from,
+        firstLsn: this.firstLsn,
+      });
+    }
+    let segmentIndex = this.segmentIndexOf(from);
+    let lsn = from;
+    while (lsn <= toLsn && segmentIndex < this.segments.length) {
+      const segment = this.segments[segmentIndex]!;
+      for (const record of this.readSegment(segment, segmentIndex, lsn, toLsn)) {
+        yield record;
+        lsn = record.lsn + 1;
+      }
+      segmentIndex += 1;
+    }
+  }
+
+  private *readSegment(segment: Segment, segmentIndex: number, fromLsn: number, toLsn: number): Generator<WalRecord> {
+    const isLast = segmentIndex === this.segments.length - 1;
+    const limit = isLast ? Math.min(toLsn, this.writtenLsnValue) : toLsn;
+    const expectedLast = isLast ? this.writtenLsnValue : this.segments[segmentIndex + 1]!.firstLsn - 1;
+    const index = segment.index ?? this.indexSegment(segment, expectedLast);
+    let start: SparseEntry = { lsn: segment.firstLsn, offset: segmentHeaderBytes };
+    for (const entry of index) {
+      if (entry.lsn > fromLsn) break;
+      start = entry;
+    }
+    const filePath = path.join(this.options.dir, segment.name);
+    const fd = this.fileSystem.open(filePath, 'r');
+    try {
+      const fileBytes = this.fileSystem.sizeOf(fd);
+      const scan = scanFrames(this.fileSystem, fd, {
+        fromOffset: start.offset,
+        fileBytes,
+        expectedLsn: start.lsn,
+        frameBytesMax: this.frameBytesMax,
+      });
+      let lsn = start.lsn;
+      for (;;) {
+        const next = scan.next();
+        if (next.done === true) {
+          if (lsn <= Math.min(limit, expectedLast)) {
+            throw corruptAt(segment.name, next.value.offset, lsn, next.value.kind === 'bad' ? next.value.reason : 'records missing');
+          }
+          return;
+        }
+        const frame = next.value;
+        lsn = frame.lsn + 1;
+        if (frame.lsn < fromLsn) continue;
+        if (frame.lsn > limit) return;
+        yield {
+          lsn: frame.lsn,
+          epoch: frame.epoch,
+          type: frame.type,
+          segment: segment.name,
+          offset: frame.offset,
+          size: frame.frameBytes,
+          frame: Buffer.from(frame.frame),
+        };
+      }
+    } finally {
+      this.fileSystem.close(fd);
+    }
+  }
+
+  /** Scans a sealed segment once, verifying it, to build its sparse index. */
+  private indexSegment(segment: Segment, expectedLast: number): SparseEntry[] {
+    const index: SparseEntry[] = [];
+    const fd = this.fileSystem.open(path.join(this.options.dir, segment.name), 'r');
+    try {
+      const header = readSegmentHeader(this.fileSystem, fd, segment.name);
+      if (header.firstLsn !== segment.firstLsn) {
+        throw corruptAt(segment.name, 0, segment.firstLsn, `header says first LSN ${header.firstLsn}`);
+      }
+      const scan = scanFrames(this.fileSystem, fd, {
+        fromOffset: segmentHeaderBytes,
+        fileBytes: this.fileSystem.sizeOf(fd),
+        expectedLsn: segment.firstLsn,
+        frameBytesMax: this.frameBytesMax,
+      });
+      let nextIndexOffset = segmentHeaderBytes;
+      let lastLsn = segment.firstLsn - 1;
+      for (;;) {
+        const next = scan.next();
+        if (next.done === true) {
+          if (lastLsn !== expectedLast) {
+            const reason = next.value.kind === 'bad' ? next.value.reason : `segment ends at LSN ${lastLsn}, next starts at ${expectedLast + 1}`;
+            throw corruptAt(segment.name, next.value.offset, lastLsn + 1, reason);
+          }
+          break;
+        }
+        if (next.value.offset >= nextIndexOffset) {
+          index.push({ lsn: next.value.lsn, offset: next.value.offset });
+          nextIndexOffset = next.value.offset + indexEveryBytes;
+        }
+        lastLsn = next.value.lsn;
+      }
+      segment.lastLsn = lastLsn;
+    } finally {
+      this.fileSystem.close(fd);
+    }
+    segment.index = index;
+    return index;
+  }
+
+  private segmentIndexOf(lsn: number): number {
+    let low = 0;
+    let high = this.segments.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (this.segments[middle]!.firstLsn <= lsn) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  /**
+   * Follows the log from `fromLsn`: yields what is written, then waits for more, until the
+   * signal aborts, the log closes, or the consumer stops. Reads come from the files, so a slow
+   * follower holds no memory beyond one record.
+   */
+  async *follow(fromLsn: number, signal?: AbortSignal): AsyncGenerator<WalRecord> {
+    let next = fromLsn;
+    const aborted = (): boolean => signal?.aborted === true;
+    while (!aborted() && !this.closed) {
+      if (this.failure !== undefined) throw this.failure;
+      if (next <= this.writtenLsnValue) {
+        for (const record of this.read(next, this.writtenLsnValue)) {
+          yield record;
+          next = record.lsn + 1;
+          if (aborted()) return;
+        }
+        continue;
+      }
+      await this.waitForWrite(signal);
+    }
+  }
+
+  /** Resolves when a batch is written, the log closes or fails, or the signal aborts. */
+  waitForWrite(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.closed || signal?.aborted === true) return resolve();
+      const wake = (): void => {
+        signal?.removeEventListener('abort', wake);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      this.waiters.add(wake);
+      signal?.addEventListener('abort', wake, { once: true });
+    });
+  }
+
+  /**
+   * Cuts every record after `lsn` (a rejoining node dropping a tail the new primary never had).
+   * Durable when it returns. Fails with `BUSY` while appends are queued.
+   */
+  truncateAfter(lsn: number): void {
+    this.checkIdle('truncateAfter');
+    if (lsn >= this.writtenLsnValue) return;
+    if (lsn < this.firstLsn - 1) {
+      throw txlogError('BAD_REQUEST', `cannot truncate after ${lsn}: records before ${this.firstLsn} were dropped`);
+    }
+    if (this.activeFd !== undefined) this.fileSystem.close(this.activeFd);
+    this.activeFd = undefined;
+    // Drop whole segments that start after the cut, but keep at least the first one.
+    while (this.segments.length > 1 && this.segments[this.segments.length - 1]!.firstLsn > lsn) {
+      const dropped = this.segments.pop()!;
+      this.fileSystem.unlink(path.join(this.options.dir, dropped.name));
+    }
+    const segment = this.activeSegment();
+    const filePath = path.join(this.options.dir, segment.name);
+    const fd = this.fileSystem.open(filePath, 'r+');
+    const fileBytes = this.fileSystem.sizeOf(fd);
+    let cutOffset = segmentHeaderBytes;
+    let dataEnd = segmentHeaderBytes;
+    const index: SparseEntry[] = [];
+    const scan = scanFrames(this.fileSystem, fd, {
+      fromOffset: segmentHeaderBytes,
+      fileBytes,
+      expectedLsn: segment.firstLsn,
+      frameBytesMax: this.frameBytesMax,
+    });
+    let lastEpoch = 0;
+    for (const frame of scan) {
+      dataEnd = frame.offset + frame.frameBytes;
+      if (frame.lsn <= lsn) {
+        cutOffset = dataEnd;
+        lastEpoch = frame.epoch;
+        if (index.length === 0 || frame.offset >= index[index.length - 1]!.offset + indexEveryBytes) {
+          index.push({ lsn: frame.lsn, offset: frame.offset });
+        }
+      }
+    }
+    zeroRange(this.fileSystem, fd, cutOffset, dataEnd);
+    this.fileSystem.fdatasync(fd);
+    this.fileSystem.syncDirectory(this.options.dir);
+    segment.lastLsn = Math.max(lsn, segment.firstLsn - 1);
+    segment.index = index;
+    this.activeFd = fd;
+    this.writeOffset = cutOffset;
+    this.activeFileBytes = fileBytes;
+    this.nextIndexOffset = cutOffset;
+    this.writtenLsnValue = segment.lastLsn;
+    this.durableLsnValue = segment.lastLsn;
+    this.nextLsnValue = segment.lastLsn + 1;
+    if (segment.lastLsn < segment.firstLsn && this.segments.length > 1) {
+      // The active segment is empty: the epoch comes from the segment before it.
+      lastEpoch = this.lastEpochOfSegment(this.segments.length - 2);
+    }
+    this.lastEpochValue = lastEpoch;
+  }
+
+  private lastEpochOfSegment(segmentIndex: number): number {
+    const segment = this.segments[segmentIndex]!;
+    let epoch = 0;
+    for (const record of this.readSegment(segment, segmentIndex, segment.firstLsn, Number.MAX_SAFE_INTEGER)) {
+      epoch = record.epoch;
+    }
+    return epoch;
+  }
+
+  /**
+   * Drops whole segments all of whose records are below `lsn` (retention). The active segment is
+   * never dropped. Returns the number of segments removed.
+   */
+  truncateBefore(lsn: number): number {
+    if (this.closed) throw txlogError('CLOSED', 'the WAL is closed');
+    let removed = 0;
+    while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn) {
+      const dropped = this.segments.shift()!;
+      this.fileSystem.unlink(path.join(this.options.dir, dropped.name));
+      removed += 1;
+    }
+    if (removed > 0) this.fileSystem.syncDirectory(this.options.dir);
+    return removed;
+  }
+
+  private checkIdle(operation: string): void {
+    if (this.closed) throw txlogError('CLOSED', 'the WAL is closed');
+    if (this.failure !== undefined) throw this.failure;
+    if (this.options.readOnly) throw txlogError('BAD_REQUEST', 'the WAL is open read-only');
+    if (this.queue.length > 0) throw txlogError('BUSY', `${operation} needs a log with no queued appends`);
+  }
+
+  /** Writes what is queued, fdatasyncs (whatever the policy) and closes. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (this.queue.length > 0) this.flush();
+    if (this.failure === undefined && !this.options.readOnly) this.guard(() => this.syncNow());
+    this.closed = true;
+    this.syncTimer?.cancel();
+    this.syncTimer = undefined;
+    if (this.activeFd !== undefined) this.fileSystem.close(this.activeFd);
+    this.activeFd = undefined;
+    this.wakeFollowers();
+    await this.spare?.done;
+  }
+}
+
+function corruptAt(segment: string, offset: number, lsn: number, reason: string): TxlogError {
+  return txlogError('CORRUPT_LOG', `corrupt WAL: ${segment} at byte offset ${offset}, LSN ${lsn}: ${reason}`, {
+    segment,
+    offset,
+    lsn,
+    reason,
+  });
+}
+
+function zeroRange(fileSystem: FileSystem, fd: number, from: number, to: number): void {
+  const chunkBytes = 1024 * 1024;
+  const zeros = Buffer.alloc(Math.min(chunkBytes, Math.max(to - from, 0)));
+  for (let at = from; at < to; at += chunkBytes) {
+    fileSystem.writev(fd, [zeros.subarray(0, Math.min(chunkBytes, to - at))], at);
+  }
+}
+
+interface OpenedState {
+  segments: Segment[];
+  activeFd: number | undefined;
+  writeOffset: number;
+  activeFileBytes: number;
+  lastLsn: number;
+  lastEpoch: number;
+  tail: TailState;
+}
+
+function listSegments(options: ResolvedWalOptions): Segment[] {
+  const fileSystem = options.platform.fileSystem;
+  const stat = fileSystem.stat(options.dir);
+  if (stat === undefined) {
+    if (options.readOnly) throw txlogError('NOT_FOUND', `no WAL directory at ${options.dir}`, { dir: options.dir });
+    fileSystem.mkdirp(options.dir);
+    return [];
+  }
+  if (!stat.isDirectory) throw txlogError('NOT_A_LOG', `${options.dir} is not a directory`, { dir: options.dir });
+  const segments: Segment[] = [];
+  for (const name of fileSystem.readdir(options.dir)) {
+    const firstLsn = parseSegmentFileName(name);
+    if (firstLsn !== undefined) segments.push({ name, firstLsn, lastLsn: firstLsn - 1, index: undefined });
+    else if (name.endsWith('.tmp') && !options.readOnly) fileSystem.unlink(path.join(options.dir, name));
+  }
+  segments.sort((a, b) => a.firstLsn - b.firstLsn);
+  return segments;
+}
+
+/** Scans the tail segment, cuts a torn tail (unless read-only), refuses corruption. */
+function recover(options: ResolvedWalOptions): OpenedState {
+  const fileSystem = options.platform.fileSystem;
+  const segments = listSegments(options);
+  if (segments.length === 0) {
+    if (options.readOnly) {
+      return { segments, activeFd: undefined, writeOffset: 0, activeFileBytes: 0, lastLsn: 0, lastEpoch: 0, tail: { state: 'clean' } };
+    }
+    const created = createSegment(options, 1, undefined);
+    segments.push({ name: created.name, firstLsn: 1, lastLsn: 0, index: [] });
+    return {
+      segments,
+      activeFd: created.fd,
+      writeOffset: segmentHeaderBytes,
+      activeFileBytes: created.fileBytes,
+      lastLsn: 0,
+      lastEpoch: 0,
+      tail: { state: 'clean' },
+    };
+  }
+  for (const segment of segments.slice(0, -1)) checkHeader(fileSystem, options.dir, segment);
+  const last = segments[segments.length - 1]!;
+  const fd = fileSystem.open(path.join(options.dir, last.name), options.readOnly ? 'r' : 'r+');
+  let keepOpen = false;
+  try {
+    const scanned = scanTail(options, fd, last);
+    last.lastLsn = scanned.lastLsn;
+    last.index = scanned.index;
+    let lastEpoch = scanned.lastEpoch;
+    if (scanned.lastLsn < last.firstLsn && segments.length > 1) {
+      lastEpoch = epochOfLastRecord(options, segments, segments.length - 2);
+    }
+    keepOpen = !options.readOnly;
+    return {
+      segments,
+      activeFd: keepOpen ? fd : undefined,
+      writeOffset: scanned.endOffset,
+      activeFileBytes: scanned.fileBytes,
+      lastLsn: scanned.lastLsn,
+      lastEpoch,
+      tail: scanned.tail,
+    };
+  } finally {
+    if (!keepOpen) fileSystem.close(fd);
+  }
+}
+
+function checkHeader(fileSystem: FileSystem, dir: string, segment: Segment): void {
+  const fd = fileSystem.open(path.join(dir, segment.name), 'r');
+  try {
+    const header = readSegmentHeader(fileSystem, fd, segment.name);
+    if (header.firstLsn !== segment.firstLsn) {
+      throw corruptAt(segment.name, 0, segment.firstLsn, `header says first LSN ${header.firstLsn}`);
+    }
+  } finally {
+    fileSystem.close(fd);
+  }
+}
+
+function epochOfLastRecord(options: ResolvedWalOptions, segments: Segment[], segmentIndex: number): number {
+  const fileSystem = options.platform.fileSystem;
+  const segment = segments[segmentIndex]!;
+  const fd = fileSystem.open(path.join(options.dir, segment.name), 'r');
+  try {
+    let epoch = 0;
+    const scan = scanFrames(fileSystem, fd, {
+      fromOffset: segmentHeaderBytes,
+      fileBytes: fileSystem.sizeOf(fd),
+      expectedLsn: segment.firstLsn,
+      frameBytesMax: frameBytesMaxOf(options),
+    });
+    for (const frame of scan) epoch = frame.epoch;
+    return epoch;
+  } finally {
+    fileSystem.close(fd);
+  }
+}
+
+interface ScannedTail {
+  lastLsn: number;
+  lastEpoch: number;
+  endOffset: number;
+  fileBytes: number;
+  index: SparseEntry[];
+  tail: TailState;
+}
+
+function scanTail(options: ResolvedWalOptions, fd: number, segment: Segment): ScannedTail {
+  const fileSystem = options.platform.fileSystem;
+  const frameBytesMax = frameBytesMaxOf(options);
+  const header = readSegmentHeader(fileSystem, fd, segment.name);
+  if (header.firstLsn !== segment.firstLsn) {
+    throw corruptAt(segment.name, 0, segment.firstLsn, `header says first LSN ${header.firstLsn}`);
+  }
+  const fileBytes = fileSystem.sizeOf(fd);
+  const index: SparseEntry[] = [];
+  let nextIndexOffset = segmentHeaderBytes;
+  let lastLsn = segment.firstLsn - 1;
+  let lastEpoch = 0;
+  const scan = scanFrames(fileSystem, fd, {
+    fromOffset: segmentHeaderBytes,
+    fileBytes,
+    expectedLsn: segment.firstLsn,
+    frameBytesMax,
+  });
+  let stop;
+  for (;;) {
+    const next = scan.next();
+    if (next.done === true) {
+      stop = next.value;
+      break;
+    }
+    const frame = next.value;
+    if (frame.epoch < lastEpoch) {
+      throw corruptAt(segment.name, frame.offset, frame.lsn, `epoch ${frame.epoch} after epoch ${lastEpoch}`);
+    }
+    if (frame.offset >= nextIndexOffset) {
+      index.push({ lsn: frame.lsn, offset: frame.offset });
+      nextIndexOffset = frame.offset + indexEveryBytes;
+    }
+    lastLsn = frame.lsn;
+    lastEpoch = frame.epoch;
+  }
+  const endOffset = stop.offset;
+  const garbageEnd = nonZeroExtentEnd(fileSystem, fd, endOffset, fileBytes);
+  const result = { lastLsn, lastEpoch, endOffset, fileBytes, index };
+  if (stop.kind === 'end' && garbageEnd === endOffset) return { ...result, tail: { state: 'clean' } };
+  const reason = stop.kind === 'bad' ? stop.reason : 'non-zero bytes after the last record';
+  const later = findValidFrameAfter(fileSystem, fd, {
+    fromOffset: endOffset + 1,
+    fileBytes,
+    lsnAbove: lastLsn,
+    frameBytesMax,
+  });
+  if (later !== undefined) {
+    throw corruptAt(segment.name, endOffset, lastLsn + 1, `${reason}; a valid record follows at offset ${later}`);
+  }
+  const bytes = garbageEnd - endOffset;
+  if (options.readOnly) return { ...result, tail: { state: 'torn', segment: segment.name, offset: endOffset, bytes, reason } };
+  zeroRange(fileSystem, fd, endOffset, garbageEnd);
+  fileSystem.fdatasync(fd);
+  return { ...result, tail: { state: 'cut', segment: segment.name, offset: endOffset, bytes, reason } };
+}
+
+/**
+ * Creates a segment atomically: the header is written and synced under a temporary name, then
+ * renamed, and the directory synced, so a crash never leaves a segment with a torn header.
+ */
+function createSegment(
+  options: ResolvedWalOptions,
+  firstLsn: number,
+  sparePath: string | undefined,
+): { name: string; fd: number; fileBytes: number } {
+  const fileSystem = options.platform.fileSystem;
+  const name = segmentFileName(firstLsn);
+  const finalPath = path.join(options.dir, name);
+  let temporaryPath = sparePath;
+  let fd: number;
+  let fileBytes: number;
+  if (temporaryPath !== undefined) {
+    fd = fileSystem.open(temporaryPath, 'r+');
+    fileBytes = fileSystem.sizeOf(fd);
+  } else {
+    temporaryPath = `${finalPath}.tmp`;
+    fd = fileSystem.open(temporaryPath, 'wx');
+    fileBytes = segmentHeaderBytes;
+    if (options.preallocate) {
+      zeroRange(fileSystem, fd, 0, options.segmentBytes);
+      fileBytes = options.segmentBytes;
+    }
+  }
+  fileSystem.writev(fd, [encodeSegmentHeader(firstLsn)], 0);
+  fileSystem.fdatasync(fd);
+  fileSystem.rename(temporaryPath, finalPath);
+  fileSystem.syncDirectory(options.dir);
+  return { name, fd, fileBytes: Math.max(fileBytes, segmentHeaderBytes) };
+}
+
+/** Decodes a record's payload and header for display (`inspect`). */
+export function describeFrame(frame: Buffer): { lsn: number; epoch: number; type: number; payload: unknown } {
+  const fields = frameFields(frame);
+  return { lsn: fields.lsn, epoch: fields.epoch, type: fields.type, payload: decodePayload(frame.subarray(frameHeaderBytes)) };
+}
