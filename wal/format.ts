@@ -39,7 +39,14 @@ export const lsnMax = Number.MAX_SAFE_INTEGER;
  * Plain msgpack, no shared record structures: every payload decodes on its own, by any reader,
  * forever. (Payloads packed with shared `structures` cannot be read without them.)
  */
-const packr = new Packr({ useRecords: false, moreTypes: false });
+const packr = new Packr({
+  useRecords: false,
+  moreTypes: false,
+  // msgpackr writes a function as `undefined` by default: the record would silently lose data.
+  writeFunction: () => {
+    throw new TypeError('a function cannot be encoded as msgpack');
+  },
+});
 
 export function encodePayload(value: unknown): Buffer {
   return packr.pack(value);

@@ -644,6 +644,7 @@ export class Wal {
    */
   truncateBefore(lsn: number): number {
     if (this.closed) throw txlogError('CLOSED', 'the WAL is closed');
+    if (this.options.readOnly) throw txlogError('BAD_REQUEST', 'the WAL is open read-only');
     let removed = 0;
     while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn) {
       const dropped = this.segments.shift()!;
