@@ -1,2 +1,4 @@
 /** txlog's public entry. Everything a user imports comes from here. */
-export * from './wal/index.js';
+export { TxlogError, errorCodes, type ErrorCode } from './wal/errors.js';
+export { Wal, type WalOptions, type FsyncPolicy, type WalRecord } from './wal/index.js';
+export * from './engine/index.js';

@@ -31,6 +31,8 @@ export const errorCodes = [
   'USAGE',
   'NOT_SERIALIZABLE',
   'DETERMINISM_VIOLATION',
+  'CALL_FAILED',
+  'STORE_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];

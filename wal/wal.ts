@@ -188,6 +188,11 @@ export class Wal {
     } catch (error) {
       return Promise.reject(txlogError('NOT_SERIALIZABLE', 'record payload cannot be encoded as msgpack', {}, error));
     }
+    return this.appendPacked(type, packed, epoch);
+  }
+
+  /** `append` of a payload already packed with `encodePayload` (saves packing it twice). */
+  appendPacked(type: number, packed: Buffer, epoch: number): Promise<number> {
     if (packed.length > this.options.recordBytesMax) {
       return Promise.reject(
         txlogError('TOO_LARGE', `record of ${packed.length} bytes exceeds recordBytesMax ${this.options.recordBytesMax}`, {

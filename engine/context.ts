@@ -1,0 +1,234 @@
+/**
+ * Running one handler: the `ctx` it gets, and what comes out (buffered writes, reply or error,
+ * recorded clock and random values, read set, digest). The same context class serves live
+ * execution and re-execution; only its `Sources` differ, so a handler cannot tell them apart.
+ */
+import { errorFromSerialized, txlogError, type SerializedError } from '../wal/errors.js';
+import type { EventInput } from './records.js';
+import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
+import type { StoreLimits } from './options.js';
+import type { JournalEntry } from './state.js';
+import { checkedError, digestOf, packChecked, unserializablePart } from './values.js';
+
+export interface PendingWrite {
+  stream: string;
+  expectedVersion?: number;
+  events: EventInput[];
+}
+
+/** Where a context gets what is not the handler's own: reads, calls, clock and randomness. */
+export interface Sources {
+  read(stream: string, fromVersion: number, maxCount: number, readIndex: number): StreamSlice;
+  /** Makes (live) or looks up (re-execution) call `callIndex`; resolves with its journaled outcome. */
+  call(callIndex: number, name: string, fn: (idempotencyKey: string) => unknown): Promise<JournalEntry>;
+  now(index: number): number;
+  random(index: number): number;
+}
+
+/**
+ * Infrastructure failed under a handler (the journal could not be replicated, the store
+ * closed): the transaction is abandoned, not recorded, and the caller resends.
+ */
+export class TransactionAborted extends Error {
+  override readonly name = 'TransactionAborted';
+  readonly reason: Error;
+  constructor(reason: Error) {
+    super(reason.message);
+    this.reason = reason;
+  }
+}
+
+export interface HandlerOutcome {
+  writes: PendingWrite[];
+  reply?: unknown;
+  error?: SerializedError;
+  now: number[];
+  random: number[];
+  readSet: Array<[string, number]>;
+  calls: number;
+  /** Digest of writes and reply or error: what re-execution must reproduce. */
+  digest: string;
+}
+
+export class TransactionContext implements Context {
+  readonly clientId: string;
+  readonly requestId: number;
+  readonly command: string;
+  readonly writes: PendingWrite[] = [];
+  readonly nowValues: number[] = [];
+  readonly randomValues: number[] = [];
+  readonly readSet: Array<[string, number]> = [];
+  private eventCount = 0;
+  private callCount = 0;
+  private callInProgress = false;
+  private finished = false;
+  /** Set when a call's journaling failed: whatever the handler does next, nothing is recorded. */
+  aborted: Error | undefined;
+  private readonly limits: StoreLimits;
+  private readonly sources: Sources;
+
+  constructor(ids: { clientId: string; requestId: number; command: string }, limits: StoreLimits, sources: Sources) {
+    this.clientId = ids.clientId;
+    this.requestId = ids.requestId;
+    this.command = ids.command;
+    this.limits = limits;
+    this.sources = sources;
+  }
+
+  get calls(): number {
+    return this.callCount;
+  }
+
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
+    this.checkLive('readStream');
+    checkStreamName(stream, this.limits);
+    const fromVersion = options.fromVersion ?? 0;
+    const maxCount = Math.min(options.maxCount ?? this.limits.readEventsMax, this.limits.readEventsMax);
+    if (!Number.isSafeInteger(fromVersion) || fromVersion < 0 || !Number.isSafeInteger(maxCount) || maxCount < 0) {
+      throw txlogError('BAD_REQUEST', 'readStream: fromVersion and maxCount must be non-negative integers');
+    }
+    const slice = this.sources.read(stream, fromVersion, maxCount, this.readSet.length);
+    this.readSet.push([stream, slice.version]);
+    return slice;
+  }
+
+  append(stream: string, events: EventInput[], options: AppendOptions = {}): void {
+    this.checkLive('append');
+    checkStreamName(stream, this.limits);
+    if (!Array.isArray(events) || events.length === 0) {
+      throw txlogError('BAD_REQUEST', `append to ${stream}: events must be a non-empty array`);
+    }
+    const expected = options.expectedVersion;
+    if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < -1)) {
+      throw txlogError('BAD_REQUEST', `append to ${stream}: expectedVersion must be an integer >= -1`);
+    }
+    if (this.eventCount + events.length > this.limits.eventsPerTransactionMax) {
+      throw txlogError('TOO_LARGE', `a transaction may write at most ${this.limits.eventsPerTransactionMax} events`);
+    }
+    const checked = events.map((event) => checkEvent(event, stream, this.limits));
+    this.eventCount += events.length;
+    const existing = this.writes.find((write) => write.stream === stream);
+    if (existing === undefined) {
+      const write: PendingWrite = { stream, events: checked };
+      if (expected !== undefined) write.expectedVersion = expected;
+      this.writes.push(write);
+      return;
+    }
+    if (expected !== undefined) {
+      throw txlogError('BAD_REQUEST', `append to ${stream} twice in one transaction: only the first may pass expectedVersion`);
+    }
+    existing.events.push(...checked);
+  }
+
+  async call<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
+    this.checkLive('call');
+    if (typeof name !== 'string' || name.length === 0 || name.length > this.limits.commandNameLengthMax) {
+      throw txlogError('BAD_REQUEST', 'ctx.call needs a name of 1..128 characters');
+    }
+    if (typeof fn !== 'function') throw txlogError('BAD_REQUEST', 'ctx.call needs a function');
+    if (this.callInProgress) {
+      throw txlogError('BAD_REQUEST', 'ctx.call started before the previous call was journaled; await each call');
+    }
+    if (this.callCount >= this.limits.callsPerTransactionMax) {
+      throw txlogError('TOO_LARGE', `a transaction may make at most ${this.limits.callsPerTransactionMax} calls`);
+    }
+    const callIndex = this.callCount++;
+    this.callInProgress = true;
+    try {
+      let entry: JournalEntry;
+      try {
+        entry = await this.sources.call(callIndex, name, fn);
+      } catch (error) {
+        if (error instanceof TransactionAborted) this.aborted ??= error.reason;
+        throw error;
+      }
+      if (entry.name !== name) {
+        throw txlogError('DETERMINISM_VIOLATION', `call ${callIndex} is journaled as ${entry.name}, the handler now calls ${name}`);
+      }
+      if (entry.error !== undefined) throw errorFromSerialized(entry.error);
+      return entry.result as T;
+    } finally {
+      this.callInProgress = false;
+    }
+  }
+
+  now(): number {
+    this.checkLive('now');
+    const value = this.sources.now(this.nowValues.length);
+    this.nowValues.push(value);
+    return value;
+  }
+
+  random(): number {
+    this.checkLive('random');
+    const value = this.sources.random(this.randomValues.length);
+    this.randomValues.push(value);
+    return value;
+  }
+
+  private checkLive(what: string): void {
+    if (this.finished) throw txlogError('BAD_REQUEST', `ctx.${what} used after the handler returned`);
+  }
+
+  /** Marks the context done: a handler's stray promise can no longer change the outcome. */
+  finish(): void {
+    this.finished = true;
+  }
+}
+
+function checkStreamName(stream: unknown, limits: StoreLimits): asserts stream is string {
+  if (typeof stream !== 'string' || stream.length === 0 || stream.length > limits.streamNameLengthMax) {
+    throw txlogError('BAD_REQUEST', `stream names are strings of 1..${limits.streamNameLengthMax} characters`);
+  }
+}
+
+function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventInput {
+  if (typeof event !== 'object' || event === null) throw txlogError('BAD_REQUEST', `append to ${stream}: each event must be an object`);
+  const { type, data, metadata } = event as Record<string, unknown>;
+  if (typeof type !== 'string' || type.length === 0 || type.length > limits.commandNameLengthMax) {
+    throw txlogError('BAD_REQUEST', `append to ${stream}: each event needs a type of 1..${limits.commandNameLengthMax} characters`);
+  }
+  const checked: EventInput = { type, data: data ?? null };
+  if (metadata !== undefined) checked.metadata = metadata;
+  packChecked(checked, limits.eventBytesMax, `an event of ${stream}`);
+  return checked;
+}
+
+/** A thrown value as it is recorded: our errors keep their code, anything else is HANDLER_FAILED. */
+export function serializeThrown(error: unknown, fallback: 'HANDLER_FAILED' | 'CALL_FAILED'): SerializedError {
+  const ours = checkedError(error);
+  if (ours !== undefined) return { code: ours.code, message: String(ours.message), details: ours.details ?? {} };
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: fallback, message, details: {} };
+}
+
+/** Runs a handler to completion and packages what it did; throws only when the transaction was aborted. */
+export async function runHandler(handler: CommandHandler, context: TransactionContext, args: unknown, limits: StoreLimits): Promise<HandlerOutcome> {
+  let reply: unknown;
+  let error: SerializedError | undefined;
+  try {
+    reply = await handler(context, args);
+    if (reply === undefined) reply = null;
+    const problem = unserializablePart(reply);
+    if (problem !== undefined) throw txlogError('NOT_SERIALIZABLE', `the reply cannot be stored: ${problem}`);
+    packChecked(reply, limits.replyBytesMax, 'the reply');
+  } catch (thrown) {
+    error = serializeThrown(thrown, 'HANDLER_FAILED');
+    reply = undefined;
+  } finally {
+    context.finish();
+  }
+  if (context.aborted !== undefined) throw context.aborted;
+  const writes = error === undefined ? context.writes : [];
+  const outcome: HandlerOutcome = {
+    writes,
+    now: context.nowValues,
+    random: context.randomValues,
+    readSet: context.readSet,
+    calls: context.calls,
+    digest: digestOf([writes, error === undefined ? reply : null, error?.code ?? null]),
+  };
+  if (error !== undefined) outcome.error = error;
+  else outcome.reply = reply;
+  return outcome;
+}

@@ -1,0 +1,15 @@
+export { openStore, Store, type RequestIds, type AppendResult, type SubscribeOptions } from './store.js';
+export {
+  defineService,
+  checkService,
+  builtinCommands,
+  type Service,
+  type Context,
+  type CommandHandler,
+  type RecordedEvent,
+  type StreamSlice,
+  type ReadStreamOptions,
+  type AppendOptions,
+} from './service.js';
+export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
+export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';

@@ -1,0 +1,137 @@
+/**
+ * What an application writes: a service of deterministic command handlers. The same module runs
+ * on every node; a handler never learns whether it runs live on a primary, on a backup
+ * re-executing a commit, or under `txlog replay`.
+ */
+import { txlogError } from '../wal/errors.js';
+import type { EventInput } from './records.js';
+
+export interface RecordedEvent {
+  stream: string;
+  /** Version of this event in its stream, from 0. */
+  version: number;
+  /** Position in the global commit order, from 0, dense. */
+  position: number;
+  type: string;
+  data: unknown;
+  metadata?: unknown;
+}
+
+export interface StreamSlice {
+  /** Last version of the stream; -1 when it does not exist. */
+  version: number;
+  events: RecordedEvent[];
+}
+
+export interface ReadStreamOptions {
+  /** First version to return. @default 0 */
+  fromVersion?: number;
+  /** Most events to return. @default readEventsMax (store option) */
+  maxCount?: number;
+}
+
+export interface AppendOptions {
+  /** -1: the stream must not exist; n: its last version must be n; omitted: any. */
+  expectedVersion?: number;
+}
+
+/** What a handler may do. Everything nondeterministic goes through it. */
+export interface Context {
+  readonly clientId: string;
+  readonly requestId: number;
+  readonly command: string;
+  /**
+   * Reads a stream. On the primary: its state now. On re-execution: as of the version the
+   * primary saw (the read set), so interleaving never looks like nondeterminism.
+   */
+  readStream(stream: string, options?: ReadStreamOptions): Promise<StreamSlice>;
+  /** Buffers events; they are written atomically with the rest of the transaction at commit. */
+  append(stream: string, events: EventInput[], options?: AppendOptions): void;
+  /**
+   * Makes an external call once. `fn` gets the idempotency key `clientId:requestId:callIndex`.
+   * Its result or thrown error is journaled (and replicated) before the handler sees it; a
+   * re-execution gets the journaled outcome and `fn` is not called.
+   */
+  call<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T>;
+  /** Wall-clock milliseconds, recorded in the commit. */
+  now(): number;
+  /** A float in [0, 1), recorded in the commit. */
+  random(): number;
+}
+
+export type CommandHandler<Args = unknown, Reply = unknown> = (context: Context, args: Args) => Promise<Reply> | Reply;
+
+export interface Service {
+  name: string;
+  // Handlers take differently typed args; the store checks nothing about them beyond msgpack.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  commands: Record<string, CommandHandler<any, unknown>>;
+}
+
+/** An identity helper for typing: a plain object with the same shape works too. */
+export function defineService<S extends Service>(service: S): S {
+  return service;
+}
+
+/** Checks a value claiming to be a service (a module's default export, say). */
+export function checkService(value: unknown, source: string): Service {
+  if (typeof value !== 'object' || value === null) {
+    throw txlogError('BAD_REQUEST', `${source}: a service must be an object with name and commands`);
+  }
+  const candidate = value as Record<string, unknown>;
+  const commands = candidate['commands'];
+  if (typeof candidate['name'] !== 'string' || typeof commands !== 'object' || commands === null) {
+    throw txlogError('BAD_REQUEST', `${source}: a service needs a string name and a commands object`);
+  }
+  for (const [command, handler] of Object.entries(commands)) {
+    if (typeof handler !== 'function') {
+      throw txlogError('BAD_REQUEST', `${source}: command ${command} is not a function`);
+    }
+    if (builtinCommandNames.has(command)) {
+      throw txlogError('BAD_REQUEST', `${source}: command ${command} collides with a built-in command`);
+    }
+  }
+  return value as Service;
+}
+
+export interface AppendArgs {
+  stream: string;
+  events: EventInput[];
+  expectedVersion?: number;
+}
+
+export interface AppendManyArgs {
+  writes: AppendArgs[];
+}
+
+function appendWrites(context: Context, writes: unknown): void {
+  if (!Array.isArray(writes) || writes.length === 0) {
+    throw txlogError('BAD_REQUEST', 'append needs { stream, events } or a non-empty { writes: [...] }');
+  }
+  for (const write of writes) {
+    if (typeof write !== 'object' || write === null) throw txlogError('BAD_REQUEST', 'each write must be an object');
+    const { stream, events, expectedVersion } = write as Record<string, unknown>;
+    const options: AppendOptions = {};
+    if (expectedVersion !== undefined && expectedVersion !== null) {
+      if (typeof expectedVersion !== 'number') throw txlogError('BAD_REQUEST', 'expectedVersion must be a number');
+      options.expectedVersion = expectedVersion;
+    }
+    context.append(stream as string, events as EventInput[], options);
+  }
+}
+
+/**
+ * Commands every store understands without a service, so `txlog serve` alone is an event
+ * store. Their reply ({ stream, version, position } of the last event written) is filled in at
+ * commit, once versions are assigned.
+ */
+export const builtinCommands: Record<string, CommandHandler> = {
+  append(context, args) {
+    if (typeof args !== 'object' || args === null) throw txlogError('BAD_REQUEST', 'append args must be an object');
+    const record = args as Record<string, unknown>;
+    appendWrites(context, record['writes'] !== undefined ? record['writes'] : [record]);
+    return null;
+  },
+};
+
+export const builtinCommandNames: ReadonlySet<string> = new Set(Object.keys(builtinCommands));

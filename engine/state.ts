@@ -1,0 +1,310 @@
+/**
+ * The state derived from the WAL, kept in LMDB: events in global order and by stream, stream
+ * heads, the session table, journal entries of transactions not yet committed, and the LSN
+ * applied up to, all written in one LMDB transaction per applied batch so they never disagree.
+ *
+ * LMDB runs with `noSync`: the WAL is the truth, and recovery replays it from `appliedLsn`. If a
+ * crash leaves LMDB ahead of the WAL (possible when the WAL's fsync policy is not `always`), or
+ * LMDB cannot be opened, the store rebuilds this state from the WAL.
+ */
+import * as fs from 'node:fs';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
+import { assert } from '../wal/assert.js';
+import type { SerializedError } from '../wal/errors.js';
+import type { RecordedEvent, StreamSlice } from './service.js';
+import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
+import type { SessionLimits } from './options.js';
+
+export interface Outcome {
+  requestId: number;
+  lsn: number;
+  reply?: unknown;
+  error?: SerializedError;
+}
+
+interface SessionRecord {
+  /** Highest request id committed by this client. */
+  latest: number;
+  /** LSN of its last commit: the eviction order. */
+  lastLsn: number;
+  /** Outcomes of its last `requestWindow` request ids; null once evicted (tombstone). */
+  outcomes: Outcome[] | null;
+}
+
+export type SessionLookup =
+  | { kind: 'unknown' }
+  | { kind: 'committed'; outcome: Outcome }
+  | { kind: 'expired'; latest: number };
+
+export interface JournalEntry {
+  callIndex: number;
+  name: string;
+  result?: unknown;
+  error?: SerializedError;
+}
+
+export interface ApplicableRecord {
+  lsn: number;
+  type: number;
+  payload: unknown;
+}
+
+interface StoredEvent {
+  stream: string;
+  version: number;
+  type: string;
+  data: unknown;
+  metadata?: unknown;
+}
+
+const metaKeys = {
+  appliedLsn: 'appliedLsn',
+  nextPosition: 'nextPosition',
+  epoch: 'epoch',
+  liveSessions: 'liveSessions',
+} as const;
+
+export class State {
+  private readonly root: RootDatabase;
+  private readonly meta: Database<number, string>;
+  /** position → event */
+  private readonly events: Database<StoredEvent, number>;
+  /** [stream, version] → position */
+  private readonly streamIndex: Database<number, [string, number]>;
+  /** stream → last version */
+  private readonly streams: Database<number, string>;
+  private readonly sessions: Database<SessionRecord, string>;
+  /** [lastLsn, clientId] for sessions not yet evicted: the eviction order. */
+  private readonly sessionOrder: Database<boolean, [number, string]>;
+  /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
+  private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
+
+  private appliedLsnValue: number;
+  private nextPositionValue: number;
+  private epochValue: number;
+
+  private constructor(root: RootDatabase) {
+    this.root = root;
+    this.meta = root.openDB({ name: 'meta' });
+    this.events = root.openDB({ name: 'events', keyEncoding: 'uint32' });
+    this.streamIndex = root.openDB({ name: 'stream-index' });
+    this.streams = root.openDB({ name: 'streams' });
+    this.sessions = root.openDB({ name: 'sessions' });
+    this.sessionOrder = root.openDB({ name: 'session-order' });
+    this.journal = root.openDB({ name: 'journal' });
+    this.appliedLsnValue = this.meta.get(metaKeys.appliedLsn) ?? 0;
+    this.nextPositionValue = this.meta.get(metaKeys.nextPosition) ?? 0;
+    this.epochValue = this.meta.get(metaKeys.epoch) ?? 0;
+  }
+
+  static open(dir: string, mapBytes: number): State {
+    fs.mkdirSync(dir, { recursive: true });
+    const root = open({ path: dir, maxDbs: 16, mapSize: mapBytes, noSync: true, compression: false });
+    return new State(root);
+  }
+
+  /** Removes the LMDB files so the next `open` starts empty (a rebuild from the WAL). */
+  static destroy(dir: string): void {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  get appliedLsn(): number {
+    return this.appliedLsnValue;
+  }
+
+  get nextPosition(): number {
+    return this.nextPositionValue;
+  }
+
+  /** Highest epoch seen in an applied epoch record. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  streamVersion(stream: string): number {
+    return this.streams.get(stream) ?? -1;
+  }
+
+  /**
+   * Reads a stream; with `asOfVersion`, as the stream was at that version (a prefix: events
+   * never change once written).
+   */
+  readStream(stream: string, fromVersion: number, maxCount: number, asOfVersion?: number): StreamSlice {
+    const head = this.streamVersion(stream);
+    const version = asOfVersion === undefined ? head : Math.min(asOfVersion, head);
+    const events: RecordedEvent[] = [];
+    if (version < 0 || fromVersion > version || maxCount <= 0) return { version, events };
+    const last = Math.min(version, fromVersion + maxCount - 1);
+    for (const { value: position } of this.streamIndex.getRange({ start: [stream, fromVersion], end: [stream, last + 1] })) {
+      events.push(this.eventAt(position));
+    }
+    return { version, events };
+  }
+
+  readAll(fromPosition: number, maxCount: number): RecordedEvent[] {
+    const events: RecordedEvent[] = [];
+    const end = Math.min(this.nextPositionValue, fromPosition + maxCount);
+    if (fromPosition >= end) return events;
+    for (const { key, value } of this.events.getRange({ start: fromPosition, end })) {
+      events.push(toRecorded(key, value));
+    }
+    return events;
+  }
+
+  private eventAt(position: number): RecordedEvent {
+    const stored = this.events.get(position);
+    assert(stored !== undefined, `stream index names missing position ${position}`);
+    return toRecorded(position, stored);
+  }
+
+  lookupSession(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
+    const session = this.sessions.get(clientId);
+    if (session === undefined) return { kind: 'unknown' };
+    if (session.outcomes === null) {
+      return requestId <= session.latest ? { kind: 'expired', latest: session.latest } : { kind: 'unknown' };
+    }
+    const outcome = session.outcomes.find((candidate) => candidate.requestId === requestId);
+    if (outcome !== undefined) return { kind: 'committed', outcome };
+    if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };
+    return { kind: 'unknown' };
+  }
+
+  journalFor(clientId: string, requestId: number): JournalEntry[] {
+    const entries: JournalEntry[] = [];
+    for (const { key, value } of this.journal.getRange({ start: [clientId, requestId, 0], end: [clientId, requestId + 1, 0] })) {
+      entries.push({ callIndex: key[2], ...value });
+    }
+    return entries;
+  }
+
+  journalEntry(clientId: string, requestId: number, callIndex: number): JournalEntry | undefined {
+    const entry = this.journal.get([clientId, requestId, callIndex]);
+    return entry === undefined ? undefined : { callIndex, ...entry };
+  }
+
+  /** Applies records in LSN order, all in one LMDB transaction. */
+  apply(records: readonly ApplicableRecord[], limits: SessionLimits): void {
+    if (records.length === 0) return;
+    this.root.transactionSync(() => {
+      for (const record of records) {
+        assert(record.lsn === this.appliedLsnValue + 1, `apply out of order: ${record.lsn} after ${this.appliedLsnValue}`);
+        this.applyOne(record, limits);
+        this.appliedLsnValue = record.lsn;
+      }
+      this.meta.putSync(metaKeys.appliedLsn, this.appliedLsnValue);
+      this.meta.putSync(metaKeys.nextPosition, this.nextPositionValue);
+    });
+  }
+
+  private applyOne(record: ApplicableRecord, limits: SessionLimits): void {
+    switch (record.type) {
+      case recordTypes.commit:
+        this.applyCommit(record.lsn, record.payload as CommitPayload, limits);
+        return;
+      case recordTypes.journal: {
+        const journal = record.payload as JournalPayload;
+        const entry: Omit<JournalEntry, 'callIndex'> = { name: journal.name };
+        if (journal.error !== undefined) entry.error = journal.error;
+        else entry.result = journal.result;
+        this.journal.putSync([journal.clientId, journal.requestId, journal.callIndex], entry);
+        return;
+      }
+      case recordTypes.epoch: {
+        const epoch = record.payload as EpochPayload;
+        this.epochValue = Math.max(this.epochValue, epoch.epoch);
+        this.meta.putSync(metaKeys.epoch, this.epochValue);
+        return;
+      }
+      default:
+        // Record types this version does not know are kept in the WAL and skipped here.
+        return;
+    }
+  }
+
+  private applyCommit(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
+    let position = commit.firstPosition;
+    if (commit.events.length > 0) {
+      assert(position === this.nextPositionValue, `commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
+    }
+    for (const write of commit.events) {
+      let version = write.firstVersion;
+      for (const event of write.events) {
+        const stored: StoredEvent = { stream: write.stream, version, type: event.type, data: event.data ?? null };
+        if (event.metadata !== undefined) stored.metadata = event.metadata;
+        this.events.putSync(position, stored);
+        this.streamIndex.putSync([write.stream, version], position);
+        position += 1;
+        version += 1;
+      }
+      this.streams.putSync(write.stream, version - 1);
+    }
+    if (commit.events.length > 0) this.nextPositionValue = position;
+    if (commit.clientId !== '' && commit.requestId > 0) this.recordOutcome(lsn, commit, limits);
+  }
+
+  private recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
+    const { clientId, requestId } = commit;
+    const previous = this.sessions.get(clientId);
+    const outcome: Outcome = { requestId, lsn };
+    if (commit.error !== undefined) outcome.error = commit.error;
+    else outcome.reply = commit.reply ?? null;
+    const latest = Math.max(previous?.latest ?? 0, requestId);
+    const outcomes = (previous?.outcomes ?? [])
+      .filter((kept) => kept.requestId > latest - limits.requestWindow && kept.requestId !== requestId)
+      .concat(outcome);
+    let liveSessions = this.meta.get(metaKeys.liveSessions) ?? 0;
+    if (previous !== undefined && previous.outcomes !== null) this.sessionOrder.removeSync([previous.lastLsn, clientId]);
+    else liveSessions += 1;
+    this.sessions.putSync(clientId, { latest, lastLsn: lsn, outcomes });
+    this.sessionOrder.putSync([lsn, clientId], true);
+    // Journal entries of this request, and of requests that fell out of the window, are done.
+    for (const { key } of this.journal.getRange({ start: [clientId, 0, 0], end: [clientId, latest - limits.requestWindow + 1, 0] })) {
+      this.journal.removeSync(key);
+    }
+    for (const { key } of this.journal.getRange({ start: [clientId, requestId, 0], end: [clientId, requestId + 1, 0] })) {
+      this.journal.removeSync(key);
+    }
+    while (liveSessions > limits.clientsMax) {
+      let oldest: [number, string] | undefined;
+      for (const key of this.sessionOrder.getKeys({ limit: 1 })) oldest = key;
+      assert(oldest !== undefined, 'session count says more sessions than the order holds');
+      const [oldestLsn, oldestClient] = oldest;
+      const evicted = this.sessions.get(oldestClient);
+      assert(evicted !== undefined && evicted.lastLsn === oldestLsn, 'session order out of step with sessions');
+      this.sessions.putSync(oldestClient, { latest: evicted.latest, lastLsn: evicted.lastLsn, outcomes: null });
+      this.sessionOrder.removeSync(oldest);
+      liveSessions -= 1;
+    }
+    this.meta.putSync(metaKeys.liveSessions, liveSessions);
+  }
+
+  /** Everything, in a form two states can be compared by (tests: rebuild gives the same state). */
+  dump(): { appliedLsn: number; nextPosition: number; events: unknown[]; streams: unknown[]; sessions: unknown[]; journal: unknown[] } {
+    const all = <K extends Key, V>(database: Database<V, K>): Array<[K, V]> =>
+      [...database.getRange({})].map(({ key, value }) => [key, value] as [K, V]);
+    return {
+      appliedLsn: this.appliedLsnValue,
+      nextPosition: this.nextPositionValue,
+      events: all(this.events),
+      streams: all(this.streams),
+      sessions: all(this.sessions),
+      journal: all(this.journal),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.root.close();
+  }
+}
+
+function toRecorded(position: number, stored: StoredEvent): RecordedEvent {
+  const event: RecordedEvent = {
+    stream: stored.stream,
+    version: stored.version,
+    position,
+    type: stored.type,
+    data: stored.data,
+  };
+  if (stored.metadata !== undefined) event.metadata = stored.metadata;
+  return event;
+}

@@ -1,0 +1,734 @@
+/**
+ * The embedded store: event streams, the service runtime and exactly-once transactions over one
+ * WAL and its LMDB state. The replicated node wraps this class unchanged: it gates when commits
+ * are released (backup acknowledged) and feeds a backup's store with the primary's frames.
+ *
+ * Life of a transaction here:
+ *   1. `execute` checks the session table: a committed request returns its stored outcome; one
+ *      running already shares the running promise; one older than the window is REQUEST_EXPIRED.
+ *   2. The handler runs with a live context; each `ctx.call` is journaled (WAL record, released)
+ *      before the handler sees its result.
+ *   3. The commit is assembled synchronously: expected versions are checked against the stream
+ *      heads including commits not yet applied, versions and global positions assigned, and the
+ *      record appended to the WAL in the same tick, so LSN order is version and position order.
+ *   4. Once the WAL has it (per the fsync policy) and the release gate allows (the backup's
+ *      acknowledgement, when replicated), records are applied to LMDB in LSN order, one LMDB
+ *      transaction per batch, and only then the caller gets its reply: a reader never sees a
+ *      commit that could still be lost.
+ */
+import * as path from 'node:path';
+import { Wal, recordPayload } from '../wal/wal.js';
+import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
+import { assert } from '../wal/assert.js';
+import { encodePayload } from '../wal/format.js';
+import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload, type StreamWrite } from './records.js';
+import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
+import { builtinCommands, type CommandHandler, type RecordedEvent, type ReadStreamOptions, type StreamSlice } from './service.js';
+import { State, type ApplicableRecord, type JournalEntry } from './state.js';
+import { TransactionAborted, TransactionContext, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
+import { packChecked } from './values.js';
+import type { EventInput } from './records.js';
+
+export interface RequestIds {
+  /** Who sends: with `requestId`, makes the request exactly-once. Omit both for a one-off. */
+  clientId?: string;
+  /** Grows by one per client; a resend reuses it. */
+  requestId?: number;
+}
+
+export interface AppendResult {
+  stream: string;
+  /** Version of the last event written. */
+  version: number;
+  /** Global position of the last event written. */
+  position: number;
+}
+
+export interface SubscribeOptions {
+  /** First global position to deliver. @default 0 */
+  fromPosition?: number;
+  /** Called once when the subscription has delivered everything committed so far. */
+  onCaughtUp?: () => void;
+  signal?: AbortSignal;
+}
+
+interface Waiter {
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/** Reads the store applies per LMDB transaction while recovering. */
+const recoveryBatchRecords = 1024;
+/** Events a subscription reads from LMDB at a time. */
+const subscribePageEvents = 512;
+
+export async function openStore(options: StoreOptions): Promise<Store> {
+  return Store.open(options);
+}
+
+export class Store {
+  readonly options: ResolvedStoreOptions;
+  readonly wal: Wal;
+  private state: State;
+  private epochValue: number;
+  /** Records appended to the WAL and not yet applied, by LSN. */
+  private readonly pending = new Map<number, ApplicableRecord>();
+  private readonly appliedWaiters = new Map<number, Waiter[]>();
+  /**
+   * Commits and journal entries in the WAL but not yet applied, by request (and call). A resend
+   * that finds one waits for it instead of running again: its outcome is decided, only not yet
+   * released (the backup has not acknowledged it).
+   */
+  private readonly pendingCommits = new Map<string, { lsn: number; payload: CommitPayload }>();
+  private readonly pendingCalls = new Map<string, { lsn: number; entry: JournalEntry }>();
+  /** Highest LSN whose WAL append resolved (written, or durable under `always`). */
+  private walResolvedLsn: number;
+  private releaseGate: () => number = () => Number.MAX_SAFE_INTEGER;
+  private applyScheduled = false;
+  /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
+  private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
+  private nextPositionValue: number;
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  private inFlightCount = 0;
+  private readonly applyListeners = new Set<(records: readonly ApplicableRecord[]) => void>();
+  private readonly applyWakers = new Set<() => void>();
+  private failure: TxlogError | undefined;
+  private closed = false;
+
+  private constructor(options: ResolvedStoreOptions, wal: Wal, state: State) {
+    this.options = options;
+    this.wal = wal;
+    this.state = state;
+    this.walResolvedLsn = wal.lastLsn;
+    this.nextPositionValue = state.nextPosition;
+    this.epochValue = Math.max(wal.lastEpoch, state.epoch);
+  }
+
+  static async open(options: StoreOptions): Promise<Store> {
+    const resolved = resolveStoreOptions(options);
+    const walOptions: Parameters<typeof Wal.open>[0] = {
+      dir: path.join(resolved.dir, 'wal'),
+      fsync: resolved.fsync,
+      platform: resolved.platform,
+      log: resolved.log,
+    };
+    if (resolved.fsyncIntervalMs !== undefined) walOptions.fsyncIntervalMs = resolved.fsyncIntervalMs;
+    if (resolved.segmentBytes !== undefined) walOptions.segmentBytes = resolved.segmentBytes;
+    if (resolved.preallocate !== undefined) walOptions.preallocate = resolved.preallocate;
+    if (resolved.recordBytesMax !== undefined) walOptions.recordBytesMax = resolved.recordBytesMax;
+    const wal = await Wal.open(walOptions);
+    try {
+      const state = await openState(resolved, wal);
+      return new Store(resolved, wal, state);
+    } catch (error) {
+      await wal.close();
+      throw error;
+    }
+  }
+
+  /** The epoch this store writes records with (raised by promotion). */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  get appliedLsn(): number {
+    return this.state.appliedLsn;
+  }
+
+  get lastLsn(): number {
+    return this.wal.lastLsn;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  /**
+   * Runs `command` once. Resolves with the handler's reply once the commit is applied: in the
+   * WAL per the fsync policy (durable under `always`) and, when replicated, acknowledged by the
+   * backup. A failed transaction is recorded too and rejects with its `TxlogError` every time it
+   * is resent. A resend of a committed request (same client and request id) returns the stored
+   * outcome and runs nothing.
+   */
+  execute(command: string, args?: unknown, ids: RequestIds = {}): Promise<unknown> {
+    try {
+      this.checkOpen();
+      const checked = this.checkRequest(command, args, ids);
+      const key = checked.requestId > 0 ? requestKey(checked.clientId, checked.requestId) : undefined;
+      if (key !== undefined) {
+        const running = this.inFlight.get(key);
+        if (running !== undefined) return running;
+        const decided = this.pendingCommits.get(key);
+        if (decided !== undefined) return this.waitApplied(decided.lsn).then(() => outcomeOf(decided.payload));
+        const known = this.lookupOutcome(checked.clientId, checked.requestId);
+        if (known !== undefined) return known;
+      }
+      if (this.inFlightCount >= this.options.limits.transactionsInFlightMax) {
+        throw txlogError('BUSY', `${this.options.limits.transactionsInFlightMax} transactions are running; retry later`);
+      }
+      this.inFlightCount += 1;
+      const running = this.run(command, args, checked.clientId, checked.requestId).finally(() => {
+        this.inFlightCount -= 1;
+        if (key !== undefined) this.inFlight.delete(key);
+      });
+      if (key !== undefined) this.inFlight.set(key, running);
+      return running;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Appends events to one stream (the built-in `append` command). */
+  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } & RequestIds = {}): Promise<AppendResult> {
+    const args: Record<string, unknown> = { stream, events };
+    if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    const ids: RequestIds = {};
+    if (options.clientId !== undefined) ids.clientId = options.clientId;
+    if (options.requestId !== undefined) ids.requestId = options.requestId;
+    return (await this.execute('append', args, ids)) as AppendResult;
+  }
+
+  private checkRequest(command: unknown, args: unknown, ids: RequestIds): { clientId: string; requestId: number } {
+    const limits = this.options.limits;
+    if (typeof command !== 'string' || command.length === 0 || command.length > limits.commandNameLengthMax) {
+      throw txlogError('BAD_REQUEST', `command must be a string of 1..${limits.commandNameLengthMax} characters`);
+    }
+    if (typeof ids !== 'object' || ids === null) throw txlogError('BAD_REQUEST', 'request ids must be an object');
+    const clientId = ids.clientId ?? '';
+    const requestId = ids.requestId ?? 0;
+    if (typeof clientId !== 'string' || clientId.length > limits.clientIdLengthMax) {
+      throw txlogError('BAD_REQUEST', `clientId must be a string of at most ${limits.clientIdLengthMax} characters`);
+    }
+    if (!Number.isSafeInteger(requestId) || requestId < 0) {
+      throw txlogError('BAD_REQUEST', 'requestId must be a non-negative integer');
+    }
+    if ((clientId === '') !== (requestId === 0)) {
+      throw txlogError('BAD_REQUEST', 'clientId and requestId (>= 1) go together: give both or neither');
+    }
+    packChecked(args ?? null, limits.argsBytesMax, 'the command args');
+    return { clientId, requestId };
+  }
+
+  private lookupOutcome(clientId: string, requestId: number): Promise<unknown> | undefined {
+    const lookup = this.state.lookupSession(clientId, requestId, this.options.sessions);
+    switch (lookup.kind) {
+      case 'unknown':
+        return undefined;
+      case 'expired':
+        return Promise.reject(
+          txlogError('REQUEST_EXPIRED', `request ${requestId} of client ${clientId} is older than the session window`, {
+            clientId,
+            requestId,
+            latestRequestId: lookup.latest,
+          }),
+        );
+      case 'committed':
+        return lookup.outcome.error !== undefined
+          ? Promise.reject(errorFromSerialized(lookup.outcome.error))
+          : Promise.resolve(lookup.outcome.reply);
+    }
+  }
+
+  private async run(command: string, args: unknown, clientId: string, requestId: number): Promise<unknown> {
+    const handler = this.handlerFor(command);
+    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(clientId, requestId));
+    const outcome: HandlerOutcome =
+      handler === undefined
+        ? unknownCommandOutcome(command)
+        : await runHandler(handler, context, args ?? null, this.options.limits);
+    this.checkOpen();
+    const commit = this.assembleAndAppend(command, args ?? null, clientId, requestId, outcome);
+    await commit.applied;
+    return outcomeOf(commit.payload);
+  }
+
+  private handlerFor(command: string): CommandHandler | undefined {
+    if (Object.hasOwn(builtinCommands, command)) return builtinCommands[command];
+    const commands = this.options.service?.commands;
+    if (commands !== undefined && Object.hasOwn(commands, command)) return commands[command];
+    return undefined;
+  }
+
+  private liveSources(clientId: string, requestId: number): Sources {
+    const { clock, random } = this.options.platform;
+    return {
+      read: (stream, fromVersion, maxCount) => this.state.readStream(stream, fromVersion, maxCount),
+      call: async (callIndex, name, fn) => {
+        if (requestId > 0) {
+          // A resend finds calls journaled by an earlier attempt (before a crash or failover).
+          const pendingCall = this.pendingCalls.get(callKey(clientId, requestId, callIndex));
+          if (pendingCall !== undefined) {
+            await this.waitApplied(pendingCall.lsn).catch(abort);
+            return pendingCall.entry;
+          }
+          const recorded = this.state.journalEntry(clientId, requestId, callIndex);
+          if (recorded !== undefined) return recorded;
+        }
+        return this.makeCall({ clientId, requestId, callIndex, name }, fn);
+      },
+      now: () => clock.nowMs(),
+      random: () => random.float(),
+    };
+  }
+
+  private async makeCall(
+    call: { clientId: string; requestId: number; callIndex: number; name: string },
+    fn: (idempotencyKey: string) => unknown,
+  ): Promise<JournalEntry> {
+    const key = `${call.clientId}:${call.requestId}:${call.callIndex}`;
+    const payload: JournalPayload = { ...call };
+    try {
+      const result = await fn(key);
+      packChecked(result === undefined ? null : result, this.options.limits.replyBytesMax, `the result of call ${call.name}`);
+      payload.result = result === undefined ? null : result;
+    } catch (error) {
+      payload.error = serializeThrown(error, 'CALL_FAILED');
+    }
+    const entry: JournalEntry = { callIndex: call.callIndex, name: call.name };
+    if (payload.error !== undefined) entry.error = payload.error;
+    else entry.result = payload.result;
+    try {
+      this.checkOpen();
+      const appended = this.appendRecord(recordTypes.journal, payload, encodePayload(payload));
+      if (appended.lsn !== undefined && call.requestId > 0) {
+        this.pendingCalls.set(callKey(call.clientId, call.requestId, call.callIndex), { lsn: appended.lsn, entry });
+      }
+      await appended.applied;
+    } catch (error) {
+      abort(error);
+    }
+    return entry;
+  }
+
+  /**
+   * Checks expected versions against the heads (applied and pending), assigns versions and
+   * positions, and appends the commit record, all in one synchronous step.
+   */
+  private assembleAndAppend(
+    command: string,
+    args: unknown,
+    clientId: string,
+    requestId: number,
+    outcome: HandlerOutcome,
+  ): { payload: CommitPayload; applied: Promise<number> } {
+    const payload: CommitPayload = {
+      clientId,
+      requestId,
+      command,
+      args,
+      events: [],
+      firstPosition: this.nextPositionValue,
+      now: outcome.now,
+      random: outcome.random,
+      readSet: outcome.readSet,
+      calls: outcome.calls,
+      digest: outcome.digest,
+    };
+    if (outcome.error !== undefined) {
+      payload.error = outcome.error;
+    } else {
+      const conflict = this.placeWrites(payload, outcome);
+      if (conflict !== undefined) payload.error = conflict.toJSON();
+      else payload.reply = command === 'append' ? appendReply(payload) : outcome.reply;
+    }
+    let packed = encodePayload(payload);
+    if (packed.length > this.wal.options.recordBytesMax) {
+      payload.events = [];
+      delete payload.reply;
+      payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${this.wal.options.recordBytesMax}`).toJSON();
+      packed = encodePayload(payload);
+    }
+    const appended = this.appendRecord(recordTypes.commit, payload, packed);
+    if (appended.lsn !== undefined) {
+      this.holdHeads(payload, appended.lsn);
+      if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn: appended.lsn, payload });
+    }
+    return { payload, applied: appended.applied };
+  }
+
+  private placeWrites(payload: CommitPayload, outcome: HandlerOutcome): TxlogError | undefined {
+    const placed: StreamWrite[] = [];
+    for (const write of outcome.writes) {
+      const head = this.headOf(write.stream);
+      if (write.expectedVersion !== undefined && write.expectedVersion !== head) {
+        return txlogError('WRONG_EXPECTED_VERSION', `stream ${write.stream} is at version ${head}, not ${write.expectedVersion}`, {
+          stream: write.stream,
+          expectedVersion: write.expectedVersion,
+          actualVersion: head,
+        });
+      }
+      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events: write.events };
+      if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
+      placed.push(streamWrite);
+    }
+    payload.events = placed;
+    return undefined;
+  }
+
+  private holdHeads(payload: CommitPayload, lsn: number): void {
+    if (payload.events.length === 0) return;
+    for (const write of payload.events) {
+      this.pendingHeads.set(write.stream, { version: write.firstVersion + write.events.length - 1, lsn });
+    }
+    this.nextPositionValue = payload.firstPosition + payload.events.reduce((sum, write) => sum + write.events.length, 0);
+  }
+
+  private headOf(stream: string): number {
+    return this.pendingHeads.get(stream)?.version ?? this.state.streamVersion(stream);
+  }
+
+  // ---------------------------------------------------------------- the commit pipeline
+
+  /**
+   * Appends a record and returns when it is applied. The LSN is known at once (the WAL assigns
+   * it synchronously); `lsn` is undefined when the WAL refused the record outright.
+   */
+  private appendRecord(type: number, payload: unknown, packed: Buffer): { lsn: number | undefined; applied: Promise<number> } {
+    const lsn = this.wal.nextLsn;
+    const written = this.wal.appendPacked(type, packed, this.epochValue);
+    if (this.wal.nextLsn === lsn) return { lsn: undefined, applied: written };
+    return { lsn, applied: this.track({ lsn, type, payload }, written) };
+  }
+
+  private track(record: ApplicableRecord, written: Promise<number>): Promise<number> {
+    this.pending.set(record.lsn, record);
+    const applied = this.waitApplied(record.lsn).then(() => record.lsn);
+    written.then(
+      (lsn) => {
+        if (lsn > this.walResolvedLsn) this.walResolvedLsn = lsn;
+        this.scheduleApply();
+      },
+      (error: unknown) => this.fail(error),
+    );
+    return applied;
+  }
+
+  /** Resolves when `lsn` is applied; rejects when the store fails or gives up on it. */
+  private waitApplied(lsn: number): Promise<void> {
+    if (lsn <= this.state.appliedLsn) return Promise.resolve();
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
+    return new Promise<void>((resolve, reject) => {
+      const waiters = this.appliedWaiters.get(lsn);
+      if (waiters === undefined) this.appliedWaiters.set(lsn, [{ resolve, reject }]);
+      else waiters.push({ resolve, reject });
+    });
+  }
+
+  /** Backup side: appends a frame received from the primary, as it is. Resolves when applied. */
+  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; applied: Promise<number> } {
+    this.checkOpen();
+    const lsn = this.wal.nextLsn;
+    const written = this.wal.appendFrame(frame);
+    if (this.wal.nextLsn === lsn) return { lsn, written, applied: written };
+    const record = { lsn, type: frame.readUInt8(8), payload: recordPayload({ frame }) };
+    if (record.type === recordTypes.epoch) this.epochValue = Math.max(this.epochValue, (record.payload as EpochPayload).epoch);
+    this.epochValue = Math.max(this.epochValue, frame.readUInt32LE(12));
+    return { lsn, written, applied: this.track(record, written) };
+  }
+
+  /**
+   * Replication sets this: records are applied (and callers answered) only up to the LSN it
+   * returns. Call `releaseMore()` when it grows.
+   */
+  setReleaseGate(gate: () => number): void {
+    this.releaseGate = gate;
+  }
+
+  releaseMore(): void {
+    this.scheduleApply();
+  }
+
+  /** Listeners see each applied batch (the backup re-executes commits from here). */
+  onApplied(listener: (records: readonly ApplicableRecord[]) => void): () => void {
+    this.applyListeners.add(listener);
+    return () => this.applyListeners.delete(listener);
+  }
+
+  private scheduleApply(): void {
+    if (this.applyScheduled) return;
+    this.applyScheduled = true;
+    queueMicrotask(() => {
+      this.applyScheduled = false;
+      this.applyReady();
+    });
+  }
+
+  private applyReady(): void {
+    if (this.failure !== undefined || this.closed) return;
+    const limit = Math.min(this.walResolvedLsn, this.releaseGate());
+    const batch: ApplicableRecord[] = [];
+    for (let lsn = this.state.appliedLsn + 1; lsn <= limit; lsn++) {
+      const record = this.pending.get(lsn);
+      if (record === undefined) break;
+      batch.push(record);
+    }
+    if (batch.length === 0) return;
+    try {
+      this.state.apply(batch, this.options.sessions);
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    for (const record of batch) {
+      this.pending.delete(record.lsn);
+      this.forgetDecided(record);
+      const waiters = this.appliedWaiters.get(record.lsn);
+      this.appliedWaiters.delete(record.lsn);
+      for (const waiter of waiters ?? []) waiter.resolve();
+    }
+    for (const listener of this.applyListeners) listener(batch);
+    const wakers = [...this.applyWakers];
+    this.applyWakers.clear();
+    for (const wake of wakers) wake();
+  }
+
+  private forgetDecided(record: ApplicableRecord): void {
+    if (record.type === recordTypes.commit) {
+      const commit = record.payload as CommitPayload;
+      this.releaseHeads(record.lsn, commit);
+      this.pendingCommits.delete(requestKey(commit.clientId, commit.requestId));
+    } else if (record.type === recordTypes.journal) {
+      const journal = record.payload as JournalPayload;
+      this.pendingCalls.delete(callKey(journal.clientId, journal.requestId, journal.callIndex));
+    }
+  }
+
+  private releaseHeads(lsn: number, commit: CommitPayload): void {
+    for (const write of commit.events) {
+      const head = this.pendingHeads.get(write.stream);
+      if (head !== undefined && head.lsn <= lsn) this.pendingHeads.delete(write.stream);
+    }
+    if (this.pending.size === 0) this.nextPositionValue = Math.max(this.nextPositionValue, this.state.nextPosition);
+  }
+
+  /** A failed disk or state write: refuse everything from now on (an fsync error is not retried). */
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure =
+      error instanceof TxlogError ? error : txlogError('STORE_FAILED', `store failed: ${String(error)}`, {}, error);
+    this.options.log(`store failed, refusing all requests: ${this.failure.message}`);
+    this.rejectWaiters(this.failure);
+  }
+
+  private rejectWaiters(error: Error): void {
+    const waiting = [...this.appliedWaiters.values()];
+    this.appliedWaiters.clear();
+    for (const waiters of waiting) for (const waiter of waiters) waiter.reject(error);
+  }
+
+  /**
+   * Fails every commit not yet applied with `error` (a primary that lost its backup). The
+   * records stay in the WAL: their outcome is unknown to the caller, who resends.
+   */
+  failUnreleased(error: TxlogError): void {
+    this.rejectWaiters(error);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw txlogError('CLOSED', 'the store is closed');
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  // ---------------------------------------------------------------- replication support
+
+  /** Writes an epoch record (a promotion) and applies it before anything else is served. */
+  async beginEpoch(epoch: number, nodeId: string): Promise<void> {
+    assert(epoch > this.epochValue, 'a new epoch must be higher');
+    this.epochValue = epoch;
+    const payload: EpochPayload = { epoch, fromLsn: this.wal.lastLsn, nodeId, atMs: this.options.platform.clock.nowMs() };
+    await this.appendRecord(recordTypes.epoch, payload, encodePayload(payload)).applied;
+  }
+
+  /** Raises the epoch without writing (a backup learning its primary's epoch). */
+  observeEpoch(epoch: number): void {
+    this.epochValue = Math.max(this.epochValue, epoch);
+  }
+
+  /**
+   * Cuts the WAL after `lsn` (a rejoining node dropping a tail the primary never had) and
+   * rebuilds the LMDB state if it had applied any of it.
+   */
+  async truncateAfter(lsn: number): Promise<void> {
+    this.checkOpen();
+    assert(this.pending.size === 0, 'truncateAfter with records in flight');
+    this.wal.truncateAfter(lsn);
+    this.walResolvedLsn = this.wal.lastLsn;
+    this.epochValue = this.wal.lastEpoch;
+    if (this.state.appliedLsn > lsn) {
+      await this.state.close();
+      State.destroy(path.join(this.options.dir, 'state'));
+      this.state = await openState(this.options, this.wal);
+      this.nextPositionValue = this.state.nextPosition;
+      this.pendingHeads.clear();
+    }
+    this.epochValue = Math.max(this.wal.lastEpoch, this.state.epoch);
+  }
+
+  /** Every record from `fromLsn` as frames, for a backup catching up. */
+  readFrames(fromLsn: number, toLsn?: number): Generator<import('../wal/wal.js').WalRecord> {
+    return this.wal.read(fromLsn, toLsn);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** Reads a stream as applied (never a commit that could still be lost). */
+  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
+    this.checkOpen();
+    const limits = this.options.limits;
+    if (typeof stream !== 'string' || stream.length === 0 || stream.length > limits.streamNameLengthMax) {
+      throw txlogError('BAD_REQUEST', `stream names are strings of 1..${limits.streamNameLengthMax} characters`);
+    }
+    const fromVersion = options.fromVersion ?? 0;
+    const maxCount = options.maxCount ?? limits.readEventsMax;
+    checkCount(fromVersion, 'fromVersion');
+    checkCount(maxCount, 'maxCount');
+    return this.state.readStream(stream, fromVersion, Math.min(maxCount, limits.readEventsMax));
+  }
+
+  /** Events in global commit order from `fromPosition`. */
+  async readAll(options: { fromPosition?: number; maxCount?: number } = {}): Promise<RecordedEvent[]> {
+    this.checkOpen();
+    const fromPosition = options.fromPosition ?? 0;
+    const maxCount = options.maxCount ?? this.options.limits.readEventsMax;
+    checkCount(fromPosition, 'fromPosition');
+    checkCount(maxCount, 'maxCount');
+    return this.state.readAll(fromPosition, Math.min(maxCount, this.options.limits.readEventsMax));
+  }
+
+  /**
+   * Every event from `fromPosition` in global order, then live ones as they are applied. The
+   * subscription pulls pages from LMDB at its own pace, so a slow consumer costs no memory and
+   * the switch from catch-up to live has no gap and no duplicate. Ends when the signal aborts,
+   * the consumer stops, or the store closes.
+   */
+  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
+    let next = options.fromPosition ?? 0;
+    checkCount(next, 'fromPosition');
+    let caughtUp = false;
+    const stopped = (): boolean => this.closed || options.signal?.aborted === true;
+    while (!stopped()) {
+      this.checkOpen();
+      const page = this.state.readAll(next, subscribePageEvents);
+      if (page.length > 0) {
+        for (const event of page) {
+          yield event;
+          next = event.position + 1;
+          if (stopped()) return;
+        }
+        continue;
+      }
+      if (!caughtUp) {
+        caughtUp = true;
+        options.onCaughtUp?.();
+      }
+      await this.waitForApply(options.signal);
+    }
+  }
+
+  private waitForApply(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.closed || signal?.aborted === true) return resolve();
+      const wake = (): void => {
+        signal?.removeEventListener('abort', wake);
+        this.applyWakers.delete(wake);
+        resolve();
+      };
+      this.applyWakers.add(wake);
+      signal?.addEventListener('abort', wake, { once: true });
+    });
+  }
+
+  /** For tests and `status`: the whole derived state in comparable form. */
+  dumpState(): ReturnType<State['dump']> {
+    return this.state.dump();
+  }
+
+  /** Writes what is queued, applies what can be applied, fails the rest with CLOSED, closes. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.wal.flush();
+    // Let the resolved appends run their continuations and apply.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.closed = true;
+    this.rejectWaiters(txlogError('CLOSED', 'the store closed before this commit was applied'));
+    for (const wake of this.applyWakers) wake();
+    this.applyWakers.clear();
+    await this.wal.close();
+    await this.state.close();
+  }
+}
+
+function requestKey(clientId: string, requestId: number): string {
+  return `${clientId}\u0000${requestId}`;
+}
+
+function callKey(clientId: string, requestId: number, callIndex: number): string {
+  return `${clientId}\u0000${requestId}\u0000${callIndex}`;
+}
+
+function outcomeOf(commit: CommitPayload): unknown {
+  if (commit.error !== undefined) throw errorFromSerialized(commit.error);
+  return commit.reply;
+}
+
+/** An infrastructure failure under `ctx.call`: abandon the transaction, record nothing. */
+function abort(error: unknown): never {
+  throw new TransactionAborted(error instanceof Error ? error : new Error(String(error)));
+}
+
+function checkCount(value: unknown, name: string): void {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw txlogError('BAD_REQUEST', `${name} must be a non-negative integer`);
+  }
+}
+
+function unknownCommandOutcome(command: string): HandlerOutcome {
+  const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
+  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, digest: '' };
+}
+
+function appendReply(payload: CommitPayload): AppendResult | null {
+  const last = payload.events[payload.events.length - 1];
+  if (last === undefined) return null;
+  const total = payload.events.reduce((sum, write) => sum + write.events.length, 0);
+  return {
+    stream: last.stream,
+    version: last.firstVersion + last.events.length - 1,
+    position: payload.firstPosition + total - 1,
+  };
+}
+
+/** Opens LMDB, rebuilding it from the WAL when it is unreadable or ahead of the WAL. */
+async function openState(options: ResolvedStoreOptions, wal: Wal): Promise<State> {
+  const stateDir = path.join(options.dir, 'state');
+  let state: State;
+  try {
+    state = State.open(stateDir, options.stateMapBytes);
+  } catch (error) {
+    options.log(`state in ${stateDir} cannot be opened (${String(error)}); rebuilding it from the WAL`);
+    State.destroy(stateDir);
+    state = State.open(stateDir, options.stateMapBytes);
+  }
+  if (state.appliedLsn > wal.lastLsn) {
+    options.log(`state is ahead of the WAL (LSN ${state.appliedLsn} > ${wal.lastLsn}); rebuilding it from the WAL`);
+    await state.close();
+    State.destroy(stateDir);
+    state = State.open(stateDir, options.stateMapBytes);
+  }
+  if (state.appliedLsn + 1 < wal.firstLsn) {
+    throw txlogError('CORRUPT_LOG', `state is at LSN ${state.appliedLsn} but the WAL starts at ${wal.firstLsn}`);
+  }
+  let batch: ApplicableRecord[] = [];
+  for (const record of wal.read(state.appliedLsn + 1)) {
+    batch.push({ lsn: record.lsn, type: record.type, payload: recordPayload(record) });
+    if (batch.length >= recoveryBatchRecords) {
+      state.apply(batch, options.sessions);
+      batch = [];
+    }
+  }
+  state.apply(batch, options.sessions);
+  return state;
+}
