@@ -232,5 +232,5 @@ function endVerdict(
   if (later !== undefined) {
     return { problem: { offset: endOffset, lsn, reason: `${reason}; a valid record follows at offset ${later}` } };
   }
-  return { torn: { segment: task.segment, offset: endOffset, bytes: Math.max(garbageEnd - endOffset, 1), reason } };
+  return { torn: { segment: task.segment, offset: endOffset, bytes: garbageEnd - endOffset, reason } };
 }

@@ -1,0 +1,157 @@
+/**
+ * Helpers for the CLI tests: run the built `txlog` as a real process, write a known log with the
+ * WAL API (record types and payloads shaped like `engine/records.ts`), and fingerprint a
+ * directory to prove a command wrote nothing.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Wal } from '../../wal/index.js';
+import type { SerializedError } from '../../wal/errors.js';
+import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload } from '../../engine/records.js';
+
+export const cliPath = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+export function assertCliBuilt(): void {
+  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run 'npm run build' first (npm test does)`);
+}
+
+export interface CliResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node dist/cli/main.js ...args` with `CI` set (no progress bar) and waits for it. */
+export function runCli(args: readonly string[], environment: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [cliPath, ...args],
+      { env: { ...process.env, CI: '1', ...environment }, maxBuffer: 64 * 1024 * 1024, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        if (error === null) return resolve({ exitCode: 0, stdout, stderr });
+        if (typeof error.code === 'number') return resolve({ exitCode: error.code, stdout, stderr });
+        reject(new Error(`txlog ${args.join(' ')} did not exit normally: ${error.message}\n${stderr}`));
+      },
+    );
+  });
+}
+
+/** One line of `--json --records` output per record. */
+export function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  return stdout
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+export type WrittenPayload = CommitPayload | JournalPayload | EpochPayload;
+
+export interface WrittenRecord {
+  lsn: number;
+  epoch: number;
+  type: number;
+  payload: WrittenPayload;
+}
+
+export interface LogShape {
+  /** Transactions written at epoch 1 (one journal and one commit record each). */
+  transactions: number;
+  segmentBytes: number;
+  preallocate?: boolean;
+}
+
+const failedCall: SerializedError = { code: 'HANDLER_FAILED', message: 'gateway down', details: {} };
+
+/**
+ * Writes a log to `storeDir/wal`: an epoch record (epoch 1), then per transaction a journal
+ * record and a commit record (every fifth one failed, with an error in both), then an epoch
+ * record (epoch 2) and one more transaction at epoch 2. Returns what was written, in LSN order.
+ */
+export async function writeLog(storeDir: string, shape: LogShape): Promise<WrittenRecord[]> {
+  const wal = await Wal.open({
+    dir: path.join(storeDir, 'wal'),
+    segmentBytes: shape.segmentBytes,
+    preallocate: shape.preallocate ?? true,
+    fsync: 'never',
+    log: () => undefined,
+  });
+  const written: WrittenRecord[] = [];
+  const append = async (type: number, payload: WrittenPayload, epoch: number): Promise<void> => {
+    const lsn = await wal.append(type, payload, epoch);
+    written.push({ lsn, epoch, type, payload });
+  };
+  try {
+    await append(recordTypes.epoch, { epoch: 1, fromLsn: 0, nodeId: 'node-a', atMs: 1_700_000_000_000 }, 1);
+    for (let requestId = 1; requestId <= shape.transactions; requestId++) {
+      await appendTransaction(append, requestId, 1);
+    }
+    const lastLsn = written[written.length - 1]!.lsn;
+    await append(recordTypes.epoch, { epoch: 2, fromLsn: lastLsn, nodeId: 'node-b', atMs: 1_700_000_001_000 }, 2);
+    await appendTransaction(append, shape.transactions + 1, 2);
+  } finally {
+    await wal.close();
+  }
+  return written;
+}
+
+async function appendTransaction(
+  append: (type: number, payload: WrittenPayload, epoch: number) => Promise<void>,
+  requestId: number,
+  epoch: number,
+): Promise<void> {
+  const clientId = `client-${requestId % 2}`;
+  const failed = requestId % 5 === 0;
+  const journal: JournalPayload = { clientId, requestId, callIndex: 0, name: 'ledger.ref' };
+  if (failed) journal.error = failedCall;
+  else journal.result = { ref: `ref-${requestId}` };
+  await append(recordTypes.journal, journal, epoch);
+  const commit: CommitPayload = {
+    clientId,
+    requestId,
+    command: 'deposit',
+    args: { account: `a${requestId % 3}`, amount: requestId },
+    events: failed
+      ? []
+      : [
+          {
+            stream: `account-a${requestId % 3}`,
+            firstVersion: Math.floor(requestId / 3),
+            events: [{ type: 'Deposited', data: { amount: requestId } }],
+          },
+        ],
+    firstPosition: requestId - 1,
+    now: [1_700_000_000_000 + requestId],
+    random: [0.5],
+    readSet: [[`account-a${requestId % 3}`, Math.floor(requestId / 3) - 1]],
+    calls: 1,
+    digest: `digest-${requestId}`,
+  };
+  if (failed) commit.error = { code: 'HANDLER_FAILED', message: 'ledger failed', details: {} };
+  else commit.reply = { ref: `ref-${requestId}` };
+  await append(recordTypes.commit, commit, epoch);
+}
+
+/** Every file under `dir` with its SHA-256: equal fingerprints mean nothing was written. */
+export function fingerprint(dir: string): Record<string, string> {
+  const result: Record<string, string> = {};
+  const walk = (at: string): void => {
+    for (const name of readdirSync(at).sort()) {
+      const full = path.join(at, name);
+      if (statSync(full).isDirectory()) walk(full);
+      else result[path.relative(dir, full)] = createHash('sha256').update(readFileSync(full)).digest('hex');
+    }
+  };
+  walk(dir);
+  return result;
+}
+
+/** Segment file names of the store, oldest first. */
+export function segmentNames(storeDir: string): string[] {
+  return readdirSync(path.join(storeDir, 'wal'))
+    .filter((name) => /^\d{20}\.wal$/.test(name))
+    .sort();
+}
