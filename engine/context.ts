@@ -3,7 +3,7 @@
  * recorded clock and random values, read set, digest). The same context class serves live
  * execution and re-execution; only its `Sources` differ, so a handler cannot tell them apart.
  */
-import { errorFromSerialized, txlogError, type SerializedError } from '../wal/errors.js';
+import { errorFromSerialized, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
 import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
@@ -62,6 +62,8 @@ export class TransactionContext implements Context {
   private callCount = 0;
   private callInProgress = false;
   private finished = false;
+  /** Set when the handler broke a rule of the context (overlapping calls): the transaction fails with it. */
+  misused: TxlogError | undefined;
   /** Set when a call's journaling failed: whatever the handler does next, nothing is recorded. */
   aborted: Error | undefined;
   private readonly limits: StoreLimits;
@@ -127,7 +129,9 @@ export class TransactionContext implements Context {
     }
     if (typeof fn !== 'function') throw txlogError('BAD_REQUEST', 'ctx.call needs a function');
     if (this.callInProgress) {
-      throw txlogError('BAD_REQUEST', 'ctx.call started before the previous call was journaled; await each call');
+      // Sticky: a handler that catches this must not commit as if its calls were in order.
+      this.misused ??= txlogError('BAD_REQUEST', 'ctx.call started before the previous call was journaled; await each call');
+      throw this.misused;
     }
     if (this.callCount >= this.limits.callsPerTransactionMax) {
       throw txlogError('TOO_LARGE', `a transaction may make at most ${this.limits.callsPerTransactionMax} calls`);
@@ -219,6 +223,10 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
     context.finish();
   }
   if (context.aborted !== undefined) throw context.aborted;
+  if (error === undefined && context.misused !== undefined) {
+    error = context.misused.toJSON();
+    reply = undefined;
+  }
   const writes = error === undefined ? context.writes : [];
   const outcome: HandlerOutcome = {
     writes,

@@ -203,6 +203,9 @@ export class State {
         return;
       case recordTypes.journal: {
         const journal = record.payload as JournalPayload;
+        // A one-off request (no client and request id) is never resent, so nothing looks its
+        // calls up, and its commit would never remove them: keeping them would only leak.
+        if (journal.requestId === 0) return;
         const entry: Omit<JournalEntry, 'callIndex'> = { name: journal.name };
         if (journal.error !== undefined) entry.error = journal.error;
         else entry.result = journal.result;
