@@ -109,8 +109,8 @@ export function parseIntegerFlag(command: string, flag: string, value: string, m
   return parsed;
 }
 
-/** Output larger than this is handed to stdout in one write. */
-const outputChunkBytes = 64 * 1024;
+/** Output gathered up to this many characters is handed to stdout in one write. */
+const outputChunkCharacters = 64 * 1024;
 
 /**
  * Lines to stdout, gathered into chunks and paced by 'drain', so that printing a million records
@@ -119,7 +119,7 @@ const outputChunkBytes = 64 * 1024;
 export class LineOutput {
   private readonly stream: NodeJS.WritableStream;
   private pending: string[] = [];
-  private pendingBytes = 0;
+  private pendingCharacters = 0;
 
   constructor(stream: NodeJS.WritableStream = process.stdout) {
     this.stream = stream;
@@ -127,15 +127,15 @@ export class LineOutput {
 
   async line(text: string): Promise<void> {
     this.pending.push(text, '\n');
-    this.pendingBytes += text.length + 1;
-    if (this.pendingBytes >= outputChunkBytes) await this.flush();
+    this.pendingCharacters += text.length + 1;
+    if (this.pendingCharacters >= outputChunkCharacters) await this.flush();
   }
 
   async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     const chunk = this.pending.join('');
     this.pending = [];
-    this.pendingBytes = 0;
+    this.pendingCharacters = 0;
     if (!this.stream.write(chunk)) await once(this.stream, 'drain');
   }
 }

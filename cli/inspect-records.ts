@@ -44,7 +44,7 @@ export async function printRecords(request: RecordsRequest): Promise<number> {
     if (scan?.problem !== undefined || scan?.refused !== undefined) break;
   }
   await output.flush();
-  return finishReport(buildLogReport(files.walDir, scans), request.strict);
+  return finishReport(buildLogReport(files.walDir, scans, files.segments.length), request.strict);
 }
 
 function toFilter(request: RecordsRequest): RecordFilter {

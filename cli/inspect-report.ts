@@ -165,11 +165,13 @@ function headlineLines(report: LogReport): string[] {
     .join(', ');
   const epochs = report.epochs.length === 0 ? '' : `, epochs ${report.epochs.join(',')}`;
   const range = report.firstLsn === null || report.lastLsn === null ? 'no records' : `LSN ${report.firstLsn}..${report.lastLsn}`;
+  const problems = report.problems.length;
+  const damage = problems === 0 ? '' : ` (damaged: ${problems} problem${problems === 1 ? '' : 's'}, below)`;
   return [
     `WAL      ${report.walDir}`,
     `format   version ${report.formatVersions.join(', ') || '-'}`,
     `segments ${report.segments.length}`,
-    `records  ${report.records}${byType === '' ? '' : ` (${byType})`}, ${range}${epochs}`,
+    `records  ${report.records}${byType === '' ? '' : ` (${byType})`}, ${range}${epochs}${damage}`,
     `tail     ${describeTail(report.tail)}`,
   ];
 }

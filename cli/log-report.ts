@@ -33,16 +33,17 @@ export interface LogReport {
 }
 
 /**
- * Builds the report. Throws UNSUPPORTED_FORMAT when a segment is of a newer format, and
- * NOT_A_LOG when no segment has a txlog header at all (the operator pointed at something else);
- * a bad header among good segments is damage, reported as a problem.
+ * Builds the report from the scans of some or all of the directory's `segmentCount` segments.
+ * Throws UNSUPPORTED_FORMAT when a segment is of a newer format, and NOT_A_LOG when every
+ * segment of the directory lacks a txlog header (the operator pointed at something else); a bad
+ * header among good segments is damage, reported as a problem.
  */
-export function buildLogReport(walDir: string, scans: readonly SegmentScan[]): LogReport {
+export function buildLogReport(walDir: string, scans: readonly SegmentScan[], segmentCount = scans.length): LogReport {
   const refusedScans = scans.filter((scan) => scan.refused !== undefined);
   const newer = refusedScans.find((scan) => scan.refused?.code === 'UNSUPPORTED_FORMAT');
   if (newer?.refused !== undefined) throw txlogError('UNSUPPORTED_FORMAT', newer.refused.message, { segment: newer.segment });
   const first = refusedScans[0];
-  if (first?.refused !== undefined && refusedScans.length === scans.length) {
+  if (first?.refused !== undefined && refusedScans.length === segmentCount) {
     throw txlogError('NOT_A_LOG', first.refused.message, { segment: first.segment });
   }
   const recordsByType: Record<string, number> = {};

@@ -11,6 +11,7 @@
  * - never changes a byte of the store it reads.
  */
 import { closeSync, copyFileSync, cpSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { crc32 } from 'node:zlib';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ import { Wal } from '../../wal/index.js';
 import { encodeFrame, encodePayload } from '../../wal/format.js';
 import { recordTypes } from '../../engine/records.js';
 import { useTempDir } from '../helpers/temp.js';
-import { assertCliBuilt, fingerprint, jsonLines, runCli, segmentNames, writeLog, type CliResult, type WrittenRecord } from './helpers.js';
+import { assertCliBuilt, cliPath, fingerprint, jsonLines, runCli, segmentNames, writeLog, type CliResult, type WrittenRecord } from './helpers.js';
 
 const tempDir = useTempDir('txlog-cli-inspect-');
 
@@ -304,6 +305,31 @@ describe('--verify', () => {
   });
 });
 
+describe('--verify progress', () => {
+  // `script` gives the child a terminal, the only place the bar may appear.
+  const scriptAvailable = spawnSync('script', ['--version']).status === 0;
+
+  it.skipIf(!scriptAvailable)('draws a bar on a terminal unless CI is set, and never into a pipe', async () => {
+    const { storeDir } = await storeWithLog();
+    const command = `'${process.execPath}' '${cliPath}' inspect '${storeDir}' --verify > /dev/null`;
+    const onTerminal = (ci: string | undefined): string => {
+      const environment: NodeJS.ProcessEnv = { ...process.env };
+      delete environment['CI'];
+      if (ci !== undefined) environment['CI'] = ci;
+      const result = spawnSync('script', ['-qec', command, '/dev/null'], { env: environment, encoding: 'utf8', timeout: 60_000 });
+      expect(result.status, result.stderr).toBe(0);
+      return result.stdout;
+    };
+    const drawn = onTerminal(undefined);
+    expect(drawn).toContain('verifying [');
+    expect(drawn).toContain('100%');
+    expect(drawn.endsWith('\r\x1b[K')).toBe(true); // erased at the end
+    expect(onTerminal('1')).toBe('');
+    const piped = await runCli(['inspect', storeDir, '--verify'], { CI: '' });
+    expect(piped.stderr).toBe('');
+  });
+});
+
 describe('bad inputs', () => {
   it('a missing directory, an empty one, and a file: exit 2 with one line', async () => {
     const dir = tempDir();
@@ -335,6 +361,19 @@ describe('bad inputs', () => {
       expect(result.exitCode, mode.join(' ')).toBe(2);
       expectOneErrorLine(result, 'NOT_A_LOG');
     }
+  });
+
+  it('a segment with a bad header among good ones is damage: exit 3, not 2', async () => {
+    const { storeDir } = await storeWithLog();
+    const second = segmentNames(storeDir)[1]!;
+    overwrite(path.join(storeDir, 'wal', second), 0, Buffer.from('XXLOGWAL'));
+    const verify = await runCli(['inspect', storeDir, '--verify']);
+    expect(verify.exitCode).toBe(3);
+    expect(verify.stderr).toContain(`txlog: CORRUPT_LOG: corrupt WAL: ${second} at byte offset 0`);
+    expect(verify.stderr).toContain('bad magic');
+    const listed = await runCli(['inspect', storeDir, '--records', '--json']);
+    expect(listed.exitCode).toBe(3);
+    expect(listed.stderr).toContain(`${second} at byte offset 0`);
   });
 
   it('a segment of a newer format version: exit 2 in every mode', async () => {
