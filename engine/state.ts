@@ -8,6 +8,7 @@
  * LMDB cannot be opened, the store rebuilds this state from the WAL.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 import { assert } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
@@ -62,11 +63,12 @@ const metaKeys = {
   nextPosition: 'nextPosition',
   epoch: 'epoch',
   liveSessions: 'liveSessions',
+  epochs: 'epochs',
 } as const;
 
 export class State {
   private readonly root: RootDatabase;
-  private readonly meta: Database<number, string>;
+  private readonly meta: Database<number | Array<[number, number]>, string>;
   /** position → event */
   private readonly events: Database<StoredEvent, number>;
   /** [stream, version] → position */
@@ -80,6 +82,8 @@ export class State {
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
 
   private appliedLsnValue: number;
+  /** [epoch, LSN of its epoch record], in LSN order. */
+  private epochsValue: Array<[number, number]>;
   private nextPositionValue: number;
   private epochValue: number;
 
@@ -92,13 +96,16 @@ export class State {
     this.sessions = root.openDB({ name: 'sessions' });
     this.sessionOrder = root.openDB({ name: 'session-order' });
     this.journal = root.openDB({ name: 'journal' });
-    this.appliedLsnValue = this.meta.get(metaKeys.appliedLsn) ?? 0;
-    this.nextPositionValue = this.meta.get(metaKeys.nextPosition) ?? 0;
-    this.epochValue = this.meta.get(metaKeys.epoch) ?? 0;
+    this.appliedLsnValue = this.number(metaKeys.appliedLsn);
+    this.nextPositionValue = this.number(metaKeys.nextPosition);
+    this.epochValue = this.number(metaKeys.epoch);
+    const epochs = this.meta.get(metaKeys.epochs);
+    this.epochsValue = Array.isArray(epochs) ? epochs : [];
   }
 
   static open(dir: string, mapBytes: number): State {
     fs.mkdirSync(dir, { recursive: true });
+    checkDataFile(dir);
     const root = open({ path: dir, maxDbs: 16, mapSize: mapBytes, noSync: true, compression: false });
     return new State(root);
   }
@@ -106,6 +113,20 @@ export class State {
   /** Removes the LMDB files so the next `open` starts empty (a rebuild from the WAL). */
   static destroy(dir: string): void {
     fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  private number(key: string): number {
+    const value = this.meta.get(key);
+    return typeof value === 'number' ? value : 0;
+  }
+
+  /**
+   * The last LSN written in `epoch` by this log's history: the LSN before the first epoch
+   * record above it, or undefined when no later epoch began (the epoch runs to the end).
+   */
+  endOfEpoch(epoch: number): number | undefined {
+    const next = this.epochsValue.find(([started]) => started > epoch);
+    return next === undefined ? undefined : next[1] - 1;
   }
 
   get appliedLsn(): number {
@@ -215,7 +236,9 @@ export class State {
       case recordTypes.epoch: {
         const epoch = record.payload as EpochPayload;
         this.epochValue = Math.max(this.epochValue, epoch.epoch);
+        this.epochsValue = [...this.epochsValue, [epoch.epoch, record.lsn]];
         this.meta.putSync(metaKeys.epoch, this.epochValue);
+        this.meta.putSync(metaKeys.epochs, this.epochsValue);
         return;
       }
       default:
@@ -255,7 +278,7 @@ export class State {
     const outcomes = (previous?.outcomes ?? [])
       .filter((kept) => kept.requestId > latest - limits.requestWindow && kept.requestId !== requestId)
       .concat(outcome);
-    let liveSessions = this.meta.get(metaKeys.liveSessions) ?? 0;
+    let liveSessions = this.number(metaKeys.liveSessions);
     if (previous !== undefined && previous.outcomes !== null) this.sessionOrder.removeSync([previous.lastLsn, clientId]);
     else liveSessions += 1;
     this.sessions.putSync(clientId, { latest, lastLsn: lsn, outcomes });
@@ -297,6 +320,34 @@ export class State {
 
   async close(): Promise<void> {
     await this.root.close();
+  }
+}
+
+/** LMDB's magic number, in the meta page at the start of its data file. */
+const lmdbMagic = 0xbeefc0de;
+
+/**
+ * Refuses a data file that does not start with an LMDB meta page (zeroed, truncated, garbage):
+ * the native library crashes the process on such a file instead of returning an error, so the
+ * store could not rebuild it. This does not catch damage deeper in the file.
+ */
+function checkDataFile(dir: string): void {
+  const dataPath = path.join(dir, 'data.mdb');
+  let fd: number;
+  try {
+    fd = fs.openSync(dataPath, 'r');
+  } catch {
+    return; // no data file yet: LMDB creates it
+  }
+  try {
+    const head = Buffer.alloc(32);
+    const read = fs.readSync(fd, head, 0, head.length, 0);
+    if (read === 0) return;
+    // The meta page header is 16 bytes in classic LMDB and 24 in the version lmdb-js 3 bundles.
+    const magicFound = read === head.length && (head.readUInt32LE(16) === lmdbMagic || head.readUInt32LE(24) === lmdbMagic);
+    if (!magicFound) throw new Error(`${dataPath} does not start with an LMDB meta page`);
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
