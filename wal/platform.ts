@@ -64,19 +64,22 @@ export interface Platform {
 const zeroChunkBytes = 1024 * 1024;
 
 function writevAll(fd: number, buffers: readonly Uint8Array[], position: number): void {
-  let remaining = buffers.slice();
+  let remaining = buffers;
   let at = position;
   while (remaining.length > 0) {
     let written = fs.writevSync(fd, remaining, at);
     at += written;
-    // A short write is legal; resume from the first byte not yet written.
-    while (remaining.length > 0 && written >= remaining[0]!.byteLength) {
-      written -= remaining[0]!.byteLength;
-      remaining = remaining.slice(1);
+    // A short write is legal; resume from the first byte not yet written. (One slice per short
+    // write, not one per buffer: a batch holds up to 1024 buffers.)
+    let done = 0;
+    while (done < remaining.length && written >= remaining[done]!.byteLength) {
+      written -= remaining[done]!.byteLength;
+      done += 1;
     }
-    if (written > 0 && remaining.length > 0) {
-      remaining[0] = remaining[0]!.subarray(written);
-    }
+    if (done === remaining.length) return;
+    const rest = remaining.slice(done);
+    rest[0] = rest[0]!.subarray(written);
+    remaining = rest;
   }
 }
 
