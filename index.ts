@@ -2,3 +2,4 @@
 export { TxlogError, errorCodes, type ErrorCode } from './wal/errors.js';
 export { Wal, type WalOptions, type FsyncPolicy, type WalRecord } from './wal/index.js';
 export * from './engine/index.js';
+export * from './replication/index.js';

@@ -190,6 +190,10 @@ export class State {
     return { kind: 'unknown' };
   }
 
+  latestRequestId(clientId: string): number {
+    return this.sessions.get(clientId)?.latest ?? 0;
+  }
+
   journalFor(clientId: string, requestId: number): JournalEntry[] {
     const entries: JournalEntry[] = [];
     for (const { key, value } of this.journal.getRange({ start: [clientId, requestId, 0], end: [clientId, requestId + 1, 0] })) {

@@ -94,6 +94,10 @@ export class Store {
   private readonly applyWakers = new Set<() => void>();
   private failure: TxlogError | undefined;
   private closed = false;
+  /** Set while this store must not write records of its own (a node that is not primary). */
+  private notWritable: TxlogError | undefined;
+  /** Epochs this store began ([epoch, LSN of its record]), applied or not yet. */
+  private readonly begunEpochs: Array<[number, number]> = [];
 
   private constructor(options: ResolvedStoreOptions, wal: Wal, state: State) {
     this.options = options;
@@ -386,6 +390,7 @@ export class Store {
    * it synchronously); `lsn` is undefined when the WAL refused the record outright.
    */
   private appendRecord(type: number, payload: unknown, packed: Buffer): { lsn: number | undefined; applied: Promise<number> } {
+    if (this.notWritable !== undefined) return { lsn: undefined, applied: Promise.reject(this.notWritable) };
     const lsn = this.wal.nextLsn;
     const written = this.wal.appendPacked(type, packed, this.epochValue);
     if (this.wal.nextLsn === lsn) return { lsn: undefined, applied: written };
@@ -397,6 +402,8 @@ export class Store {
     const applied = this.waitApplied(record.lsn).then(() => record.lsn);
     written.then(
       (lsn) => {
+        // A record dropped meanwhile (a primary stepping down) no longer counts.
+        if (this.pending.get(lsn) !== record) return;
         if (lsn > this.walResolvedLsn) this.walResolvedLsn = lsn;
         this.scheduleApply();
       },
@@ -415,6 +422,73 @@ export class Store {
       if (waiters === undefined) this.appliedWaiters.set(lsn, [{ resolve, reject }]);
       else waiters.push({ resolve, reject });
     });
+  }
+
+  /**
+   * A replicated node allows local writes only while it is primary; otherwise transactions fail
+   * with `error` (NOT_PRIMARY) before anything reaches the WAL.
+   */
+  setWritable(writable: boolean, error?: TxlogError): void {
+    this.notWritable = writable ? undefined : (error ?? txlogError('NOT_PRIMARY', 'this node is not the primary'));
+  }
+
+  /**
+   * Drops every record not yet applied, from memory and from the WAL (a primary stepping down:
+   * what it never released may be missing from the new primary's log). Their callers get `error`.
+   */
+  async dropUnapplied(error: TxlogError): Promise<void> {
+    this.checkOpen();
+    this.wal.flush();
+    this.rejectWaiters(error);
+    this.pending.clear();
+    this.pendingCommits.clear();
+    this.pendingCalls.clear();
+    this.pendingHeads.clear();
+    this.nextPositionValue = this.state.nextPosition;
+    if (this.wal.lastLsn > this.state.appliedLsn) this.wal.truncateAfter(this.state.appliedLsn);
+    this.walResolvedLsn = this.wal.lastLsn;
+    this.epochValue = Math.max(this.wal.lastEpoch, this.state.epoch);
+  }
+
+  /** The client's highest committed request id (0 when unknown). */
+  latestRequestId(clientId: string): number {
+    return this.state.latestRequestId(clientId);
+  }
+
+  /** `readStream` as of a version (re-execution on a backup). */
+  readStreamAsOf(stream: string, fromVersion: number, maxCount: number, version: number): StreamSlice {
+    return this.state.readStream(stream, fromVersion, maxCount, version);
+  }
+
+  /** Resolves when something is applied, or after `timeoutMs`. */
+  async waitForEvents(timeoutMs: number): Promise<void> {
+    const controller = new AbortController();
+    const timer = this.options.platform.clock.setTimeout(() => controller.abort(), timeoutMs);
+    try {
+      await this.waitForApply(controller.signal);
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  /** Resolves when every record appended so far is applied. */
+  async whenIdle(): Promise<void> {
+    while (this.pending.size > 0 && !this.closed && this.failure === undefined) {
+      await this.waitApplied(this.wal.nextLsn - 1);
+    }
+  }
+
+  /** Records appended and not yet applied (waiting for the WAL or the release gate). */
+  get unappliedCount(): number {
+    return this.pending.size;
+  }
+
+  /** See `State.endOfEpoch`. */
+  endOfEpoch(epoch: number): number {
+    const applied = this.state.endOfEpoch(epoch);
+    if (applied !== undefined) return applied;
+    const begun = this.begunEpochs.find(([started]) => started > epoch);
+    return begun === undefined ? this.wal.lastLsn : begun[1] - 1;
   }
 
   /** Backup side: appends a frame received from the primary, as it is. Resolves when applied. */
@@ -538,8 +612,12 @@ export class Store {
   async beginEpoch(epoch: number, nodeId: string): Promise<void> {
     assert(epoch > this.epochValue, 'a new epoch must be higher');
     this.epochValue = epoch;
-    const payload: EpochPayload = { epoch, fromLsn: this.wal.lastLsn, nodeId, atMs: this.options.platform.clock.nowMs() };
-    await this.appendRecord(recordTypes.epoch, payload, encodePayload(payload)).applied;
+    const payload: EpochPayload = { epoch, fromLsn: this.wal.nextLsn - 1, nodeId, atMs: this.options.platform.clock.nowMs() };
+    const appended = this.appendRecord(recordTypes.epoch, payload, encodePayload(payload));
+    if (appended.lsn !== undefined) this.begunEpochs.push([epoch, appended.lsn]);
+    await appended.applied;
+    // The new epoch must survive a crash whatever the fsync policy: fencing depends on it.
+    this.wal.syncNow();
   }
 
   /** Raises the epoch without writing (a backup learning its primary's epoch). */

@@ -1,0 +1,326 @@
+/**
+ * The client: knows every server, finds the primary (following NOT_PRIMARY hints), pipelines
+ * requests with increasing request ids, and after a lost connection resends every request not
+ * yet answered, in order and with the same ids, to whichever node is primary now. A resend is
+ * always safe: the primary answers a committed request from its session table.
+ */
+import { randomUUID } from 'node:crypto';
+import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
+import { nodePlatform, type Platform } from '../wal/platform.js';
+import type { EventInput } from '../engine/records.js';
+import type { RecordedEvent, StreamSlice } from '../engine/service.js';
+import type { AppendResult } from '../engine/store.js';
+import { dial, nodeNetwork, type Connection, type Network } from './connection.js';
+import { frameBytesMaxDefault, type Message, type Operation } from './protocol.js';
+import type { NodeStatus } from './node.js';
+
+export interface ClientOptions {
+  /** Every node's address; the client finds the primary among them. */
+  servers: string[];
+  /** This client's identity for exactly-once. @default a random UUID (a new session) */
+  clientId?: string;
+  /**
+   * The first request id to use. @default one above the highest the cluster has committed for
+   * this client id (asked at the first connection), so a restarted client continues its ids.
+   */
+  firstRequestId?: number;
+  secret?: string;
+  /** @default 'txlog' */
+  clusterId?: string;
+  /**
+   * Per-call deadline. Past it the call fails with `TIMEOUT`: outcome unknown, the error carries
+   * the request id, and resending that id later is safe. @default 10000 (ms)
+   */
+  deadlineMs?: number;
+  /** Dial and handshake limit per attempt. @default 1000 (ms) */
+  connectTimeoutMs?: number;
+  /** Requests waiting for an answer at once; past it calls fail with `BUSY`. @default 16384 */
+  inFlightMax?: number;
+  network?: Network;
+  platform?: Platform;
+}
+
+interface Call {
+  callId: number;
+  op: Operation;
+  body: Record<string, unknown>;
+  requestId: number | undefined;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  deadline: { cancel(): void };
+  lastError: TxlogError | undefined;
+}
+
+const retryDelayMsMax = 500;
+
+export async function connect(options: ClientOptions): Promise<Client> {
+  const client = new Client(options);
+  await client.ready();
+  return client;
+}
+
+export class Client {
+  readonly clientId: string;
+  private readonly servers: string[];
+  private readonly secret: string;
+  private readonly clusterId: string;
+  private readonly deadlineMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly inFlightMax: number;
+  private readonly network: Network;
+  private readonly platform: Platform;
+  private connection: Connection | undefined;
+  private connecting: Promise<Connection> | undefined;
+  private readonly calls = new Map<number, Call>();
+  private nextCallId = 1;
+  private nextRequestId: number | undefined;
+  private epoch = 0;
+  private hint: string | undefined;
+  private serverIndex = 0;
+  private closed = false;
+
+  constructor(options: ClientOptions) {
+    if (!Array.isArray(options.servers) || options.servers.length === 0) {
+      throw txlogError('BAD_REQUEST', 'connect needs at least one server address');
+    }
+    this.servers = options.servers;
+    this.clientId = options.clientId ?? randomUUID();
+    this.secret = options.secret ?? '';
+    this.clusterId = options.clusterId ?? 'txlog';
+    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
+    this.inFlightMax = options.inFlightMax ?? 16_384;
+    this.network = options.network ?? nodeNetwork;
+    this.platform = options.platform ?? nodePlatform;
+    if (options.firstRequestId !== undefined) {
+      if (!Number.isSafeInteger(options.firstRequestId) || options.firstRequestId < 1) {
+        throw txlogError('BAD_REQUEST', 'firstRequestId must be a positive integer');
+      }
+      this.nextRequestId = options.firstRequestId;
+    }
+  }
+
+  /** Resolves once connected to some node and the request ids are settled. */
+  async ready(): Promise<void> {
+    if (this.nextRequestId === undefined) {
+      const session = (await this.call('session', {}, undefined)) as { latestRequestId: number };
+      this.nextRequestId ??= session.latestRequestId + 1;
+    } else {
+      await this.connectionNow();
+    }
+  }
+
+  /**
+   * Runs a command exactly once. Resolves when the primary has it in its WAL and the backup has
+   * acknowledged it. Resent across failovers with the same request id until the deadline.
+   */
+  execute(command: string, args?: unknown, options: { deadlineMs?: number } = {}): Promise<unknown> {
+    if (this.nextRequestId === undefined) return Promise.reject(txlogError('BAD_REQUEST', 'the client is not ready'));
+    const requestId = this.nextRequestId++;
+    return this.call('execute', { command, args: args ?? null, requestId }, requestId, options.deadlineMs);
+  }
+
+  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } = {}): Promise<AppendResult> {
+    const args: Record<string, unknown> = { stream, events };
+    if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    return (await this.execute('append', args)) as AppendResult;
+  }
+
+  async readStream(stream: string, options: { fromVersion?: number; maxCount?: number } = {}): Promise<StreamSlice> {
+    return (await this.call('readStream', { stream, ...options }, undefined)) as StreamSlice;
+  }
+
+  async readAll(options: { fromPosition?: number; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
+    return (await this.call('readAll', { ...options }, undefined)) as RecordedEvent[];
+  }
+
+  /** Events in global order from `fromPosition`, then live ones (long-polling the primary). */
+  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void } = {}): AsyncGenerator<RecordedEvent> {
+    let next = options.fromPosition ?? 0;
+    let caughtUp = false;
+    while (!this.closed && options.signal?.aborted !== true) {
+      const page = await this.readAll({ fromPosition: next, maxCount: 512, waitMs: caughtUp ? 1000 : 0 });
+      for (const event of page) {
+        yield event;
+        next = event.position + 1;
+      }
+      if (page.length === 0 && !caughtUp) {
+        caughtUp = true;
+        options.onCaughtUp?.();
+      }
+    }
+  }
+
+  /** The status of the node this client is connected to. */
+  async status(): Promise<NodeStatus> {
+    return (await this.call('status', {}, undefined)) as NodeStatus;
+  }
+
+  private call(op: Operation, body: Record<string, unknown>, requestId: number | undefined, deadlineMs = this.deadlineMs): Promise<unknown> {
+    if (this.closed) return Promise.reject(txlogError('CLOSED', 'the client is closed'));
+    if (this.calls.size >= this.inFlightMax) {
+      return Promise.reject(txlogError('BUSY', `${this.inFlightMax} requests are waiting; retry later`));
+    }
+    return new Promise<unknown>((resolve, reject) => {
+      const callId = this.nextCallId++;
+      const call: Call = {
+        callId,
+        op,
+        body,
+        requestId,
+        resolve,
+        reject,
+        lastError: undefined,
+        deadline: this.platform.clock.setTimeout(() => this.expire(callId), deadlineMs),
+      };
+      this.calls.set(callId, call);
+      void this.send(call);
+    });
+  }
+
+  private expire(callId: number): void {
+    const call = this.calls.get(callId);
+    if (call === undefined) return;
+    this.calls.delete(callId);
+    const details: Record<string, unknown> = { outcome: 'unknown' };
+    if (call.requestId !== undefined) details['requestId'] = call.requestId;
+    if (call.lastError !== undefined) details['lastError'] = call.lastError.code;
+    const last = call.lastError === undefined ? '' : ` (last answer: ${call.lastError.code})`;
+    call.reject(
+      txlogError(
+        'TIMEOUT',
+        `no answer in time${call.requestId === undefined ? '' : ` for request ${call.requestId}`}; the outcome is unknown, resending the same request id is safe${last}`,
+        details,
+      ),
+    );
+  }
+
+  private async send(call: Call): Promise<void> {
+    let connection: Connection;
+    try {
+      connection = await this.connectionNow();
+    } catch {
+      return; // connectionNow retries until every call has expired or the client closed.
+    }
+    if (!this.calls.has(call.callId)) return;
+    connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
+  }
+
+  /** The open connection, or a new one to the hinted primary or the next server. */
+  private connectionNow(): Promise<Connection> {
+    if (this.connection !== undefined && !this.connection.closed) return Promise.resolve(this.connection);
+    this.connecting ??= this.connectLoop().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  private async connectLoop(): Promise<Connection> {
+    let delayMs = 20;
+    let lastError: unknown;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw txlogError('CLOSED', 'the client is closed');
+      if (attempt > 0 && this.calls.size === 0) {
+        throw txlogError('NOT_PRIMARY', `no server reachable: ${String(lastError)}`, {}, lastError);
+      }
+      const address = this.hint ?? this.servers[this.serverIndex++ % this.servers.length]!;
+      this.hint = undefined;
+      try {
+        const { connection } = await dial(this.network, address, {
+          clusterId: this.clusterId,
+          secret: this.secret,
+          frameBytesMax: frameBytesMaxDefault,
+          timeoutMs: this.connectTimeoutMs,
+          random: this.platform.random,
+          kind: 'client',
+          id: this.clientId,
+        });
+        if (this.closed) {
+          connection.close(undefined);
+          throw txlogError('CLOSED', 'the client is closed');
+        }
+        this.adopt(connection);
+        return connection;
+      } catch (error) {
+        lastError = error;
+        if (error instanceof TxlogError && error.code === 'UNAUTHORIZED') {
+          this.failAll(error);
+          throw error;
+        }
+      }
+      if ((attempt + 1) % this.servers.length === 0) {
+        await new Promise<void>((resolve) => this.platform.clock.setTimeout(resolve, delayMs));
+        delayMs = Math.min(delayMs * 2, retryDelayMsMax);
+      }
+    }
+  }
+
+  private adopt(connection: Connection): void {
+    this.connection = connection;
+    connection.setHandler((message) => this.onMessage(connection, message));
+    connection.onClose(() => {
+      if (this.connection === connection) this.connection = undefined;
+      if (!this.closed) this.resendAll();
+    });
+    // Everything not yet answered goes again, in order, with the same ids.
+    for (const call of [...this.calls.values()].sort((a, b) => a.callId - b.callId)) {
+      connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
+    }
+  }
+
+  private resendAll(): void {
+    if (this.calls.size === 0) return;
+    this.connectionNow().catch(() => undefined);
+  }
+
+  private onMessage(connection: Connection, message: Message): void {
+    if (message.t !== 'res') {
+      if (message.t === 'error') connection.close(errorFromSerialized(message.error));
+      return;
+    }
+    this.epoch = Math.max(this.epoch, message.epoch);
+    const call = this.calls.get(message.callId);
+    if (call === undefined) return; // Expired, or answered already.
+    if (message.ok) {
+      this.finish(call);
+      call.resolve(message.value);
+      return;
+    }
+    const error = errorFromSerialized(message.error);
+    if (!error.retryable) {
+      this.finish(call);
+      call.reject(error);
+      return;
+    }
+    call.lastError = error;
+    if (error.code === 'NOT_PRIMARY') {
+      // Try the hinted primary, or the next server.
+      this.hint = message.primary;
+      if (this.connection === connection) this.connection = undefined;
+      connection.close(undefined);
+      return;
+    }
+    // REPLICA_UNAVAILABLE, BUSY: the same request again a little later, until the deadline.
+    this.platform.clock.setTimeout(() => {
+      if (this.calls.has(call.callId)) void this.send(call);
+    }, 50);
+  }
+
+  private finish(call: Call): void {
+    call.deadline.cancel();
+    this.calls.delete(call.callId);
+  }
+
+  private failAll(error: TxlogError): void {
+    for (const call of [...this.calls.values()]) {
+      this.finish(call);
+      call.reject(error);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(txlogError('CLOSED', 'the client closed'));
+    this.connection?.close(undefined);
+  }
+}

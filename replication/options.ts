@@ -1,0 +1,123 @@
+/**
+ * Node options: the store's, plus the network, roles, timeouts and the policy when the backup is
+ * lost. Each documented once with default, unit and trade-off; merged with defaults here only.
+ */
+import { txlogError } from '../wal/errors.js';
+import type { StoreOptions } from '../engine/options.js';
+import { frameBytesMaxDefault, isLoopbackHost, parseAddress } from './protocol.js';
+import { nodeNetwork, type Network } from './connection.js';
+
+export interface NodeOptions extends StoreOptions {
+  /** Addresses to listen on (`host:port`; port 0 picks a free one). Clients and the peer use them. */
+  listen: string | string[];
+  /** The peer's addresses; several are several replication links to the same peer. */
+  peers: string[];
+  /**
+   * The role this node takes when both nodes start fresh. Afterwards the log decides: the node
+   * with the higher (epoch, last LSN) becomes primary, and a running primary is never displaced
+   * except by a higher epoch.
+   */
+  role: 'primary' | 'backup';
+  /** Shared secret for the handshake HMAC. Without one, only loopback addresses may be used. */
+  secret?: string;
+  /** Name of the cluster; a node or client of another cluster is refused. @default 'txlog' */
+  clusterId?: string;
+  /** Names this node in logs and epoch records. @default the first listen address */
+  nodeId?: string;
+  /** How often each side sends a heartbeat on every peer link. @default 100 (ms) */
+  heartbeatIntervalMs?: number;
+  /** A peer link silent this long is closed as failed. @default 1000 (ms) */
+  heartbeatTimeoutMs?: number;
+  /**
+   * How long a primary holds commits while it has no backup in sync before `onReplicaLost`
+   * applies. @default 2000 (ms)
+   */
+  replicaTimeoutMs?: number;
+  /**
+   * What a primary does once its backup has been gone for `replicaTimeoutMs`:
+   * - `fail` (default, safe): held and new writes fail with `REPLICA_UNAVAILABLE` (outcome
+   *   unknown; the client resends the same id) until a backup is back in sync.
+   * - `continue`: commit alone, saying so in logs and `status`. Unsafe under a network partition:
+   *   a backup that promoted itself meanwhile makes two histories, and the one it discards held
+   *   acknowledged commits.
+   */
+  onReplicaLost?: 'fail' | 'continue';
+  /**
+   * Become primary at once without waiting for the peer (an operator's decision after losing a
+   * node for good). @default false
+   */
+  forcePrimary?: boolean;
+  /** Largest wire frame. @default 16 MiB */
+  frameBytesMax?: number;
+  /** Client connections at once; past it a new one is refused with `BUSY`. @default 1024 */
+  clientConnectionsMax?: number;
+  /** Requests one client connection may have running; past it `BUSY`. @default 4096 */
+  requestsPerConnectionMax?: number;
+  /** Handshake and dial time limit. @default 2000 (ms) */
+  connectTimeoutMs?: number;
+  network?: Network;
+}
+
+export interface ResolvedNodeOptions {
+  listen: string[];
+  peers: string[];
+  role: 'primary' | 'backup';
+  secret: string;
+  clusterId: string;
+  nodeId: string;
+  nodeIdGiven: boolean;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  replicaTimeoutMs: number;
+  onReplicaLost: 'fail' | 'continue';
+  forcePrimary: boolean;
+  frameBytesMax: number;
+  clientConnectionsMax: number;
+  requestsPerConnectionMax: number;
+  connectTimeoutMs: number;
+  network: Network;
+}
+
+export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
+  const listen = typeof options.listen === 'string' ? [options.listen] : options.listen;
+  if (!Array.isArray(listen) || listen.length === 0) throw txlogError('BAD_REQUEST', 'startNode needs listen addresses');
+  if (!Array.isArray(options.peers)) throw txlogError('BAD_REQUEST', 'startNode needs peers (may be empty)');
+  if (options.role !== 'primary' && options.role !== 'backup') throw txlogError('BAD_REQUEST', 'role must be primary or backup');
+  const secret = options.secret ?? '';
+  for (const address of [...listen, ...options.peers]) {
+    const { host } = parseAddress(address);
+    if (secret === '' && !isLoopbackHost(host)) {
+      throw txlogError('BAD_REQUEST', `refusing ${address} without a secret: without one txlog stays on loopback`);
+    }
+  }
+  const resolved: ResolvedNodeOptions = {
+    listen,
+    peers: options.peers,
+    role: options.role,
+    secret,
+    clusterId: options.clusterId ?? 'txlog',
+    nodeId: options.nodeId ?? listen[0]!,
+    nodeIdGiven: options.nodeId !== undefined,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 100,
+    heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 1000,
+    replicaTimeoutMs: options.replicaTimeoutMs ?? 2000,
+    onReplicaLost: options.onReplicaLost ?? 'fail',
+    forcePrimary: options.forcePrimary ?? false,
+    frameBytesMax: options.frameBytesMax ?? frameBytesMaxDefault,
+    clientConnectionsMax: options.clientConnectionsMax ?? 1024,
+    requestsPerConnectionMax: options.requestsPerConnectionMax ?? 4096,
+    connectTimeoutMs: options.connectTimeoutMs ?? 2000,
+    network: options.network ?? nodeNetwork,
+  };
+  if (resolved.onReplicaLost !== 'fail' && resolved.onReplicaLost !== 'continue') {
+    throw txlogError('BAD_REQUEST', 'onReplicaLost must be fail or continue');
+  }
+  for (const key of ['heartbeatIntervalMs', 'heartbeatTimeoutMs', 'replicaTimeoutMs', 'frameBytesMax', 'clientConnectionsMax', 'requestsPerConnectionMax', 'connectTimeoutMs'] as const) {
+    const value = resolved[key];
+    if (!Number.isSafeInteger(value) || value < 1) throw txlogError('BAD_REQUEST', `${key} must be a positive integer`);
+  }
+  if (resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
+    throw txlogError('BAD_REQUEST', 'heartbeatTimeoutMs must be longer than heartbeatIntervalMs');
+  }
+  return resolved;
+}
