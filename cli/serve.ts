@@ -1,0 +1,113 @@
+/**
+ * `txlog serve`: one node of a pair (or, without --peer, a lone server). It prints one JSON line
+ * on stdout when it listens (`{"event":"listening",...}`, with the ports actually bound), logs to
+ * stderr, and closes cleanly on SIGTERM or SIGINT.
+ */
+import { parseArgs } from 'node:util';
+import { startNode } from '../replication/node.js';
+import type { NodeOptions } from '../replication/options.js';
+import { fsyncPolicies, type FsyncPolicy } from '../wal/options.js';
+import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
+import { loadService, readSecret, splitList } from './service-loader.js';
+
+export const serveHelp = `Usage: txlog serve --dir D --listen H:P[,H:P...] [--peer H:P[,H:P...]]
+                   [--role primary|backup] [--service FILE] [--fsync always|interval|never]
+                   [--secret-file F] [--cluster-id ID] [--node-id ID]
+                   [--heartbeat-timeout-ms N] [--replica-timeout-ms N]
+                   [--on-replica-lost fail|continue] [--force-primary] [--segment-bytes N]
+
+Runs a node. With --peer it is one of a primary/backup pair: several addresses after --listen
+and --peer are several replication links. Without --peer it serves alone (no replica: a
+machine loss loses what its fsync policy allows).
+
+  --dir D                 the store's directory (created if missing)
+  --listen H:P            addresses to listen on; port 0 picks a free port (printed on stdout)
+  --peer H:P              the other node's addresses
+  --role R                the role taken when both nodes start fresh (default primary)
+  --service FILE          an ESM module whose default export is the service; without it only
+                          the built-in commands (append) run
+  --fsync P               always (default), interval or never: see README "Durability"
+  --secret-file F         the shared secret (else TXLOG_SECRET); without one, loopback only
+  --on-replica-lost P     fail (default: writes fail with REPLICA_UNAVAILABLE while no backup
+                          is in sync) or continue (commit alone; unsafe under a partition)
+  --force-primary         become primary at once, without waiting for the peer
+  -h, --help              show this help`;
+
+const serveOptions = {
+  dir: { type: 'string' },
+  listen: { type: 'string' },
+  peer: { type: 'string' },
+  role: { type: 'string' },
+  service: { type: 'string' },
+  fsync: { type: 'string' },
+  'secret-file': { type: 'string' },
+  'cluster-id': { type: 'string' },
+  'node-id': { type: 'string' },
+  'heartbeat-interval-ms': { type: 'string' },
+  'heartbeat-timeout-ms': { type: 'string' },
+  'replica-timeout-ms': { type: 'string' },
+  'on-replica-lost': { type: 'string' },
+  'force-primary': { type: 'boolean' },
+  'segment-bytes': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export async function runServe(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommandArgs('serve', () =>
+    parseArgs({ args, options: serveOptions, allowPositionals: true, strict: true }),
+  );
+  if (values.help === true) {
+    process.stdout.write(`${serveHelp}\n`);
+    return exitCodes.done;
+  }
+  checkPositionals('serve', positionals, [], 0);
+  if (values.dir === undefined) throw usageError('--dir is required', 'serve');
+  const listen = splitList(values.listen);
+  if (listen.length === 0) throw usageError('--listen is required', 'serve');
+  const peers = splitList(values.peer);
+  const role = values.role ?? 'primary';
+  if (role !== 'primary' && role !== 'backup') throw usageError('--role must be primary or backup', 'serve');
+  const fsync = values.fsync ?? 'always';
+  if (!(fsyncPolicies as readonly string[]).includes(fsync)) throw usageError('--fsync must be always, interval or never', 'serve');
+  const onReplicaLost = values['on-replica-lost'] ?? 'fail';
+  if (onReplicaLost !== 'fail' && onReplicaLost !== 'continue') {
+    throw usageError('--on-replica-lost must be fail or continue', 'serve');
+  }
+  const options: NodeOptions = {
+    dir: values.dir,
+    listen,
+    peers,
+    role,
+    fsync: fsync as FsyncPolicy,
+    onReplicaLost,
+    forcePrimary: values['force-primary'] === true || peers.length === 0,
+  };
+  const integer = (flag: keyof typeof values, min: number, max: number): number | undefined => {
+    const value = values[flag];
+    return typeof value === 'string' ? parseIntegerFlag('serve', `--${flag}`, value, min, max) : undefined;
+  };
+  const heartbeatIntervalMs = integer('heartbeat-interval-ms', 1, 60_000);
+  const heartbeatTimeoutMs = integer('heartbeat-timeout-ms', 2, 600_000);
+  const replicaTimeoutMs = integer('replica-timeout-ms', 1, 3_600_000);
+  const segmentBytes = integer('segment-bytes', 4096, 2 ** 32 - 1);
+  if (heartbeatIntervalMs !== undefined) options.heartbeatIntervalMs = heartbeatIntervalMs;
+  if (heartbeatTimeoutMs !== undefined) options.heartbeatTimeoutMs = heartbeatTimeoutMs;
+  if (replicaTimeoutMs !== undefined) options.replicaTimeoutMs = replicaTimeoutMs;
+  if (segmentBytes !== undefined) options.segmentBytes = segmentBytes;
+  if (values['cluster-id'] !== undefined) options.clusterId = values['cluster-id'];
+  if (values['node-id'] !== undefined) options.nodeId = values['node-id'];
+  const secret = readSecret(values['secret-file']);
+  if (secret !== undefined) options.secret = secret;
+  if (values.service !== undefined) options.service = await loadService(values.service);
+  if (peers.length === 0) process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');
+
+  const node = await startNode(options);
+  process.stdout.write(`${JSON.stringify({ event: 'listening', addresses: node.addresses, pid: process.pid })}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await node.close();
+  return exitCodes.done;
+}
