@@ -615,7 +615,16 @@ export class Wal {
         }
       }
     }
-    zeroRange(this.fileSystem, fd, cutOffset, dataEnd);
+    // Cut with ftruncate, which a crash cannot leave half done. Zeroing in place could stop with
+    // zeros in front of frames still valid, which the next open takes for corruption in the
+    // middle of the log and refuses. The file then gets its size back (the hole reads as zeros)
+    // and, when preallocating, real zeros again: zeros over zeros are safe to interrupt.
+    if (dataEnd > cutOffset) {
+      this.fileSystem.truncate(fd, cutOffset);
+      this.fileSystem.fdatasync(fd);
+      this.fileSystem.truncate(fd, fileBytes);
+      if (this.options.preallocate) zeroRange(this.fileSystem, fd, cutOffset, dataEnd);
+    }
     this.fileSystem.fdatasync(fd);
     this.fileSystem.syncDirectory(this.options.dir);
     segment.lastLsn = Math.max(lsn, segment.firstLsn - 1);
