@@ -21,6 +21,34 @@ const commands: Record<string, CommandEntry> = {
     summary: "summarise, list or verify a store's write-ahead log (read-only)",
     load: async () => (await import('./inspect.js')).runInspect,
   },
+  serve: {
+    summary: 'run a node: one of a primary/backup pair, or a lone server',
+    load: async () => (await import('./serve.js')).runServe,
+  },
+  exec: {
+    summary: 'run a command exactly once and print its reply',
+    load: async () => (await import('./client-commands.js')).runExec,
+  },
+  append: {
+    summary: 'append events to a stream',
+    load: async () => (await import('./client-commands.js')).runAppend,
+  },
+  read: {
+    summary: 'read a stream',
+    load: async () => (await import('./client-commands.js')).runRead,
+  },
+  status: {
+    summary: "each node's role, epoch, last LSN, backup lag, sync state and violations",
+    load: async () => (await import('./client-commands.js')).runStatus,
+  },
+  replay: {
+    summary: 're-run every recorded transaction through a service and report divergences',
+    load: async () => (await import('./replay.js')).runReplay,
+  },
+  demo: {
+    summary: 'start a pair, run deposits, kill the primary, check nothing was lost or doubled',
+    load: async () => (await import('./demo.js')).runDemo,
+  },
 };
 
 function mainHelp(): string {

@@ -14,7 +14,8 @@ export const serveHelp = `Usage: txlog serve --dir D --listen H:P[,H:P...] [--pe
                    [--role primary|backup] [--service FILE] [--fsync always|interval|never]
                    [--secret-file F] [--cluster-id ID] [--node-id ID]
                    [--heartbeat-timeout-ms N] [--replica-timeout-ms N]
-                   [--on-replica-lost fail|continue] [--force-primary] [--segment-bytes N]
+                   [--on-replica-lost fail|continue] [--force-primary] [--expect-peer]
+                   [--segment-bytes N]
 
 Runs a node. With --peer it is one of a primary/backup pair: several addresses after --listen
 and --peer are several replication links. Without --peer it serves alone (no replica: a
@@ -31,6 +32,8 @@ machine loss loses what its fsync policy allows).
   --on-replica-lost P     fail (default: writes fail with REPLICA_UNAVAILABLE while no backup
                           is in sync) or continue (commit alone; unsafe under a partition)
   --force-primary         become primary at once, without waiting for the peer
+  --expect-peer           no --peer, but a peer will dial in (its --peer names this node):
+                          wait for it instead of serving alone
   -h, --help              show this help`;
 
 const serveOptions = {
@@ -48,6 +51,7 @@ const serveOptions = {
   'replica-timeout-ms': { type: 'string' },
   'on-replica-lost': { type: 'string' },
   'force-primary': { type: 'boolean' },
+  'expect-peer': { type: 'boolean' },
   'segment-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -80,7 +84,7 @@ export async function runServe(args: string[]): Promise<number> {
     role,
     fsync: fsync as FsyncPolicy,
     onReplicaLost,
-    forcePrimary: values['force-primary'] === true || peers.length === 0,
+    forcePrimary: values['force-primary'] === true || (peers.length === 0 && values['expect-peer'] !== true),
   };
   const integer = (flag: keyof typeof values, min: number, max: number): number | undefined => {
     const value = values[flag];
@@ -99,7 +103,9 @@ export async function runServe(args: string[]): Promise<number> {
   const secret = readSecret(values['secret-file']);
   if (secret !== undefined) options.secret = secret;
   if (values.service !== undefined) options.service = await loadService(values.service);
-  if (peers.length === 0) process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');
+  if (peers.length === 0 && values['expect-peer'] !== true) {
+    process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');
+  }
 
   const node = await startNode(options);
   process.stdout.write(`${JSON.stringify({ event: 'listening', addresses: node.addresses, pid: process.pid })}\n`);

@@ -1,0 +1,86 @@
+/**
+ * Starting `txlog serve` as a child process and waiting for its "listening" line: used by
+ * `txlog demo`, `txlog bench` and the failover tests, so all of them run real processes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { txlogError } from '../wal/errors.js';
+
+export const cliMainPath = fileURLToPath(new URL('./main.js', import.meta.url));
+
+export interface SpawnedNode {
+  process: ChildProcess;
+  pid: number;
+  addresses: string[];
+  /** Everything the node wrote to stderr so far (its log), for reports and failed tests. */
+  log(): string;
+  /** SIGTERM and wait for exit (a clean close). */
+  stop(): Promise<void>;
+  /** SIGKILL and wait for exit (a crash). */
+  kill(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+export interface SpawnNodeOptions {
+  /** Arguments after `txlog serve`. */
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  /** CPU list for `taskset -c` (repeatable benchmarks). */
+  cpus?: string;
+  startTimeoutMs?: number;
+  /** Log lines kept from stderr. @default 2000 */
+  logLinesMax?: number;
+}
+
+export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
+  const command = options.cpus === undefined ? process.execPath : 'taskset';
+  const args = options.cpus === undefined
+    ? [cliMainPath, 'serve', ...options.args]
+    : ['-c', options.cpus, process.execPath, cliMainPath, 'serve', ...options.args];
+  const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logLines: string[] = [];
+  const logLinesMax = options.logLinesMax ?? 2000;
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    logLines.push(chunk);
+    if (logLines.length > logLinesMax) logLines.shift();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const waitExit = async (signal: NodeJS.Signals): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await exited;
+  };
+  const addresses = await new Promise<string[]>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(txlogError('TIMEOUT', `txlog serve did not start in time: ${logLines.join('')}`));
+    }, options.startTimeoutMs ?? 20_000);
+    child.stdout!.setEncoding('utf8');
+    child.stdout!.on('data', (chunk: string) => {
+      buffered += chunk;
+      const newline = buffered.indexOf('\n');
+      if (newline < 0) return;
+      clearTimeout(timer);
+      try {
+        const line = JSON.parse(buffered.slice(0, newline)) as { addresses: string[] };
+        resolve(line.addresses);
+      } catch (error) {
+        reject(error);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(txlogError('IO_ERROR', `txlog serve exited with ${String(code)} before listening: ${logLines.join('')}`));
+    });
+  });
+  return {
+    process: child,
+    pid: child.pid!,
+    addresses,
+    log: () => logLines.join(''),
+    stop: () => waitExit('SIGTERM'),
+    kill: () => waitExit('SIGKILL'),
+    exited,
+  };
+}
