@@ -553,6 +553,9 @@ export class Store {
       this.appliedWaiters.delete(record.lsn);
       for (const waiter of waiters ?? []) waiter.resolve();
     }
+    // A backup never assembles commits, so only here does its next position catch up with what
+    // it applied; a batch ending in a journal entry must not leave it stale for a promotion.
+    if (this.pending.size === 0) this.nextPositionValue = Math.max(this.nextPositionValue, this.state.nextPosition);
     for (const listener of this.applyListeners) listener(batch);
     const wakers = [...this.applyWakers];
     this.applyWakers.clear();
