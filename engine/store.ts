@@ -413,7 +413,7 @@ export class Store {
   }
 
   /** Resolves when `lsn` is applied; rejects when the store fails or gives up on it. */
-  private waitApplied(lsn: number): Promise<void> {
+  waitApplied(lsn: number): Promise<void> {
     if (lsn <= this.state.appliedLsn) return Promise.resolve();
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
@@ -612,15 +612,25 @@ export class Store {
   // ---------------------------------------------------------------- replication support
 
   /** Writes an epoch record (a promotion) and applies it before anything else is served. */
-  async beginEpoch(epoch: number, nodeId: string): Promise<void> {
+  /**
+   * Writes an epoch record (a node becoming primary) and makes it durable at once whatever the
+   * fsync policy: fencing depends on it. Returns its LSN; serve nothing before it is applied
+   * (`waitApplied`), which in a pair also means the backup has it.
+   */
+  beginEpoch(epoch: number, nodeId: string): number {
     assert(epoch > this.epochValue, 'a new epoch must be higher');
     this.epochValue = epoch;
     const payload: EpochPayload = { epoch, fromLsn: this.wal.nextLsn - 1, nodeId, atMs: this.options.platform.clock.nowMs() };
     const appended = this.appendRecord(recordTypes.epoch, payload, encodePayload(payload));
-    if (appended.lsn !== undefined) this.begunEpochs.push([epoch, appended.lsn]);
-    await appended.applied;
-    // The new epoch must survive a crash whatever the fsync policy: fencing depends on it.
+    if (appended.lsn === undefined) {
+      appended.applied.catch(() => undefined);
+      throw txlogError('STORE_FAILED', 'the epoch record could not be written');
+    }
+    appended.applied.catch(() => undefined);
+    this.begunEpochs.push([epoch, appended.lsn]);
+    this.wal.flush();
     this.wal.syncNow();
+    return appended.lsn;
   }
 
   /** Raises the epoch without writing (a backup learning its primary's epoch). */

@@ -97,8 +97,17 @@ export class Connection {
         this.reject(error);
         return;
       }
-      if (this.handler === undefined) this.early.push(message);
-      else this.handler(message);
+      if (this.handler === undefined) {
+        this.early.push(message);
+        continue;
+      }
+      try {
+        this.handler(message);
+      } catch (error) {
+        // A message we could not act on must not take the process down: drop this connection.
+        this.reject(error);
+        return;
+      }
     }
   }
 

@@ -114,6 +114,8 @@ export class TxlogNode {
   private closed = false;
   /** Resolves once a new primary's epoch record is applied; requests wait on it. */
   private primaryReady: Promise<void> | undefined;
+  /** LSN of the epoch record this node wrote when it last became primary. */
+  private epochLsn: number | undefined;
   private alone = false;
   private replicaLostAtMs: number | undefined;
   private replicaUnavailable = false;
@@ -356,6 +358,7 @@ export class TxlogNode {
   private async becomePrimary(alone: boolean): Promise<void> {
     if (this.role === 'primary') return;
     this.role = 'primary';
+    this.epochLsn = undefined;
     this.primaryLink = undefined;
     this.alone = alone;
     this.replica = newReplica(0);
@@ -365,17 +368,21 @@ export class TxlogNode {
     this.epoch = epoch;
     this.store.setWritable(true);
     this.log(`becoming primary with epoch ${epoch}${alone ? ', serving alone' : ''}`);
-    const ready = (async () => {
+    const begun = (async () => {
       await this.store.whenIdle();
-      await this.store.beginEpoch(epoch, this.nodeId);
+      return this.store.beginEpoch(epoch, this.nodeId);
     })();
+    const ready = begun.then((lsn) => {
+      if (this.role === 'primary' && this.epoch === epoch) this.epochLsn = lsn;
+    });
     this.primaryReady = ready;
+    ready.catch(() => undefined);
     this.broadcastState();
     try {
-      await ready;
+      await this.store.waitApplied(await begun);
       this.log(`primary with epoch ${epoch} ready at LSN ${this.store.lastLsn}`);
     } catch (error) {
-      this.log(`could not begin epoch ${epoch}: ${String(error)}`);
+      this.log(`epoch ${epoch} not ready yet: ${String(error)}`);
     }
   }
 
@@ -802,6 +809,9 @@ export class TxlogNode {
     }
     if (this.role !== 'primary') throw txlogError('NOT_PRIMARY', `this node is ${this.role}`);
     await this.primaryReady;
+    // Nothing is served before this primary's epoch record is applied (in a pair: acknowledged
+    // by the backup). A wait that failed (the backup went away) is tried again by later requests.
+    if (this.epochLsn !== undefined && this.store.appliedLsn < this.epochLsn) await this.store.waitApplied(this.epochLsn);
     if (this.role !== 'primary') throw txlogError('NOT_PRIMARY', `this node is ${this.role}`);
   }
 
