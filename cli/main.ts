@@ -45,6 +45,10 @@ const commands: Record<string, CommandEntry> = {
     summary: 're-run every recorded transaction through a service and report divergences',
     load: async () => (await import('./replay.js')).runReplay,
   },
+  bench: {
+    summary: 'commit latency and throughput beside the floors of this machine and the peers (lmdb, SQLite, PostgreSQL)',
+    load: async () => (await import('./bench.js')).runBench,
+  },
   demo: {
     summary: 'start a pair, run deposits, kill the primary, check nothing was lost or doubled',
     load: async () => (await import('./demo.js')).runDemo,

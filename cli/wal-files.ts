@@ -15,6 +15,7 @@
 import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { frameHeaderBytes, parseSegmentFileName, segmentHeaderBytes, segmentSuffix } from '../wal/format.js';
+import { walDefaults } from '../wal/options.js';
 import { nodePlatform } from '../wal/platform.js';
 import { findValidFrameAfter, nonZeroExtentEnd, readSegmentHeader, scanFrames, type ScanStop, type ScannedFrame } from '../wal/scan.js';
 
@@ -149,6 +150,7 @@ export function* walkSegment(task: SegmentTask): Generator<ScannedFrame, Segment
       frameBytesMax,
     });
     let lastEpoch = 0;
+    let largestFrameBytes = 0;
     let stop: ScanStop;
     for (;;) {
       const next = frames.next();
@@ -167,9 +169,14 @@ export function* walkSegment(task: SegmentTask): Generator<ScannedFrame, Segment
       scan.records += 1;
       scan.lastLsn = frame.lsn;
       scan.usedBytes = frame.offset + frame.frameBytes;
+      largestFrameBytes = Math.max(largestFrameBytes, frame.frameBytes);
       scan.recordsByType[frame.type] = (scan.recordsByType[frame.type] ?? 0) + 1;
     }
-    return { ...scan, ...endVerdict(fd, task, scan, stop, frameBytesMax) };
+    // Looking for a valid frame after damage checksums a candidate at every non-zero byte; with
+    // the widest limit, garbage that reads as a huge length would make that quadratic. Frames
+    // beyond the default limit and beyond any seen in this segment are not looked for.
+    const searchFrameBytesMax = Math.min(frameBytesMax, Math.max(walDefaults.recordBytesMax + frameHeaderBytes, largestFrameBytes));
+    return { ...scan, ...endVerdict(fd, task, scan, stop, searchFrameBytesMax) };
   } finally {
     fileSystem.close(fd);
   }
@@ -203,7 +210,7 @@ function readHeader(
     if (error.code === 'NOT_A_LOG' || error.code === 'UNSUPPORTED_FORMAT') {
       return { refused: { code: error.code, message: error.message } };
     }
-    if (error.code === 'CORRUPT_LOG') return { problem: 'segment header checksum mismatch' };
+    if (error.code === 'CORRUPT_LOG') return { problem: error.message };
     throw error;
   }
 }
@@ -214,7 +221,7 @@ function endVerdict(
   task: SegmentTask,
   scan: SegmentScan,
   stop: ScanStop,
-  frameBytesMax: number,
+  searchFrameBytesMax: number,
 ): Pick<SegmentScan, 'problem' | 'torn'> {
   const endOffset = stop.offset;
   // A clean end is a zero length field (or the end of the file) followed by nothing but zeros.
@@ -227,7 +234,7 @@ function endVerdict(
     fromOffset: endOffset + 1,
     fileBytes: scan.sizeBytes,
     lsnAbove: scan.lastLsn,
-    frameBytesMax,
+    frameBytesMax: searchFrameBytesMax,
   });
   if (later !== undefined) {
     return { problem: { offset: endOffset, lsn, reason: `${reason}; a valid record follows at offset ${later}` } };

@@ -3,19 +3,55 @@
  * WAL API (record types and payloads shaped like `engine/records.ts`), and fingerprint a
  * directory to prove a command wrote nothing.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll } from 'vitest';
 import { Wal } from '../../wal/index.js';
 import type { SerializedError } from '../../wal/errors.js';
 import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload } from '../../engine/records.js';
 
-export const cliPath = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const repositoryDir = fileURLToPath(new URL('../..', import.meta.url));
 
-export function assertCliBuilt(): void {
-  if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run 'npm run build' first (npm test does)`);
+/**
+ * Makes the built CLI runnable for this test file and returns a function giving its path.
+ *
+ * Other engineers rebuild `dist/` in the same checkout while tests run, and `tsc` rewrites
+ * every file in place: a process started mid-rebuild can load a half-written module. So each
+ * test file runs its own copy of `dist/`, taken (and smoke-tested, retrying while a rebuild is
+ * under way) before its tests, with `node_modules` linked in so packages resolve, and removed
+ * after them.
+ */
+export function useBuiltCli(): () => string {
+  let copyDir: string | undefined;
+  beforeAll(async () => {
+    const built = path.join(repositoryDir, 'dist', 'cli', 'main.js');
+    if (!existsSync(built)) throw new Error(`${built} is missing: run 'npm run build' first (npm test does)`);
+    copyDir = mkdtempSync(path.join(tmpdir(), 'txlog-cli-build-'));
+    for (let attempt = 1; ; attempt++) {
+      rmSync(path.join(copyDir, 'dist'), { recursive: true, force: true });
+      cpSync(path.join(repositoryDir, 'dist'), path.join(copyDir, 'dist'), { recursive: true });
+      if (attempt === 1) {
+        writeFileSync(path.join(copyDir, 'package.json'), JSON.stringify({ type: 'module' }));
+        symlinkSync(path.join(repositoryDir, 'node_modules'), path.join(copyDir, 'node_modules'), 'dir');
+      }
+      const smoke = spawnSync(process.execPath, [path.join(copyDir, 'dist', 'cli', 'main.js'), 'inspect', '--help']);
+      const workerLoads = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(copyDir, 'dist', 'cli', 'verify-worker.js'))})`]);
+      if (smoke.status === 0 && workerLoads.status === 0) break;
+      if (attempt === 5) throw new Error(`the built CLI does not run: ${smoke.stderr.toString()}${workerLoads.stderr.toString()}`);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  });
+  afterAll(() => {
+    if (copyDir !== undefined) rmSync(copyDir, { recursive: true, force: true });
+  });
+  return () => {
+    if (copyDir === undefined) throw new Error('useBuiltCli: the CLI copy is made in beforeAll');
+    return path.join(copyDir, 'dist', 'cli', 'main.js');
+  };
 }
 
 export interface CliResult {
@@ -24,8 +60,8 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node dist/cli/main.js ...args` with `CI` set (no progress bar) and waits for it. */
-export function runCli(args: readonly string[], environment: Record<string, string> = {}): Promise<CliResult> {
+/** Runs `node <built CLI> ...args` with `CI` set (no progress bar) and waits for it. */
+export function runCli(cliPath: string, args: readonly string[], environment: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,

@@ -14,16 +14,16 @@ import { closeSync, copyFileSync, cpSync, mkdirSync, openSync, readFileSync, rmS
 import { spawnSync } from 'node:child_process';
 import { crc32 } from 'node:zlib';
 import * as path from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Wal } from '../../wal/index.js';
 import { encodeFrame, encodePayload } from '../../wal/format.js';
 import { recordTypes } from '../../engine/records.js';
 import { useTempDir } from '../helpers/temp.js';
-import { assertCliBuilt, cliPath, fingerprint, jsonLines, runCli, segmentNames, writeLog, type CliResult, type WrittenRecord } from './helpers.js';
+import { fingerprint, jsonLines, runCli, segmentNames, useBuiltCli, writeLog, type CliResult, type WrittenRecord } from './helpers.js';
 
 const tempDir = useTempDir('txlog-cli-inspect-');
 
-beforeAll(() => assertCliBuilt());
+const cli = useBuiltCli();
 
 /** 40 transactions in 4 KiB segments: 84 records over several segments. */
 const shape = { transactions: 40, segmentBytes: 4096 };
@@ -36,7 +36,7 @@ async function storeWithLog(): Promise<{ storeDir: string; written: WrittenRecor
 
 /** Records as `--records --json` shows them: the way to find a frame's segment and offset. */
 async function listRecords(storeDir: string): Promise<Array<Record<string, unknown>>> {
-  const result = await runCli(['inspect', storeDir, '--records', '--json']);
+  const result = await runCli(cli(), ['inspect', storeDir, '--records', '--json']);
   expect(result.exitCode, result.stderr).toBe(0);
   return jsonLines(result.stdout);
 }
@@ -63,7 +63,7 @@ describe('summary', () => {
     const segments = segmentNames(storeDir);
     expect(segments.length).toBeGreaterThanOrEqual(3);
 
-    const text = await runCli(['inspect', storeDir]);
+    const text = await runCli(cli(), ['inspect', storeDir]);
     expect(text.exitCode, text.stderr).toBe(0);
     expect(text.stderr).toBe('');
     for (const segment of segments) expect(text.stdout).toContain(segment);
@@ -72,7 +72,7 @@ describe('summary', () => {
     expect(text.stdout).toContain('tail     clean');
     expect(text.stdout).toContain('format   version 1');
 
-    const json = await runCli(['inspect', storeDir, '--json']);
+    const json = await runCli(cli(), ['inspect', storeDir, '--json']);
     expect(json.exitCode, json.stderr).toBe(0);
     const report = JSON.parse(json.stdout) as Record<string, unknown>;
     const count = (type: number): number => written.filter((record) => record.type === type).length;
@@ -100,7 +100,7 @@ describe('summary', () => {
   it('accepts the wal directory itself, and ignores spare and temporary files', async () => {
     const { storeDir, written } = await storeWithLog();
     writeFileSync(path.join(storeDir, 'wal', 'leftover.tmp'), 'not a segment');
-    const result = await runCli(['inspect', path.join(storeDir, 'wal'), '--json']);
+    const result = await runCli(cli(), ['inspect', path.join(storeDir, 'wal'), '--json']);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ records: written.length, walDir: path.join(storeDir, 'wal') });
   });
@@ -108,7 +108,7 @@ describe('summary', () => {
   it('reads the golden v1 fixture (from a copy)', async () => {
     const copy = tempDir();
     cpSync(new URL('../fixtures/wal-v1', import.meta.url), path.join(copy, 'wal'), { recursive: true });
-    const result = await runCli(['inspect', copy, '--verify', '--json']);
+    const result = await runCli(cli(), ['inspect', copy, '--verify', '--json']);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ result: 'clean', formatVersions: [1], firstLsn: 1 });
   });
@@ -160,16 +160,16 @@ describe('--records', () => {
 
   it('honours --from, --limit, --stream and --client', async () => {
     const { storeDir, written } = await storeWithLog();
-    const page = jsonLines((await runCli(['inspect', storeDir, '--records', '--json', '--from', '30', '--limit', '3'])).stdout);
+    const page = jsonLines((await runCli(cli(), ['inspect', storeDir, '--records', '--json', '--from', '30', '--limit', '3'])).stdout);
     expect(page.map((record) => record['lsn'])).toEqual([30, 31, 32]);
 
     const lastLsn = written.length;
-    const end = jsonLines((await runCli(['inspect', storeDir, '--records', '--json', '--from', String(lastLsn - 1)])).stdout);
+    const end = jsonLines((await runCli(cli(), ['inspect', storeDir, '--records', '--json', '--from', String(lastLsn - 1)])).stdout);
     expect(end.map((record) => record['lsn'])).toEqual([lastLsn - 1, lastLsn]);
-    const beyond = await runCli(['inspect', storeDir, '--records', '--json', '--from', String(lastLsn + 10)]);
+    const beyond = await runCli(cli(), ['inspect', storeDir, '--records', '--json', '--from', String(lastLsn + 10)]);
     expect(beyond).toMatchObject({ exitCode: 0, stdout: '' });
 
-    const stream = jsonLines((await runCli(['inspect', storeDir, '--records', '--json', '--stream', 'account-a2'])).stdout);
+    const stream = jsonLines((await runCli(cli(), ['inspect', storeDir, '--records', '--json', '--stream', 'account-a2'])).stdout);
     const expectedStream = written.filter(
       (record) =>
         record.type === recordTypes.commit &&
@@ -178,7 +178,7 @@ describe('--records', () => {
     expect(stream.map((record) => record['lsn'])).toEqual(expectedStream.map((record) => record.lsn));
     expect(stream.length).toBeGreaterThan(0);
 
-    const client = jsonLines((await runCli(['inspect', storeDir, '--records', '--json', '--client', 'client-1', '--limit', '4'])).stdout);
+    const client = jsonLines((await runCli(cli(), ['inspect', storeDir, '--records', '--json', '--client', 'client-1', '--limit', '4'])).stdout);
     expect(client.map((record) => [record['type'], record['requestId']])).toEqual([
       ['journal', 1],
       ['commit', 1],
@@ -189,7 +189,7 @@ describe('--records', () => {
 
   it('prints one readable line per record without --json', async () => {
     const { storeDir } = await storeWithLog();
-    const result = await runCli(['inspect', storeDir, '--records', '--limit', '3']);
+    const result = await runCli(cli(), ['inspect', storeDir, '--records', '--limit', '3']);
     expect(result.exitCode, result.stderr).toBe(0);
     const lines = result.stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(4); // headings, then three records
@@ -205,11 +205,11 @@ describe('--verify', () => {
     const storeDir = tempDir();
     const written = await writeLog(storeDir, { transactions: 300, segmentBytes: 4096 });
     expect(segmentNames(storeDir).length).toBeGreaterThan(10);
-    const result = await runCli(['inspect', storeDir, '--verify']);
+    const result = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(result.exitCode, result.stderr).toBe(0);
     expect(result.stderr).toBe('');
     expect(result.stdout).toMatch(/^verified \d+ segments in .*: clean$/m);
-    const json = JSON.parse((await runCli(['inspect', storeDir, '--verify', '--json'])).stdout) as Record<string, unknown>;
+    const json = JSON.parse((await runCli(cli(), ['inspect', storeDir, '--verify', '--json'])).stdout) as Record<string, unknown>;
     expect(json).toMatchObject({ result: 'clean', records: written.length, lastLsn: written.length, problems: [] });
   });
 
@@ -224,16 +224,16 @@ describe('--verify', () => {
     overwrite(segmentPath, tornOffset, next.subarray(0, Math.floor(next.length / 2)));
     const before = fingerprint(storeDir);
 
-    const verify = await runCli(['inspect', storeDir, '--verify']);
+    const verify = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(verify.exitCode, verify.stderr).toBe(0);
     expect(verify.stderr).toMatch(new RegExp(`^txlog: warning: torn tail: \\d+ bytes at ${last['segment']} byte offset ${tornOffset} `));
     expect(verify.stdout).toContain('sound, with a torn tail');
 
-    const strict = await runCli(['inspect', storeDir, '--verify', '--strict']);
+    const strict = await runCli(cli(), ['inspect', storeDir, '--verify', '--strict']);
     expect(strict.exitCode).toBe(3);
     expectOneErrorLine(strict, 'CORRUPT_LOG');
 
-    const summary = JSON.parse((await runCli(['inspect', storeDir, '--json'])).stdout) as { tail: Record<string, unknown> };
+    const summary = JSON.parse((await runCli(cli(), ['inspect', storeDir, '--json'])).stdout) as { tail: Record<string, unknown> };
     const wal = await Wal.open({ dir: path.join(storeDir, 'wal'), readOnly: true, log: () => undefined });
     try {
       expect(wal.tail).toMatchObject({ state: 'torn', segment: last['segment'], offset: tornOffset });
@@ -241,7 +241,7 @@ describe('--verify', () => {
     } finally {
       await wal.close();
     }
-    const listed = await runCli(['inspect', storeDir, '--records', '--json']);
+    const listed = await runCli(cli(), ['inspect', storeDir, '--records', '--json']);
     expect(listed.exitCode).toBe(0);
     expect(jsonLines(listed.stdout)).toHaveLength(written.length);
     expect(listed.stderr).toMatch(/^txlog: warning: torn tail/);
@@ -259,20 +259,20 @@ describe('--verify', () => {
     overwrite(segmentPath, at, Buffer.from([file[at]! ^ 0x01]));
     const before = fingerprint(storeDir);
 
-    const verify = await runCli(['inspect', storeDir, '--verify']);
+    const verify = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(verify.exitCode).toBe(3);
     expectOneErrorLine(verify, 'CORRUPT_LOG');
     expect(verify.stderr).toContain(`${firstSegment} at byte offset ${victim['offset']}, LSN 5: checksum mismatch`);
     expect(verify.stdout).toContain('corrupt (1 problem)');
-    const json = JSON.parse((await runCli(['inspect', storeDir, '--verify', '--json'])).stdout) as Record<string, unknown>;
+    const json = JSON.parse((await runCli(cli(), ['inspect', storeDir, '--verify', '--json'])).stdout) as Record<string, unknown>;
     expect(json).toMatchObject({ result: 'corrupt', problems: [{ segment: firstSegment, offset: victim['offset'], lsn: 5 }] });
 
     // The summary reads every frame too, and says the same.
-    const summary = await runCli(['inspect', storeDir]);
+    const summary = await runCli(cli(), ['inspect', storeDir]);
     expect(summary.exitCode).toBe(3);
     expect(summary.stderr).toContain(`${firstSegment} at byte offset ${victim['offset']}, LSN 5`);
     // The listing prints what comes before the damage, then stops with exit 3.
-    const listed = await runCli(['inspect', storeDir, '--records', '--json']);
+    const listed = await runCli(cli(), ['inspect', storeDir, '--records', '--json']);
     expect(listed.exitCode).toBe(3);
     expect(jsonLines(listed.stdout).map((record) => record['lsn'])).toEqual([1, 2, 3, 4]);
     expectOneErrorLine(listed, 'CORRUPT_LOG');
@@ -288,7 +288,7 @@ describe('--verify', () => {
     expect(inLast.length).toBeGreaterThanOrEqual(3);
     const victim = inLast[0]!;
     overwrite(path.join(storeDir, 'wal', lastSegment), Number(victim['offset']) + 4, Buffer.from('XXXX'));
-    const verify = await runCli(['inspect', storeDir, '--verify']);
+    const verify = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(verify.exitCode).toBe(3);
     expect(verify.stderr).toContain(`${lastSegment} at byte offset ${victim['offset']}, LSN ${victim['lsn']}`);
     expect(verify.stderr).toContain('a valid record follows');
@@ -298,7 +298,7 @@ describe('--verify', () => {
     const { storeDir } = await storeWithLog();
     const segments = segmentNames(storeDir);
     rmSync(path.join(storeDir, 'wal', segments[1]!));
-    const verify = await runCli(['inspect', storeDir, '--verify']);
+    const verify = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(verify.exitCode).toBe(3);
     expectOneErrorLine(verify, 'CORRUPT_LOG');
     expect(verify.stderr).toMatch(new RegExp(`${segments[0]} at byte offset \\d+, LSN \\d+: records \\d+\\.\\.\\d+ are missing`));
@@ -311,7 +311,7 @@ describe('--verify progress', () => {
 
   it.skipIf(!scriptAvailable)('draws a bar on a terminal unless CI is set, and never into a pipe', async () => {
     const { storeDir } = await storeWithLog();
-    const command = `'${process.execPath}' '${cliPath}' inspect '${storeDir}' --verify > /dev/null`;
+    const command = `'${process.execPath}' '${cli()}' inspect '${storeDir}' --verify > /dev/null`;
     const onTerminal = (ci: string | undefined): string => {
       const environment: NodeJS.ProcessEnv = { ...process.env };
       delete environment['CI'];
@@ -325,7 +325,7 @@ describe('--verify progress', () => {
     expect(drawn).toContain('100%');
     expect(drawn.endsWith('\r\x1b[K')).toBe(true); // erased at the end
     expect(onTerminal('1')).toBe('');
-    const piped = await runCli(['inspect', storeDir, '--verify'], { CI: '' });
+    const piped = await runCli(cli(), ['inspect', storeDir, '--verify'], { CI: '' });
     expect(piped.stderr).toBe('');
   });
 });
@@ -333,21 +333,21 @@ describe('--verify progress', () => {
 describe('bad inputs', () => {
   it('a missing directory, an empty one, and a file: exit 2 with one line', async () => {
     const dir = tempDir();
-    const missing = await runCli(['inspect', path.join(dir, 'nope'), '--verify']);
+    const missing = await runCli(cli(), ['inspect', path.join(dir, 'nope'), '--verify']);
     expect(missing.exitCode).toBe(2);
     expectOneErrorLine(missing, 'NOT_FOUND');
 
-    const empty = await runCli(['inspect', dir]);
+    const empty = await runCli(cli(), ['inspect', dir]);
     expect(empty.exitCode).toBe(2);
     expectOneErrorLine(empty, 'NOT_FOUND');
     mkdirSync(path.join(dir, 'wal'));
-    const emptyWal = await runCli(['inspect', dir, '--verify']);
+    const emptyWal = await runCli(cli(), ['inspect', dir, '--verify']);
     expect(emptyWal.exitCode).toBe(2);
     expectOneErrorLine(emptyWal, 'NOT_FOUND');
 
     const file = path.join(dir, 'file.txt');
     writeFileSync(file, 'hello');
-    const notDirectory = await runCli(['inspect', file]);
+    const notDirectory = await runCli(cli(), ['inspect', file]);
     expect(notDirectory.exitCode).toBe(2);
     expectOneErrorLine(notDirectory, 'NOT_A_LOG');
   });
@@ -357,7 +357,7 @@ describe('bad inputs', () => {
     mkdirSync(path.join(dir, 'wal'));
     writeFileSync(path.join(dir, 'wal', '00000000000000000001.wal'), 'this is not a write-ahead log, just text '.repeat(4));
     for (const mode of [[], ['--verify'], ['--records']]) {
-      const result = await runCli(['inspect', dir, ...mode]);
+      const result = await runCli(cli(), ['inspect', dir, ...mode]);
       expect(result.exitCode, mode.join(' ')).toBe(2);
       expectOneErrorLine(result, 'NOT_A_LOG');
     }
@@ -367,11 +367,11 @@ describe('bad inputs', () => {
     const { storeDir } = await storeWithLog();
     const second = segmentNames(storeDir)[1]!;
     overwrite(path.join(storeDir, 'wal', second), 0, Buffer.from('XXLOGWAL'));
-    const verify = await runCli(['inspect', storeDir, '--verify']);
+    const verify = await runCli(cli(), ['inspect', storeDir, '--verify']);
     expect(verify.exitCode).toBe(3);
     expect(verify.stderr).toContain(`txlog: CORRUPT_LOG: corrupt WAL: ${second} at byte offset 0`);
     expect(verify.stderr).toContain('bad magic');
-    const listed = await runCli(['inspect', storeDir, '--records', '--json']);
+    const listed = await runCli(cli(), ['inspect', storeDir, '--records', '--json']);
     expect(listed.exitCode).toBe(3);
     expect(listed.stderr).toContain(`${second} at byte offset 0`);
   });
@@ -384,7 +384,7 @@ describe('bad inputs', () => {
     header.writeUInt32LE(crc32(header.subarray(0, 60)), 60);
     overwrite(segmentPath, 0, header);
     for (const mode of [[], ['--verify'], ['--records']]) {
-      const result = await runCli(['inspect', storeDir, ...mode]);
+      const result = await runCli(cli(), ['inspect', storeDir, ...mode]);
       expect(result.exitCode, mode.join(' ')).toBe(2);
       expectOneErrorLine(result, 'UNSUPPORTED_FORMAT');
       expect(result.stderr).toContain('format version 2');
@@ -412,7 +412,7 @@ describe('bad inputs', () => {
       ['inspect', storeDir, '--json=yes'],
     ];
     for (const args of cases) {
-      const result = await runCli(args);
+      const result = await runCli(cli(), args);
       expect(result.exitCode, args.join(' ')).toBe(2);
       expectOneErrorLine(result, 'USAGE');
       expect(result.stdout, args.join(' ')).toBe('');
@@ -437,8 +437,8 @@ describe('read-only', () => {
     for (const dir of [storeDir, torn, corrupt]) {
       const before = fingerprint(dir);
       for (const mode of [[], ['--json'], ['--records'], ['--records', '--json'], ['--verify'], ['--verify', '--strict']]) {
-        await runCli(['inspect', dir, ...mode]);
-        await runCli(['inspect', path.join(dir, 'wal'), ...mode]);
+        await runCli(cli(), ['inspect', dir, ...mode]);
+        await runCli(cli(), ['inspect', path.join(dir, 'wal'), ...mode]);
       }
       expect(fingerprint(dir)).toEqual(before);
     }
