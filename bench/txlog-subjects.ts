@@ -1,0 +1,175 @@
+/**
+ * The txlog systems under test: the embedded store (`openStore` in this process) and a real
+ * primary/backup pair (two `txlog serve` child processes, clients in this process). Both run
+ * the built-in `append` of one event per transaction, one stream and one client id per worker,
+ * with exactly-once request ids.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { encodePayload, type FsyncPolicy } from '../wal/index.js';
+import { openStore, type Store } from '../engine/index.js';
+import type { CommitPayload } from '../engine/records.js';
+import { connect, type Client } from '../replication/client.js';
+import { spawnNode, type SpawnedNode } from '../cli/spawn-node.js';
+import type { Transaction } from './load.js';
+
+export interface BenchEvent {
+  type: string;
+  data: { note: string };
+}
+
+/** An event whose msgpack encoding is `eventBytes` long (give or take a byte of length prefix). */
+export function eventOf(eventBytes: number): BenchEvent {
+  const base = encodePayload({ type: 'Deposited', data: { note: '' } }).length;
+  return { type: 'Deposited', data: { note: 'x'.repeat(Math.max(0, eventBytes - base - 2)) } };
+}
+
+/** Bytes of the WAL frame of one such transaction's commit record (what the floors write). */
+export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): number {
+  const payload: CommitPayload = {
+    clientId: 'client-0',
+    requestId: 1,
+    command: 'append',
+    args: { stream: 'stream-0', events: [event] },
+    events: [{ stream: 'stream-0', firstVersion: 0, events: [event] }],
+    firstPosition: 0,
+    reply: { stream: 'stream-0', version: 0, position: 0 },
+    now: [],
+    random: [],
+    readSet: [],
+    calls: 0,
+    digest: '0123456789abcdef0123456789abcdef',
+  };
+  return encodePayload(payload).length + frameHeaderBytes;
+}
+
+/** Waits until the WAL's preallocated next segment is on disk, so its flush misses the measurement. */
+export async function settleSpare(walDir: string, segmentBytes: number): Promise<void> {
+  const sparePath = path.join(walDir, 'spare.tmp');
+  const deadlineMs = Date.now() + 30_000;
+  while (Date.now() < deadlineMs) {
+    const stats = fs.statSync(sparePath, { throwIfNoEntry: false });
+    if (stats !== undefined && stats.size >= segmentBytes) {
+      const fd = fs.openSync(sparePath, 'r');
+      try {
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+export interface TxlogSubject {
+  /** A transaction for the given worker; the same worker keeps its client id and stream. */
+  transaction: Transaction;
+  close(): Promise<void>;
+}
+
+/** One embedded store per fsync policy, reused across concurrencies (request ids continue). */
+export async function openEmbedded(dir: string, fsync: FsyncPolicy, event: BenchEvent): Promise<TxlogSubject & { store: Store }> {
+  const store = await openStore({ dir, fsync, log: () => {} });
+  await settleSpare(path.join(dir, 'wal'), store.wal.options.segmentBytes);
+  const nextRequestId: number[] = [];
+  const argsOf: Array<{ stream: string; events: BenchEvent[] }> = [];
+  const transaction: Transaction = async (worker) => {
+    const requestId = nextRequestId[worker] ?? 1;
+    nextRequestId[worker] = requestId + 1;
+    const args = (argsOf[worker] ??= { stream: `stream-${worker}`, events: [event] });
+    await store.execute('append', args, { clientId: `client-${worker}`, requestId });
+  };
+  return { store, transaction, close: () => store.close() };
+}
+
+export interface PairPlacement {
+  /** `taskset -c` CPU lists, or undefined for unpinned. */
+  primaryCpus: string | undefined;
+  backupCpus: string | undefined;
+}
+
+export interface ReplicatedSubject extends TxlogSubject {
+  primary: SpawnedNode;
+  backup: SpawnedNode;
+}
+
+/** Client connections the bench opens to the primary; workers share them round-robin. */
+export const clientConnectionsMax = 16;
+
+/**
+ * Starts a pair as `txlog demo` does (primary with --expect-peer on port 0, backup with --peer),
+ * waits until the primary says it has a backup in sync, and opens the client connections.
+ * `primaryNodeOptions` goes to the primary's NODE_OPTIONS (e.g. `--cpu-prof`).
+ */
+export async function startReplicated(
+  dir: string,
+  fsync: FsyncPolicy,
+  event: BenchEvent,
+  placement: PairPlacement,
+  primaryNodeOptions: string | undefined,
+): Promise<ReplicatedSubject> {
+  const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024)];
+  const primaryEnv = primaryNodeOptions === undefined ? process.env : { ...process.env, NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} ${primaryNodeOptions}`.trim() };
+  const primary = await spawnNode({
+    args: ['--dir', path.join(dir, 'primary'), '--listen', '127.0.0.1:0', '--expect-peer', '--role', 'primary', '--node-id', 'P', ...common],
+    env: primaryEnv,
+    ...(placement.primaryCpus === undefined ? {} : { cpus: placement.primaryCpus }),
+  });
+  let backup: SpawnedNode;
+  try {
+    backup = await spawnNode({
+      args: ['--dir', path.join(dir, 'backup'), '--listen', '127.0.0.1:0', '--peer', primary.addresses[0]!, '--role', 'backup', '--node-id', 'B', ...common],
+      ...(placement.backupCpus === undefined ? {} : { cpus: placement.backupCpus }),
+    });
+  } catch (error) {
+    await primary.stop();
+    throw error;
+  }
+  const servers = [primary.addresses[0]!, backup.addresses[0]!];
+  const clients: Client[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(clients.map((client) => client.close()));
+    await primary.stop();
+    await backup.stop();
+  };
+  try {
+    await waitInSync(primary.addresses[0]!, 30_000);
+    await settleSpare(path.join(dir, 'primary', 'wal'), 256 * 1024 * 1024);
+    await settleSpare(path.join(dir, 'backup', 'wal'), 256 * 1024 * 1024);
+    for (let index = 0; index < clientConnectionsMax; index++) {
+      clients.push(await connect({ servers, clientId: `bench-client-${index}`, deadlineMs: 60_000 }));
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const argsOf: Array<{ stream: string; events: BenchEvent[] }> = [];
+  const transaction: Transaction = async (worker) => {
+    const client = clients[worker % clients.length]!;
+    const args = (argsOf[worker] ??= { stream: `stream-${worker}`, events: [event] });
+    await client.execute('append', args);
+  };
+  return { primary, backup, transaction, close };
+}
+
+async function waitInSync(address: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const client = await connect({ servers: [address], deadlineMs: 1000, connectTimeoutMs: 500 });
+      try {
+        const status = await client.status();
+        if (status.role === 'primary' && status.inSync && !status.alone) return;
+        last = `role ${status.role}, inSync ${String(status.inSync)}, alone ${String(status.alone)}`;
+      } finally {
+        await client.close();
+      }
+    } catch (error) {
+      last = String(error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the pair did not get in sync within ${timeoutMs} ms (${last})`);
+}
