@@ -28,9 +28,11 @@ interface SessionRecord {
   latest: number;
   /** LSN of its last commit: the eviction order. */
   lastLsn: number;
-  /** Outcomes of its last `requestWindow` request ids; null once evicted (tombstone). */
-  outcomes: Outcome[] | null;
+  /** Evicted past `clientsMax`: its outcomes are gone, only `latest` is kept (a tombstone). */
+  evicted: boolean;
 }
+
+type StoredOutcome = Omit<Outcome, 'requestId'>;
 
 export type SessionLookup =
   | { kind: 'unknown' }
@@ -76,6 +78,9 @@ export class State {
   /** stream → last version */
   private readonly streams: Database<number, string>;
   private readonly sessions: Database<SessionRecord, string>;
+  /** [clientId, requestId] → outcome, for the last `requestWindow` request ids of each client. */
+  private readonly outcomes: Database<StoredOutcome, [string, number]>;
+  private liveSessions: number;
   /** [lastLsn, clientId] for sessions not yet evicted: the eviction order. */
   private readonly sessionOrder: Database<boolean, [number, string]>;
   /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
@@ -94,9 +99,11 @@ export class State {
     this.streamIndex = root.openDB({ name: 'stream-index' });
     this.streams = root.openDB({ name: 'streams' });
     this.sessions = root.openDB({ name: 'sessions' });
+    this.outcomes = root.openDB({ name: 'outcomes' });
     this.sessionOrder = root.openDB({ name: 'session-order' });
     this.journal = root.openDB({ name: 'journal' });
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
+    this.liveSessions = this.number(metaKeys.liveSessions);
     this.nextPositionValue = this.number(metaKeys.nextPosition);
     this.epochValue = this.number(metaKeys.epoch);
     const epochs = this.meta.get(metaKeys.epochs);
@@ -181,11 +188,11 @@ export class State {
   lookupSession(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
     const session = this.sessions.get(clientId);
     if (session === undefined) return { kind: 'unknown' };
-    if (session.outcomes === null) {
+    if (session.evicted) {
       return requestId <= session.latest ? { kind: 'expired', latest: session.latest } : { kind: 'unknown' };
     }
-    const outcome = session.outcomes.find((candidate) => candidate.requestId === requestId);
-    if (outcome !== undefined) return { kind: 'committed', outcome };
+    const outcome = this.outcomes.get([clientId, requestId]);
+    if (outcome !== undefined) return { kind: 'committed', outcome: { requestId, ...outcome } };
     if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };
     return { kind: 'unknown' };
   }
@@ -275,41 +282,71 @@ export class State {
   private recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
     const { clientId, requestId } = commit;
     const previous = this.sessions.get(clientId);
-    const outcome: Outcome = { requestId, lsn };
-    if (commit.error !== undefined) outcome.error = commit.error;
-    else outcome.reply = commit.reply ?? null;
-    const latest = Math.max(previous?.latest ?? 0, requestId);
-    const outcomes = (previous?.outcomes ?? [])
-      .filter((kept) => kept.requestId > latest - limits.requestWindow && kept.requestId !== requestId)
-      .concat(outcome);
-    let liveSessions = this.number(metaKeys.liveSessions);
-    if (previous !== undefined && previous.outcomes !== null) this.sessionOrder.removeSync([previous.lastLsn, clientId]);
-    else liveSessions += 1;
-    this.sessions.putSync(clientId, { latest, lastLsn: lsn, outcomes });
+    const wasLive = previous !== undefined && !previous.evicted;
+    const previousLatest = previous?.latest ?? 0;
+    const latest = Math.max(previousLatest, requestId);
+    // An outcome already outside the window would never be asked for: do not keep it.
+    if (requestId > latest - limits.requestWindow) {
+      const outcome: StoredOutcome = { lsn };
+      if (commit.error !== undefined) outcome.error = commit.error;
+      else outcome.reply = commit.reply ?? null;
+      this.outcomes.putSync([clientId, requestId], outcome);
+    }
+    // Outcomes that fell out of the window: at most the ids the window moved past.
+    if (wasLive) {
+      const dropFrom = Math.max(1, previousLatest - limits.requestWindow + 1);
+      for (let dropped = dropFrom; dropped <= latest - limits.requestWindow; dropped++) {
+        this.outcomes.removeSync([clientId, dropped]);
+      }
+      this.sessionOrder.removeSync([previous.lastLsn, clientId]);
+    } else {
+      this.liveSessions += 1;
+    }
+    this.sessions.putSync(clientId, { latest, lastLsn: lsn, evicted: false });
     this.sessionOrder.putSync([lsn, clientId], true);
-    // Journal entries of this request, and of requests that fell out of the window, are done.
-    for (const { key } of this.journal.getRange({ start: [clientId, 0, 0], end: [clientId, latest - limits.requestWindow + 1, 0] })) {
+    if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
+    // Calls journaled by requests that never committed are dropped once the window passes them;
+    // checked once per window's worth of requests, so the scan costs nothing per commit.
+    if (Math.floor(latest / limits.requestWindow) > Math.floor(previousLatest / limits.requestWindow)) {
+      this.removeJournal(clientId, 0, latest - limits.requestWindow + 1);
+    }
+    while (this.liveSessions > limits.clientsMax) this.evictOldestSession();
+    this.meta.putSync(metaKeys.liveSessions, this.liveSessions);
+  }
+
+  private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
+    if (toRequestId <= fromRequestId) return;
+    for (const key of this.journal.getKeys({ start: [clientId, fromRequestId, 0], end: [clientId, toRequestId, 0] })) {
       this.journal.removeSync(key);
     }
-    for (const { key } of this.journal.getRange({ start: [clientId, requestId, 0], end: [clientId, requestId + 1, 0] })) {
-      this.journal.removeSync(key);
+  }
+
+  private evictOldestSession(): void {
+    let oldest: [number, string] | undefined;
+    for (const key of this.sessionOrder.getKeys({ limit: 1 })) oldest = key;
+    assert(oldest !== undefined, 'session count says more sessions than the order holds');
+    const [oldestLsn, oldestClient] = oldest;
+    const evicted = this.sessions.get(oldestClient);
+    assert(evicted !== undefined && evicted.lastLsn === oldestLsn, 'session order out of step with sessions');
+    this.sessions.putSync(oldestClient, { latest: evicted.latest, lastLsn: evicted.lastLsn, evicted: true });
+    this.sessionOrder.removeSync(oldest);
+    for (const key of this.outcomes.getKeys({ start: [oldestClient, 0], end: [oldestClient, Number.MAX_SAFE_INTEGER] })) {
+      this.outcomes.removeSync(key);
     }
-    while (liveSessions > limits.clientsMax) {
-      let oldest: [number, string] | undefined;
-      for (const key of this.sessionOrder.getKeys({ limit: 1 })) oldest = key;
-      assert(oldest !== undefined, 'session count says more sessions than the order holds');
-      const [oldestLsn, oldestClient] = oldest;
-      const evicted = this.sessions.get(oldestClient);
-      assert(evicted !== undefined && evicted.lastLsn === oldestLsn, 'session order out of step with sessions');
-      this.sessions.putSync(oldestClient, { latest: evicted.latest, lastLsn: evicted.lastLsn, outcomes: null });
-      this.sessionOrder.removeSync(oldest);
-      liveSessions -= 1;
-    }
-    this.meta.putSync(metaKeys.liveSessions, liveSessions);
+    this.removeJournal(oldestClient, 0, Number.MAX_SAFE_INTEGER);
+    this.liveSessions -= 1;
   }
 
   /** Everything, in a form two states can be compared by (tests: rebuild gives the same state). */
-  dump(): { appliedLsn: number; nextPosition: number; events: unknown[]; streams: unknown[]; sessions: unknown[]; journal: unknown[] } {
+  dump(): {
+    appliedLsn: number;
+    nextPosition: number;
+    events: unknown[];
+    streams: unknown[];
+    sessions: unknown[];
+    outcomes: unknown[];
+    journal: unknown[];
+  } {
     const all = <K extends Key, V>(database: Database<V, K>): Array<[K, V]> =>
       [...database.getRange({})].map(({ key, value }) => [key, value] as [K, V]);
     return {
@@ -318,6 +355,7 @@ export class State {
       events: all(this.events),
       streams: all(this.streams),
       sessions: all(this.sessions),
+      outcomes: all(this.outcomes),
       journal: all(this.journal),
     };
   }
