@@ -35,11 +35,17 @@ if (wal.lastEpoch > round) throw new Error(`log epoch ${wal.lastEpoch} above rou
 const acks = openSync(ackFile, 'a');
 process.stdout.write(`ready ${wal.lastLsn}\n`);
 
+let acknowledgedAny = false;
+
 async function appender(index) {
   for (let sequence = 0; ; sequence++) {
     const sizeBytes = randomInteger(0, 1) === 0 ? randomInteger(0, 64) : randomInteger(0, 2500);
     const lsn = await wal.append(1 + (sequence % 3), payloadOf(index, sequence, sizeBytes), round);
     writeSync(acks, `${lsn} ${round} ${index} ${sequence} ${sizeBytes}\n`);
+    if (!acknowledgedAny) {
+      acknowledgedAny = true;
+      process.stdout.write('acknowledged\n');
+    }
   }
 }
 
