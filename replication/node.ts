@@ -531,6 +531,9 @@ export class TxlogNode {
     const next = [...this.links].find((candidate) => candidate.state?.role === 'backup' && !candidate.connection.closed);
     if (next === undefined) {
       replica.link = undefined;
+      // No link reaches the backup: it is not in sync any more (status, and the peer state,
+      // must not report a healthy pair); a rejoin starts a fresh replica.
+      replica.inSync = false;
       this.replicaLostAtMs ??= this.nowMs();
       this.log('lost the backup');
       return;
