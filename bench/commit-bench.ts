@@ -107,8 +107,8 @@ export interface BenchOptions {
   /** `taskset -c` lists, or undefined: the pair's primary and backup (the echo child goes with the backup). */
   primaryCpus: string | undefined;
   backupCpus: string | undefined;
-  /** Extra NODE_OPTIONS for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
-  primaryNodeOptions: string | undefined;
+  /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
+  primaryNodeArgs: string[] | undefined;
   /** Substrings of `system-mode` (e.g. `txlog-replicated`, `lmdb`): run only matching scenarios. */
   only: string[] | undefined;
   /** Called before each step with a short description and the step's index and total. */
@@ -197,7 +197,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       steps.push({
         label: `txlog replicated, fsync ${fsync}, ${concurrency} in flight`,
         run: async () => {
-          pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeOptions);
+          pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeArgs);
           try {
             await measure(txlogBase('replicated', fsync, concurrency), pair.transaction);
           } finally {

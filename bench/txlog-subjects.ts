@@ -100,20 +100,19 @@ export const clientConnectionsMax = 16;
 /**
  * Starts a pair as `txlog demo` does (primary with --expect-peer on port 0, backup with --peer),
  * waits until the primary says it has a backup in sync, and opens the client connections.
- * `primaryNodeOptions` goes to the primary's NODE_OPTIONS (e.g. `--cpu-prof`).
+ * `primaryNodeArgs` go to the primary's node (e.g. `--cpu-prof`).
  */
 export async function startReplicated(
   dir: string,
   fsync: FsyncPolicy,
   event: BenchEvent,
   placement: PairPlacement,
-  primaryNodeOptions: string | undefined,
+  primaryNodeArgs: string[] | undefined,
 ): Promise<ReplicatedSubject> {
   const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024)];
-  const primaryEnv = primaryNodeOptions === undefined ? process.env : { ...process.env, NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} ${primaryNodeOptions}`.trim() };
   const primary = await spawnNode({
     args: ['--dir', path.join(dir, 'primary'), '--listen', '127.0.0.1:0', '--expect-peer', '--role', 'primary', '--node-id', 'P', ...common],
-    env: primaryEnv,
+    ...(primaryNodeArgs === undefined ? {} : { nodeArgs: primaryNodeArgs }),
     ...(placement.primaryCpus === undefined ? {} : { cpus: placement.primaryCpus }),
   });
   let backup: SpawnedNode;

@@ -115,7 +115,7 @@ export async function runBench(args: string[]): Promise<number> {
     concurrencies,
     withPostgres: values['with-postgres'] === true,
     ...pairCpus(values.cpus, values['no-pin'] === true),
-    primaryNodeOptions: profileDir === undefined ? undefined : `--cpu-prof --cpu-prof-dir=${profileDir}`,
+    primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
     onStep: (label, index, total) => {
       if (showProgress) process.stderr.write(`\r\x1b[K[${index + 1}/${total}] ${label}`);

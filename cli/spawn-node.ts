@@ -27,6 +27,11 @@ export interface SpawnNodeOptions {
   env?: NodeJS.ProcessEnv;
   /** CPU list for `taskset -c` (repeatable benchmarks). */
   cpus?: string;
+  /**
+   * Arguments for node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS does
+   * not allow). @default none
+   */
+  nodeArgs?: string[];
   startTimeoutMs?: number;
   /** Log lines kept from stderr. @default 2000 */
   logLinesMax?: number;
@@ -34,9 +39,10 @@ export interface SpawnNodeOptions {
 
 export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
   const command = options.cpus === undefined ? process.execPath : 'taskset';
+  const nodeArgs = options.nodeArgs ?? [];
   const args = options.cpus === undefined
-    ? [cliMainPath, 'serve', ...options.args]
-    : ['-c', options.cpus, process.execPath, cliMainPath, 'serve', ...options.args];
+    ? [...nodeArgs, cliMainPath, 'serve', ...options.args]
+    : ['-c', options.cpus, process.execPath, ...nodeArgs, cliMainPath, 'serve', ...options.args];
   const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   const logLinesMax = options.logLinesMax ?? 2000;

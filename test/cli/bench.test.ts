@@ -1,0 +1,108 @@
+/**
+ * Proves that `txlog bench --quick --json` runs end to end as a real process (an embedded
+ * store, a real pair of `txlog serve` children, the floors and the peers) and prints one JSON
+ * document of the documented shape with every scenario present. It checks names and types, not
+ * speed: the machine is shared and a tiny count says nothing about performance.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const repositoryDir = fileURLToPath(new URL('../..', import.meta.url));
+let copyDir: string | undefined;
+let workDir: string | undefined;
+
+// Other engineers rebuild dist/ in this checkout while tests run: run a private copy of it.
+beforeAll(async () => {
+  const built = path.join(repositoryDir, 'dist', 'cli', 'main.js');
+  if (!existsSync(built)) throw new Error(`${built} is missing: run 'npm run build' first (npm test does)`);
+  copyDir = mkdtempSync(path.join(tmpdir(), 'txlog-bench-test-build-'));
+  workDir = mkdtempSync(path.join(tmpdir(), 'txlog-bench-test-data-'));
+  writeFileSync(path.join(copyDir, 'package.json'), JSON.stringify({ type: 'module' }));
+  symlinkSync(path.join(repositoryDir, 'node_modules'), path.join(copyDir, 'node_modules'), 'dir');
+  for (let attempt = 1; ; attempt++) {
+    rmSync(path.join(copyDir, 'dist'), { recursive: true, force: true });
+    cpSync(path.join(repositoryDir, 'dist'), path.join(copyDir, 'dist'), { recursive: true });
+    const smoke = spawnSync(process.execPath, [path.join(copyDir, 'dist', 'cli', 'main.js'), 'bench', '--help']);
+    if (smoke.status === 0) break;
+    if (attempt === 5) throw new Error(`the built CLI does not run: ${smoke.stderr.toString()}`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+});
+
+afterAll(() => {
+  for (const dir of [copyDir, workDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+function runBench(args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(copyDir!, 'dist', 'cli', 'main.js'), 'bench', ...args],
+      { env: { ...process.env, CI: 'true' }, maxBuffer: 16 * 1024 * 1024, timeout: 110_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
+        resolve({ exitCode: code, stdout, stderr });
+      },
+    );
+  });
+}
+
+const systems = ['txlog', 'lmdb', 'sqlite', 'postgres', 'floor'];
+const modes = ['embedded', 'replicated'];
+
+describe('txlog bench --quick --json', () => {
+  it('prints one JSON document with the machine, every scenario and the floors', async () => {
+    const result = await runBench(['--quick', '--json', '--count', '20', '--warmup-ms', '0', '--floor-ms', '20', '--no-pin', '--dir', workDir!]);
+    expect(result.stderr).toBe('');
+    expect(result.exitCode).toBe(0);
+    const report = JSON.parse(result.stdout) as Record<string, unknown>;
+
+    const machine = report['machine'] as Record<string, unknown>;
+    expect(typeof machine['cpus']).toBe('number');
+    expect(typeof machine['node']).toBe('string');
+    expect(Array.isArray(machine['loadAverageStart'])).toBe(true);
+    expect(typeof machine['placement']).toBe('string');
+
+    const scenarios = report['scenarios'] as Array<Record<string, unknown>>;
+    for (const scenario of scenarios) {
+      expect(typeof scenario['name']).toBe('string');
+      expect(systems).toContain(scenario['system']);
+      expect(modes).toContain(scenario['mode']);
+      expect(typeof scenario['fsync']).toBe('string');
+      expect(Number.isSafeInteger(scenario['concurrency'])).toBe(true);
+      for (const key of ['p50Us', 'p99Us', 'p999Us', 'maxUs', 'throughputPerSec']) {
+        expect(typeof scenario[key], `${String(scenario['name'])} ${key}`).toBe('number');
+        expect(scenario[key] as number, `${String(scenario['name'])} ${key}`).toBeGreaterThan(0);
+      }
+      expect((scenario['p50Us'] as number) <= (scenario['maxUs'] as number)).toBe(true);
+    }
+    const keys = new Set(scenarios.map((scenario) => `${String(scenario['system'])} ${String(scenario['mode'])} ${String(scenario['fsync'])} ${String(scenario['concurrency'])}`));
+    for (const mode of ['embedded', 'replicated']) {
+      for (const fsync of ['always', 'interval']) {
+        for (const concurrency of [1, 8, 64, 256]) expect(keys, `txlog ${mode} ${fsync} ${concurrency}`).toContain(`txlog ${mode} ${fsync} ${concurrency}`);
+      }
+    }
+    // The peers are devDependencies: present here, so measured (a missing one would be a note).
+    for (const concurrency of [1, 8, 64, 256]) expect(keys).toContain(`lmdb embedded overlapped ${concurrency}`);
+    expect(keys).toContain('sqlite embedded always 1');
+    expect(scenarios.filter((scenario) => scenario['system'] === 'floor')).toHaveLength(4);
+
+    const floors = report['floors'] as Array<Record<string, unknown>>;
+    expect(floors.map((floor) => floor['name']).sort()).toEqual(['tcp-rtt', 'tcp-rtt+fdatasync', 'write', 'write+fdatasync']);
+    for (const floor of floors) {
+      for (const key of ['p50Us', 'p99Us', 'throughputPerSec']) expect(typeof floor[key]).toBe('number');
+    }
+    expect(Array.isArray(report['targets'])).toBe(true);
+    expect((report['notes'] as unknown[]).some((note) => String(note).startsWith('postgres skipped'))).toBe(true);
+  });
+
+  it('refuses a bad flag with the usage exit code', async () => {
+    const result = await runBench(['--concurrency', 'zero']);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/USAGE/);
+  });
+});
