@@ -26,19 +26,26 @@ export const bankServicePath = path.join(here, 'bank-service.mjs');
 /** Small segments and no fdatasync unless a test asks: several engineers share two cores. */
 export const lightArgs = ['--segment-bytes', String(1024 * 1024), '--fsync', 'never'];
 
-/** Fails the file early when dist/ is missing or older than the sources the nodes run. */
+/** Fails the file early when a compiled file the nodes run is missing or older than its source. */
 export function requireFreshBuild(): void {
   beforeAll(() => {
-    const built = path.join(repositoryRoot, 'dist', 'replication', 'node.js');
-    if (!existsSync(built)) throw new Error('dist/ is missing: run `npm run build` first');
-    const newestSourceMs = Math.max(
-      ...['engine', 'wal', 'replication', 'cli'].flatMap((dir) =>
+    const sources = [
+      ...['engine', 'wal', 'replication'].flatMap((dir) =>
         readdirSync(path.join(repositoryRoot, dir))
           .filter((name) => name.endsWith('.ts'))
-          .map((name) => statSync(path.join(repositoryRoot, dir, name)).mtimeMs),
+          .map((name) => path.join(dir, name)),
       ),
-    );
-    if (statSync(built).mtimeMs < newestSourceMs) throw new Error('dist/ is older than the sources: run `npm run build`');
+      'cli/serve.ts',
+      'cli/spawn-node.ts',
+      'cli/main.ts',
+    ];
+    for (const source of sources) {
+      const built = path.join(repositoryRoot, 'dist', source.replace(/\.ts$/, '.js'));
+      if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
+      if (statSync(built).mtimeMs < statSync(path.join(repositoryRoot, source)).mtimeMs) {
+        throw new Error(`dist/ is older than ${source}: run \`npm run build\``);
+      }
+    }
   });
 }
 
