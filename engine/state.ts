@@ -66,11 +66,16 @@ const metaKeys = {
   epoch: 'epoch',
   liveSessions: 'liveSessions',
   epochs: 'epochs',
+  /** Kernel boot id when the state was last opened for writing. */
+  bootId: 'bootId',
+  /** 1 when the state was closed cleanly (and fsync'd) after its last writes. */
+  cleanClose: 'cleanClose',
 } as const;
 
 export class State {
   private readonly root: RootDatabase;
-  private readonly meta: Database<number | Array<[number, number]>, string>;
+  private readonly meta: Database<number | string | Array<[number, number]>, string>;
+  private readonly dataPath: string;
   /** position → event */
   private readonly events: Database<StoredEvent, number>;
   /** [stream, version] → position */
@@ -92,8 +97,9 @@ export class State {
   private nextPositionValue: number;
   private epochValue: number;
 
-  private constructor(root: RootDatabase) {
+  private constructor(root: RootDatabase, dir: string) {
     this.root = root;
+    this.dataPath = path.join(dir, 'data.mdb');
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32' });
     this.streamIndex = root.openDB({ name: 'stream-index' });
@@ -114,7 +120,28 @@ export class State {
     fs.mkdirSync(dir, { recursive: true });
     checkDataFile(dir);
     const root = open({ path: dir, maxDbs: 16, mapSize: mapBytes, noSync: true, compression: false });
-    return new State(root);
+    return new State(root, dir);
+  }
+
+  /**
+   * With `noSync`, a machine crash (not a process crash: the page cache survives that) can leave
+   * LMDB's pages half on disk. A state last opened under another boot and not closed cleanly
+   * may be damaged, and must be rebuilt from the WAL.
+   */
+  mayBeDamagedByMachineCrash(bootId: string | undefined): boolean {
+    if (this.appliedLsnValue === 0) return false;
+    if (this.meta.get(metaKeys.cleanClose) === 1) return false;
+    const openedUnder = this.meta.get(metaKeys.bootId);
+    return bootId === undefined || openedUnder !== bootId;
+  }
+
+  /** Records that the state is open under this boot, durably, before anything else is written. */
+  markOpen(bootId: string | undefined): void {
+    this.root.transactionSync(() => {
+      this.meta.putSync(metaKeys.bootId, bootId ?? '');
+      this.meta.putSync(metaKeys.cleanClose, 0);
+    });
+    fsyncFile(this.dataPath);
   }
 
   /** Removes the LMDB files so the next `open` starts empty (a rebuild from the WAL). */
@@ -360,8 +387,29 @@ export class State {
     };
   }
 
+  /** Closes, marking the state cleanly closed and fsync'd (see `mayBeDamagedByMachineCrash`). */
   async close(): Promise<void> {
+    this.root.transactionSync(() => this.meta.putSync(metaKeys.cleanClose, 1));
     await this.root.close();
+    fsyncFile(this.dataPath);
+  }
+}
+
+function fsyncFile(filePath: string): void {
+  const fd = fs.openSync(filePath, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The kernel's id for this boot (Linux), or undefined where there is none. */
+export function currentBootId(): string | undefined {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
   }
 }
 

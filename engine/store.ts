@@ -24,7 +24,7 @@ import { encodePayload } from '../wal/format.js';
 import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload, type StreamWrite } from './records.js';
 import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
 import { builtinCommands, type CommandHandler, type RecordedEvent, type ReadStreamOptions, type StreamSlice } from './service.js';
-import { State, type ApplicableRecord, type JournalEntry } from './state.js';
+import { State, currentBootId, type ApplicableRecord, type JournalEntry } from './state.js';
 import { TransactionAborted, TransactionContext, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
 import { packChecked } from './values.js';
 import type { EventInput } from './records.js';
@@ -803,12 +803,20 @@ async function openState(options: ResolvedStoreOptions, wal: Wal): Promise<State
     State.destroy(stateDir);
     state = State.open(stateDir, options.stateMapBytes);
   }
-  if (state.appliedLsn > wal.lastLsn) {
-    options.log(`state is ahead of the WAL (LSN ${state.appliedLsn} > ${wal.lastLsn}); rebuilding it from the WAL`);
+  const bootId = currentBootId();
+  const reason =
+    state.appliedLsn > wal.lastLsn
+      ? `state is ahead of the WAL (LSN ${state.appliedLsn} > ${wal.lastLsn})`
+      : state.mayBeDamagedByMachineCrash(bootId)
+        ? 'state was not closed cleanly before the machine restarted'
+        : undefined;
+  if (reason !== undefined) {
+    options.log(`${reason}; rebuilding it from the WAL`);
     await state.close();
     State.destroy(stateDir);
     state = State.open(stateDir, options.stateMapBytes);
   }
+  state.markOpen(bootId);
   if (state.appliedLsn + 1 < wal.firstLsn) {
     throw txlogError('CORRUPT_LOG', `state is at LSN ${state.appliedLsn} but the WAL starts at ${wal.firstLsn}`);
   }

@@ -12,6 +12,8 @@ import { defineService, type Context, type Store } from '../../engine/index.js';
 import { useTempDir } from '../helpers/temp.js';
 import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
+import { open as openLmdb } from 'lmdb';
+import { currentBootId } from '../../engine/state.js';
 
 const newDir = useTempDir('txlog-recovery-');
 
@@ -177,6 +179,42 @@ describe('recovery', () => {
       expect(invocations.count).toBe(15);
       const error = await rejectedError(() => store.execute('refuse', {}, { clientId: 'c-2', requestId: 1 }));
       expect(error.code).toBe('HANDLER_FAILED');
+      expect(invocations.count).toBe(15);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a state left open under another boot is rebuilt (a machine crash); under this boot it is trusted', async () => {
+    const dir = newDir();
+    const invocations = { count: 0 };
+    let { store } = await openQuietStore(dir, { service: bankService(invocations) });
+    await runWorkload(store, 'c', 20);
+    const before = store.dumpState();
+    await store.close();
+    // As the state looks when its process died without closing it, under this boot or another.
+    const leaveOpen = async (bootId: string): Promise<void> => {
+      const root = openLmdb({ path: stateDirOf(dir), maxDbs: 16, noSync: true });
+      const meta = root.openDB({ name: 'meta' });
+      root.transactionSync(() => {
+        meta.putSync('cleanClose', 0);
+        meta.putSync('bootId', bootId);
+      });
+      await root.close();
+    };
+    const bootId = currentBootId();
+    expect(bootId, 'this test needs Linux boot ids').toBeDefined();
+    await leaveOpen(bootId!);
+    let messages: string[];
+    ({ store, messages } = await openQuietStore(dir, { service: bankService(invocations) }));
+    expect(messages.filter((message) => message.includes('rebuilding'))).toEqual([]);
+    expect(store.dumpState()).toEqual(before);
+    await store.close();
+    await leaveOpen('a-boot-that-is-not-this-one');
+    ({ store, messages } = await openQuietStore(dir, { service: bankService(invocations) }));
+    try {
+      expect(messages.some((message) => message.includes('not closed cleanly before the machine restarted'))).toBe(true);
+      expect(store.dumpState()).toEqual(before);
       expect(invocations.count).toBe(15);
     } finally {
       await store.close();
