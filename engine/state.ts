@@ -64,7 +64,6 @@ const metaKeys = {
   appliedLsn: 'appliedLsn',
   nextPosition: 'nextPosition',
   epoch: 'epoch',
-  liveSessions: 'liveSessions',
   epochs: 'epochs',
   /** Kernel boot id when the state was last opened for writing. */
   bootId: 'bootId',
@@ -85,9 +84,11 @@ export class State {
   private readonly sessions: Database<SessionRecord, string>;
   /** [clientId, requestId] → outcome, for the last `requestWindow` request ids of each client. */
   private readonly outcomes: Database<StoredOutcome, [string, number]>;
-  private liveSessions: number;
-  /** [lastLsn, clientId] for sessions not yet evicted: the eviction order. */
-  private readonly sessionOrder: Database<boolean, [number, string]>;
+  /**
+   * Sessions not evicted, in least-recently-active order (by LSN: a Map keeps insertion order,
+   * and a commit moves its client to the end). Loaded at open; at most `clientsMax` entries.
+   */
+  private readonly liveSessions = new Map<string, SessionRecord>();
   /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
 
@@ -106,10 +107,12 @@ export class State {
     this.streams = root.openDB({ name: 'streams' });
     this.sessions = root.openDB({ name: 'sessions' });
     this.outcomes = root.openDB({ name: 'outcomes' });
-    this.sessionOrder = root.openDB({ name: 'session-order' });
     this.journal = root.openDB({ name: 'journal' });
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
-    this.liveSessions = this.number(metaKeys.liveSessions);
+    const live: Array<[string, SessionRecord]> = [];
+    for (const { key, value } of this.sessions.getRange({})) if (!value.evicted) live.push([key, value]);
+    live.sort((a, b) => a[1].lastLsn - b[1].lastLsn);
+    for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
     this.nextPositionValue = this.number(metaKeys.nextPosition);
     this.epochValue = this.number(metaKeys.epoch);
     const epochs = this.meta.get(metaKeys.epochs);
@@ -213,7 +216,7 @@ export class State {
   }
 
   lookupSession(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
-    const session = this.sessions.get(clientId);
+    const session = this.sessionOf(clientId);
     if (session === undefined) return { kind: 'unknown' };
     if (session.evicted) {
       return requestId <= session.latest ? { kind: 'expired', latest: session.latest } : { kind: 'unknown' };
@@ -225,7 +228,11 @@ export class State {
   }
 
   latestRequestId(clientId: string): number {
-    return this.sessions.get(clientId)?.latest ?? 0;
+    return this.sessionOf(clientId)?.latest ?? 0;
+  }
+
+  private sessionOf(clientId: string): SessionRecord | undefined {
+    return this.liveSessions.get(clientId) ?? this.sessions.get(clientId);
   }
 
   journalFor(clientId: string, requestId: number): JournalEntry[] {
@@ -308,7 +315,7 @@ export class State {
 
   private recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
     const { clientId, requestId } = commit;
-    const previous = this.sessions.get(clientId);
+    const previous = this.sessionOf(clientId);
     const wasLive = previous !== undefined && !previous.evicted;
     const previousLatest = previous?.latest ?? 0;
     const latest = Math.max(previousLatest, requestId);
@@ -325,20 +332,18 @@ export class State {
       for (let dropped = dropFrom; dropped <= latest - limits.requestWindow; dropped++) {
         this.outcomes.removeSync([clientId, dropped]);
       }
-      this.sessionOrder.removeSync([previous.lastLsn, clientId]);
-    } else {
-      this.liveSessions += 1;
     }
-    this.sessions.putSync(clientId, { latest, lastLsn: lsn, evicted: false });
-    this.sessionOrder.putSync([lsn, clientId], true);
+    const session: SessionRecord = { latest, lastLsn: lsn, evicted: false };
+    this.sessions.putSync(clientId, session);
+    this.liveSessions.delete(clientId);
+    this.liveSessions.set(clientId, session);
     if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
     // Calls journaled by requests that never committed are dropped once the window passes them;
     // checked once per window's worth of requests, so the scan costs nothing per commit.
     if (Math.floor(latest / limits.requestWindow) > Math.floor(previousLatest / limits.requestWindow)) {
       this.removeJournal(clientId, 0, latest - limits.requestWindow + 1);
     }
-    while (this.liveSessions > limits.clientsMax) this.evictOldestSession();
-    this.meta.putSync(metaKeys.liveSessions, this.liveSessions);
+    while (this.liveSessions.size > limits.clientsMax) this.evictOldestSession();
   }
 
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
@@ -349,20 +354,17 @@ export class State {
   }
 
   private evictOldestSession(): void {
-    let oldest: [number, string] | undefined;
-    for (const key of this.sessionOrder.getKeys({ limit: 1 })) oldest = key;
-    assert(oldest !== undefined, 'session count says more sessions than the order holds');
-    const [oldestLsn, oldestClient] = oldest;
-    const evicted = this.sessions.get(oldestClient);
-    assert(evicted !== undefined && evicted.lastLsn === oldestLsn, 'session order out of step with sessions');
-    this.sessions.putSync(oldestClient, { latest: evicted.latest, lastLsn: evicted.lastLsn, evicted: true });
-    this.sessionOrder.removeSync(oldest);
-    for (const key of this.outcomes.getKeys({ start: [oldestClient, 0], end: [oldestClient, Number.MAX_SAFE_INTEGER] })) {
+    const oldest = this.liveSessions.entries().next().value;
+    assert(oldest !== undefined, 'evicting from an empty session table');
+    const [clientId, session] = oldest;
+    this.liveSessions.delete(clientId);
+    this.sessions.putSync(clientId, { latest: session.latest, lastLsn: session.lastLsn, evicted: true });
+    for (const key of this.outcomes.getKeys({ start: [clientId, 0], end: [clientId, Number.MAX_SAFE_INTEGER] })) {
       this.outcomes.removeSync(key);
     }
-    this.removeJournal(oldestClient, 0, Number.MAX_SAFE_INTEGER);
-    this.liveSessions -= 1;
+    this.removeJournal(clientId, 0, Number.MAX_SAFE_INTEGER);
   }
+
 
   /** Everything, in a form two states can be compared by (tests: rebuild gives the same state). */
   dump(): {
