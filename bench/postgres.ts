@@ -61,7 +61,11 @@ export async function startPostgresPair(parentDir: string, bin: string, connecti
   const Client = pgModule.default.Client;
   const root = fs.mkdtempSync(path.join(parentDir, 'postgres-'));
   const asRoot = process.getuid?.() === 0;
-  if (asRoot) execFileSync('chown', ['-R', 'postgres:postgres', root]);
+  if (asRoot) {
+    // The bench's own temporary directory is 0700: let the postgres user through it (not read it).
+    fs.chmodSync(parentDir, 0o711);
+    execFileSync('chown', ['-R', 'postgres:postgres', root]);
+  }
   const run = (tool: string, args: string[]): string => {
     const command = asRoot ? 'runuser' : path.join(bin, tool);
     const fullArgs = asRoot ? ['-u', 'postgres', '--', path.join(bin, tool), ...args] : args;

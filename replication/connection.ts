@@ -58,6 +58,8 @@ export class Connection {
   private readonly closeListeners = new Set<(error: Error | undefined) => void>();
   private closedError: Error | undefined;
   private isClosed = false;
+  /** Corked by a `send` in this event-loop turn; uncorked at its end by `flush`. */
+  private corked = false;
   /** Messages that arrived before a handler was set (during the handshake hand-over). */
   private early: Message[] = [];
 
@@ -136,14 +138,33 @@ export class Connection {
     else this.closeListeners.add(listener);
   }
 
-  /** Queues a message. Past `sendBufferBytesMax` queued bytes the reader is too slow: drop it. */
+  /**
+   * Queues a message. Past `sendBufferBytesMax` queued bytes the reader is too slow: drop it.
+   *
+   * Messages sent in one turn of the event loop leave in one `writev` at its end (the socket
+   * is corked until `process.nextTick`): a batch of replies or acknowledgements costs one
+   * system call, not one each. Call `flush()` before blocking the thread (an fdatasync) when
+   * what was sent must be on its way meanwhile.
+   */
   send(message: Message): void {
     if (this.isClosed) return;
     if (this.socket.writableLength > sendBufferBytesMax) {
       this.close(txlogError('BUSY', `${this.remote} reads too slowly; dropping the connection`));
       return;
     }
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => this.flush());
+    }
     this.socket.write(encodeMessage(message));
+  }
+
+  /** Hands everything sent so far to the kernel now. */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   close(error: Error | undefined): void {

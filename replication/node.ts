@@ -492,6 +492,9 @@ export class TxlogNode {
       }
     }
     replica.sentLsn = firstLsn + frames.length - 1;
+    // The WAL writes and (under `always`) fdatasyncs this batch right after this returns, on this
+    // thread: the frames must be on the wire first, so the backup's round trip overlaps it.
+    replica.link.connection.flush();
   }
 
   private onAck(link: PeerLink, ack: Extract<Message, { t: 'ack' }>): void {
