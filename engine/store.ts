@@ -450,9 +450,18 @@ export class Store {
     this.epochValue = Math.max(this.wal.lastEpoch, this.state.epoch);
   }
 
-  /** The client's highest committed request id (0 when unknown). */
+  /**
+   * The client's highest request id this store knows: committed, decided but not yet released,
+   * or running (0 when unknown). A restarted client continues above it; continuing above the
+   * committed ones only would reuse the id of a request still in flight and get its reply.
+   */
   latestRequestId(clientId: string): number {
-    return this.state.latestRequestId(clientId);
+    let latest = this.state.latestRequestId(clientId);
+    const prefix = `${clientId}\u0000`;
+    for (const key of [...this.pendingCommits.keys(), ...this.inFlight.keys()]) {
+      if (key.startsWith(prefix)) latest = Math.max(latest, Number(key.slice(prefix.length)));
+    }
+    return latest;
   }
 
   /** `readStream` as of a version (re-execution on a backup). */

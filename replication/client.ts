@@ -20,8 +20,9 @@ export interface ClientOptions {
   /** This client's identity for exactly-once. @default a random UUID (a new session) */
   clientId?: string;
   /**
-   * The first request id to use. @default one above the highest the cluster has committed for
-   * this client id (asked at the first connection), so a restarted client continues its ids.
+   * The first request id to use. @default one above the highest the primary knows for this
+   * client id, committed or in flight (asked before the first `execute`), so a restarted client
+   * continues its ids.
    */
   firstRequestId?: number;
   secret?: string;
@@ -74,6 +75,7 @@ export class Client {
   private readonly calls = new Map<number, Call>();
   private nextCallId = 1;
   private nextRequestId: number | undefined;
+  private settlingRequestIds: Promise<void> | undefined;
   private epoch = 0;
   private hint: string | undefined;
   private serverIndex = 0;
@@ -100,14 +102,12 @@ export class Client {
     }
   }
 
-  /** Resolves once connected to some node and the request ids are settled. */
+  /**
+   * Resolves once some node answered (any role: `status` and the first reads work from here).
+   * Without `firstRequestId` the request ids are settled at the first `execute`, by the primary.
+   */
   async ready(): Promise<void> {
-    if (this.nextRequestId === undefined) {
-      const session = (await this.call('session', {}, undefined)) as { latestRequestId: number };
-      this.nextRequestId ??= session.latestRequestId + 1;
-    } else {
-      await this.connectionNow();
-    }
+    await this.call('status', {}, undefined);
   }
 
   /**
@@ -115,9 +115,28 @@ export class Client {
    * acknowledged it. Resent across failovers with the same request id until the deadline.
    */
   execute(command: string, args?: unknown, options: { deadlineMs?: number } = {}): Promise<unknown> {
-    if (this.nextRequestId === undefined) return Promise.reject(txlogError('BAD_REQUEST', 'the client is not ready'));
-    const requestId = this.nextRequestId++;
-    return this.call('execute', { command, args: args ?? null, requestId }, requestId, options.deadlineMs);
+    const send = (): Promise<unknown> => {
+      const requestId = this.nextRequestId!++;
+      return this.call('execute', { command, args: args ?? null, requestId }, requestId, options.deadlineMs);
+    };
+    if (this.nextRequestId !== undefined && this.settlingRequestIds === undefined) return send();
+    // Executes made before the ids are settled wait for it and are numbered in call order.
+    return this.settleRequestIds().then(send);
+  }
+
+  /** Asks the primary (only it knows every id taken) for this client's highest request id. */
+  private settleRequestIds(): Promise<void> {
+    this.settlingRequestIds ??= this.call('session', {}, undefined).then(
+      (session) => {
+        this.settlingRequestIds = undefined;
+        this.nextRequestId ??= (session as { latestRequestId: number }).latestRequestId + 1;
+      },
+      (error: unknown) => {
+        this.settlingRequestIds = undefined;
+        throw error;
+      },
+    );
+    return this.settlingRequestIds;
   }
 
   async append(stream: string, events: EventInput[], options: { expectedVersion?: number } = {}): Promise<AppendResult> {

@@ -771,6 +771,9 @@ export class TxlogNode {
       case 'status':
         return this.status();
       case 'session':
+        // Only the primary knows every request id taken: a lagging backup would hand a restarted
+        // client ids already used, and its new requests would get the old requests' replies.
+        await this.servePrimary();
         return { latestRequestId: this.store.latestRequestId(clientId) };
       case 'execute': {
         await this.servePrimary();
