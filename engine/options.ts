@@ -60,6 +60,8 @@ export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimit
   preallocate?: boolean;
   /** Largest WAL record (one transaction's commit record). @default 1 MiB */
   recordBytesMax?: number;
+  /** See the WAL option of the same name (inline vs pipelined fdatasync). @default 1 */
+  syncInlineRecordsMax?: number;
   /** LMDB map size: the most state the store can hold. @default 64 GiB (sparse) */
   stateMapBytes?: number;
   platform?: Platform;
@@ -95,6 +97,7 @@ export interface ResolvedStoreOptions {
   segmentBytes: number | undefined;
   preallocate: boolean | undefined;
   recordBytesMax: number | undefined;
+  syncInlineRecordsMax: number | undefined;
   stateMapBytes: number;
   platform: Platform;
   log: (message: string) => void;
@@ -124,6 +127,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     segmentBytes: options.segmentBytes,
     preallocate: options.preallocate,
     recordBytesMax: options.recordBytesMax,
+    syncInlineRecordsMax: options.syncInlineRecordsMax,
     stateMapBytes: options.stateMapBytes ?? 64 * 1024 ** 3,
     platform: options.platform ?? nodePlatform,
     log: options.log ?? ((message) => process.stderr.write(`txlog: ${message}\n`)),

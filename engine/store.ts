@@ -120,6 +120,7 @@ export class Store {
     if (resolved.segmentBytes !== undefined) walOptions.segmentBytes = resolved.segmentBytes;
     if (resolved.preallocate !== undefined) walOptions.preallocate = resolved.preallocate;
     if (resolved.recordBytesMax !== undefined) walOptions.recordBytesMax = resolved.recordBytesMax;
+    if (resolved.syncInlineRecordsMax !== undefined) walOptions.syncInlineRecordsMax = resolved.syncInlineRecordsMax;
     const wal = await Wal.open(walOptions);
     try {
       const state = await openState(resolved, wal);
@@ -438,7 +439,8 @@ export class Store {
    */
   async dropUnapplied(error: TxlogError): Promise<void> {
     this.checkOpen();
-    this.wal.flush();
+    await this.wal.settle();
+    this.checkOpen();
     this.rejectWaiters(error);
     this.pending.clear();
     this.pendingCommits.clear();
@@ -631,11 +633,8 @@ export class Store {
     this.epochValue = epoch;
     const payload: EpochPayload = { epoch, fromLsn: this.wal.nextLsn - 1, nodeId, atMs: this.options.platform.clock.nowMs() };
     const appended = this.appendRecord(recordTypes.epoch, payload, encodePayload(payload));
-    if (appended.lsn === undefined) {
-      appended.applied.catch(() => undefined);
-      throw txlogError('STORE_FAILED', 'the epoch record could not be written');
-    }
     appended.applied.catch(() => undefined);
+    if (appended.lsn === undefined) throw txlogError('STORE_FAILED', 'the epoch record could not be written');
     this.begunEpochs.push([epoch, appended.lsn]);
     this.wal.flush();
     this.wal.syncNow();
@@ -654,6 +653,7 @@ export class Store {
   async truncateAfter(lsn: number): Promise<void> {
     this.checkOpen();
     assert(this.pending.size === 0, 'truncateAfter with records in flight');
+    await this.wal.settle();
     this.wal.truncateAfter(lsn);
     this.walResolvedLsn = this.wal.lastLsn;
     this.epochValue = this.wal.lastEpoch;
@@ -749,9 +749,10 @@ export class Store {
   /** Writes what is queued, applies what can be applied, fails the rest with CLOSED, closes. */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.wal.flush();
+    await this.wal.settle();
     // Let the resolved appends run their continuations and apply.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.closed) return;
     this.closed = true;
     this.rejectWaiters(txlogError('CLOSED', 'the store closed before this commit was applied'));
     for (const wake of this.applyWakers) wake();

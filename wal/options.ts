@@ -41,6 +41,13 @@ export interface WalOptions {
   batchRecordsMax?: number;
   /** Most bytes written by one write/fdatasync. @default 8 MiB */
   batchBytesMax?: number;
+  /**
+   * Under `fsync: 'always'`: when at most this many written records wait for an fdatasync and
+   * none is running, it runs inline on the event-loop thread (a lone writer's lowest latency:
+   * no hand-off to a worker thread); above it, on a worker thread while the next batch is
+   * prepared. @default 1
+   */
+  syncInlineRecordsMax?: number;
   /** Most records waiting to be written; past it `append` fails with `BUSY`. @default 65536 */
   queueRecordsMax?: number;
   /** Open for reading only: never create, cut, preallocate or write anything. @default false */
@@ -62,6 +69,7 @@ export const walDefaults = {
   batchRecordsMax: 1024,
   batchBytesMax: 8 * 1024 * 1024,
   queueRecordsMax: 65_536,
+  syncInlineRecordsMax: 1,
   readOnly: false,
 } as const;
 
@@ -84,6 +92,7 @@ export function resolveWalOptions(options: WalOptions): ResolvedWalOptions {
     batchRecordsMax: options.batchRecordsMax ?? walDefaults.batchRecordsMax,
     batchBytesMax: options.batchBytesMax ?? walDefaults.batchBytesMax,
     queueRecordsMax: options.queueRecordsMax ?? walDefaults.queueRecordsMax,
+    syncInlineRecordsMax: options.syncInlineRecordsMax ?? walDefaults.syncInlineRecordsMax,
     readOnly: options.readOnly ?? walDefaults.readOnly,
     platform: options.platform ?? nodePlatform,
     log: options.log ?? ((message) => process.stderr.write(`txlog wal: ${message}\n`)),
@@ -103,6 +112,7 @@ export function resolveWalOptions(options: WalOptions): ResolvedWalOptions {
   integer('batchRecordsMax', 1, batchRecordsLimit);
   integer('batchBytesMax', 1, 1024 * 1024 * 1024);
   integer('queueRecordsMax', 1, 100_000_000);
+  integer('syncInlineRecordsMax', 0, 100_000_000);
   if (problems.length === 0 && frameBytesMaxOf(resolved) + segmentHeaderBytes > resolved.segmentBytes) {
     problems.push('recordBytesMax plus frame and segment headers must fit in segmentBytes');
   }

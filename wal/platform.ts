@@ -24,6 +24,8 @@ export interface FileSystem {
   /** Writes all of `buffers` at `position`, in order. */
   writev(fd: number, buffers: readonly Uint8Array[], position: number): void;
   fdatasync(fd: number): void;
+  /** fdatasync on a worker thread: the event loop keeps running (group commit pipelining). */
+  fdatasyncAsync(fd: number): Promise<void>;
   truncate(fd: number, lengthBytes: number): void;
   sizeOf(fd: number): number;
   stat(path: string): FileStat | undefined;
@@ -89,6 +91,7 @@ export const nodeFileSystem: FileSystem = {
   read: (fd, buffer, offset, length, position) => fs.readSync(fd, buffer, offset, length, position),
   writev: writevAll,
   fdatasync: (fd) => fs.fdatasyncSync(fd),
+  fdatasyncAsync: (fd) => new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
   truncate: (fd, lengthBytes) => fs.ftruncateSync(fd, lengthBytes),
   sizeOf: (fd) => fs.fstatSync(fd).size,
   stat(path) {

@@ -95,6 +95,10 @@ export class Wal {
   private durableLsnValue: number;
   private lastEpochValue: number;
   private queue: Pending[] = [];
+  /** Written batches waiting for an fdatasync (`fsync: 'always'`), in LSN order. */
+  private awaitingSync: Pending[] = [];
+  private syncInFlight: Promise<void> | undefined;
+  private flushAfterSync = false;
   private flushScheduled = false;
   private syncTimer: TimerHandle | undefined;
   private failure: TxlogError | undefined;
@@ -258,13 +262,25 @@ export class Wal {
     return promise;
   }
 
-  /** Writes everything queued now. Normally runs by itself once per event-loop turn. */
+  /**
+   * Writes everything queued now (one `writev` per batch). Under `fsync: 'always'` the written
+   * batches then wait for an fdatasync: done inline when only a few records wait and no sync
+   * is running (lowest latency for a lone writer), otherwise on a worker thread while the event
+   * loop goes on preparing the next batch (pipelining). One sync runs at a time, and appends
+   * always resolve in LSN order. Normally runs by itself once per event-loop turn.
+   */
   flush(): void {
     this.flushScheduled = false;
     while (this.queue.length > 0 && this.failure === undefined) {
       const batch = this.takeBatch();
       if (batch.length === 0) {
-        this.guard(() => this.rotate());
+        // A segment is closed only once everything written to it is synced and resolved.
+        if (this.syncInFlight !== undefined) {
+          this.flushAfterSync = true;
+          return;
+        }
+        this.guard(() => this.syncAwaitingInline());
+        if (this.failure === undefined) this.guard(() => this.rotate());
         continue;
       }
       this.guard(() => this.writeBatch(batch));
@@ -272,11 +288,78 @@ export class Wal {
         for (const pending of batch) pending.reject(this.failure);
         break;
       }
-      for (const pending of batch) pending.resolve(pending.lsn);
+      if (this.options.fsync === 'always') {
+        for (const pending of batch) this.awaitingSync.push(pending);
+      } else {
+        for (const pending of batch) pending.resolve(pending.lsn);
+      }
     }
-    if (this.failure !== undefined) {
-      for (const pending of this.queue) pending.reject(this.failure);
-      this.queue = [];
+    if (this.failure === undefined) this.guard(() => this.startSync());
+    if (this.failure !== undefined) this.rejectAllWaiting();
+  }
+
+  private startSync(): void {
+    if (this.syncInFlight !== undefined || this.awaitingSync.length === 0) return;
+    if (this.awaitingSync.length <= this.options.syncInlineRecordsMax) {
+      this.syncAwaitingInline();
+      return;
+    }
+    assert(this.activeFd !== undefined, 'sync without an active segment');
+    // Started before the batch leaves `awaitingSync`: if it throws, the batch is still there
+    // for rejectAllWaiting.
+    const synced = this.fileSystem.fdatasyncAsync(this.activeFd);
+    const batch = this.awaitingSync;
+    this.awaitingSync = [];
+    const lastLsn = batch[batch.length - 1]!.lsn;
+    this.syncInFlight = synced.then(
+      () => {
+        this.syncInFlight = undefined;
+        if (lastLsn > this.durableLsnValue) this.durableLsnValue = lastLsn;
+        for (const pending of batch) pending.resolve(pending.lsn);
+        if (this.flushAfterSync || this.queue.length > 0) {
+          this.flushAfterSync = false;
+          this.flush();
+        } else {
+          this.guard(() => this.startSync());
+          if (this.failure !== undefined) this.rejectAllWaiting();
+        }
+      },
+      (error: unknown) => {
+        this.syncInFlight = undefined;
+        this.guard(() => {
+          throw error;
+        });
+        for (const pending of batch) pending.reject(this.failure!);
+        this.rejectAllWaiting();
+      },
+    );
+  }
+
+  /** fdatasync now on this thread and resolve every written batch (none may be in flight). */
+  private syncAwaitingInline(): void {
+    if (this.awaitingSync.length === 0) return;
+    assert(this.syncInFlight === undefined, 'inline sync while another sync is running');
+    this.syncNow();
+    const batch = this.awaitingSync;
+    this.awaitingSync = [];
+    for (const pending of batch) pending.resolve(pending.lsn);
+  }
+
+  private rejectAllWaiting(): void {
+    const failure = this.failure!;
+    for (const pending of this.awaitingSync) pending.reject(failure);
+    for (const pending of this.queue) pending.reject(failure);
+    this.awaitingSync = [];
+    this.queue = [];
+  }
+
+  /** Writes what is queued and waits until every append made so far has resolved. */
+  async settle(): Promise<void> {
+    this.flush();
+    while (this.failure === undefined && (this.syncInFlight !== undefined || this.awaitingSync.length > 0 || this.queue.length > 0)) {
+      if (this.syncInFlight !== undefined) await this.syncInFlight;
+      else if (this.queue.length > 0) this.flush();
+      else this.guard(() => this.syncAwaitingInline());
     }
   }
 
@@ -314,9 +397,7 @@ export class Wal {
     this.writtenLsnValue = lastLsn;
     switch (this.options.fsync) {
       case 'always':
-        this.fileSystem.fdatasync(this.activeFd);
-        this.durableLsnValue = lastLsn;
-        break;
+        break; // flush() starts the sync: inline or on a worker thread.
       case 'interval':
         this.scheduleIntervalSync();
         break;
@@ -673,13 +754,16 @@ export class Wal {
     if (this.closed) throw txlogError('CLOSED', 'the WAL is closed');
     if (this.failure !== undefined) throw this.failure;
     if (this.options.readOnly) throw txlogError('BAD_REQUEST', 'the WAL is open read-only');
-    if (this.queue.length > 0) throw txlogError('BUSY', `${operation} needs a log with no queued appends`);
+    if (this.queue.length > 0 || this.awaitingSync.length > 0 || this.syncInFlight !== undefined) {
+      throw txlogError('BUSY', `${operation} needs a log with no appends in flight (await settle() first)`);
+    }
   }
 
   /** Writes what is queued, fdatasyncs (whatever the policy) and closes. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.queue.length > 0) this.flush();
+    if (!this.options.readOnly) await this.settle();
+    if (this.closed) return;
     if (this.failure === undefined && !this.options.readOnly) this.guard(() => this.syncNow());
     this.closed = true;
     this.syncTimer?.cancel();

@@ -33,6 +33,7 @@ function crashingPlatform(): { platform: Platform; arm: (failAt: number) => void
     ...real,
     writev: (fd, buffers, position) => (step(), real.writev(fd, buffers, position)),
     fdatasync: (fd) => (step(), real.fdatasync(fd)),
+    fdatasyncAsync: (fd) => (step(), real.fdatasyncAsync(fd)),
     truncate: (fd, lengthBytes) => (step(), real.truncate(fd, lengthBytes)),
     unlink: (path) => (step(), real.unlink(path)),
     rename: (from, to) => (step(), real.rename(from, to)),
