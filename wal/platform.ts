@@ -3,9 +3,10 @@
  * options; `nodePlatform` is the one real implementation. A simulator (or a fault-injecting
  * test) swaps in its own to tear writes, fail fsyncs or drive time from one seed.
  *
- * The file system interface is synchronous on purpose: the WAL's group commit writes and
- * fdatasyncs one batch at a time on the event loop thread (see ARCHITECTURE.md, "Why the commit
- * path uses synchronous I/O"). Background work (preallocating a spare segment) is asynchronous.
+ * The file system interface is mostly synchronous on purpose: the WAL writes each batch on the
+ * event-loop thread, and fdatasyncs a lone record there too; only larger batches' fdatasync and
+ * background work (preallocating a spare segment) go to worker threads (see ARCHITECTURE.md,
+ * "Group commit is pipelined, with an inline fast path").
  */
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
