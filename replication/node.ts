@@ -312,7 +312,14 @@ export class TxlogNode {
     if (peer.epoch > this.epoch && this.role === 'primary') {
       this.stepDown(peer.epoch, `peer ${peer.nodeId}`);
     }
-    if (this.role === 'primary') return;
+    if (this.role === 'primary') {
+      // The active link failed before this spare link had told us it reaches our backup: the
+      // backup still follows us over it and will not join again, so resume replication on it.
+      if (peer.role === 'backup' && peer.epoch === this.epoch && this.replica.link === undefined && !link.connection.closed) {
+        this.switchReplicaLink();
+      }
+      return;
+    }
     if (peer.role === 'primary' && peer.epoch >= this.epoch) {
       this.followPrimary(link, peer);
       return;
@@ -538,7 +545,8 @@ export class TxlogNode {
       // must not report a healthy pair); a rejoin starts a fresh replica.
       replica.inSync = false;
       this.replicaLostAtMs ??= this.nowMs();
-      this.log('lost the backup');
+      const others = [...this.links].map((candidate) => `${candidate.state?.role ?? 'unknown'}${candidate.connection.closed ? ' (closed)' : ''}`);
+      this.log(`lost the backup (other peer links: ${others.length === 0 ? 'none' : others.join(', ')})`);
       return;
     }
     replica.link = next;
