@@ -40,6 +40,12 @@ export interface ScenarioResult {
   maxUs: number;
   throughputPerSec: number;
   samples: number;
+  /**
+   * CPU time (user + system) per transaction, in µs, of this bench process (clients, or the
+   * whole embedded system) and, for txlog replicated, of the primary and backup processes:
+   * where the time goes when the latency is far above the floor.
+   */
+  cpuUsPerTransaction: { bench: number | null; primary: number | null; backup: number | null };
   /** The floor this scenario is read against, and its p50 over that floor's p50. */
   floor: FloorName | null;
   p50VsFloor: number | null;
@@ -143,12 +149,25 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   const wanted = (system: BenchSystem, mode: BenchMode): boolean =>
     options.only === undefined || options.only.some((filter) => `${system}-${mode}`.includes(filter));
   const plan = (concurrency: number): LoadPlan => ({ concurrency, durationMs: options.durationMs, count: options.count, warmupMs: options.warmupMs });
-  const record = (base: Omit<ScenarioResult, 'p50Us' | 'p99Us' | 'p999Us' | 'maxUs' | 'throughputPerSec' | 'samples' | 'p50VsFloor'>, summary: LatencySummary, throughputPerSec: number): void => {
-    scenarios.push({ ...base, p50Us: summary.p50Us, p99Us: summary.p99Us, p999Us: summary.p999Us, maxUs: summary.maxUs, throughputPerSec, samples: summary.samples, p50VsFloor: null });
-  };
-  const measure = async (base: Parameters<typeof record>[0], transaction: Transaction): Promise<void> => {
-    const result = await runLoad(plan(base.concurrency), transaction);
-    record(base, result.samples.summarize(), result.completed / result.seconds);
+  const measure = async (base: ScenarioBase, transaction: Transaction, pids?: { primary: number; backup: number }): Promise<void> => {
+    let meter: CpuMeter | undefined;
+    const result = await runLoad(plan(base.concurrency), transaction, () => {
+      meter = startCpuMeter(pids);
+    });
+    const cpu = meter!.stop();
+    const summary = result.samples.summarize();
+    const perTransaction = (microseconds: number | null): number | null => (microseconds === null || result.completed === 0 ? null : microseconds / result.completed);
+    scenarios.push({
+      ...base,
+      p50Us: summary.p50Us,
+      p99Us: summary.p99Us,
+      p999Us: summary.p999Us,
+      maxUs: summary.maxUs,
+      throughputPerSec: result.completed / result.seconds,
+      samples: summary.samples,
+      cpuUsPerTransaction: { bench: perTransaction(cpu.bench), primary: perTransaction(cpu.primary), backup: perTransaction(cpu.backup) },
+      p50VsFloor: null,
+    });
   };
 
   let echo: EchoPeer | undefined;
@@ -199,7 +218,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
         run: async () => {
           pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeArgs);
           try {
-            await measure(txlogBase('replicated', fsync, concurrency), pair.transaction);
+            await measure(txlogBase('replicated', fsync, concurrency), pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
           } finally {
             if (index === options.concurrencies.length - 1) {
               await pair.close();
@@ -261,6 +280,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
     maxUs: floor.maxUs,
     throughputPerSec: floor.throughputPerSec,
     samples: floor.samples,
+    cpuUsPerTransaction: { bench: null, primary: null, backup: null },
     floor: floor.name,
     p50VsFloor: 1,
   }));
@@ -296,7 +316,41 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   };
 }
 
-function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number): Omit<ScenarioResult, 'p50Us' | 'p99Us' | 'p999Us' | 'maxUs' | 'throughputPerSec' | 'samples' | 'p50VsFloor'> {
+type ScenarioBase = Omit<ScenarioResult, 'p50Us' | 'p99Us' | 'p999Us' | 'maxUs' | 'throughputPerSec' | 'samples' | 'p50VsFloor' | 'cpuUsPerTransaction'>;
+
+interface CpuMeter {
+  stop(): { bench: number; primary: number | null; backup: number | null };
+}
+
+/** CPU time of a process from /proc (Linux), in µs; null where it cannot be read. */
+function processCpuUs(pid: number): number | null {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime, fields 14 and 15 of stat, in clock ticks (USER_HZ, 100 on Linux).
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
+function startCpuMeter(pids: { primary: number; backup: number } | undefined): CpuMeter {
+  const bench = process.cpuUsage();
+  const primary = pids === undefined ? null : processCpuUs(pids.primary);
+  const backup = pids === undefined ? null : processCpuUs(pids.backup);
+  const since = (start: number | null, pid: number | undefined): number | null => {
+    if (start === null || pid === undefined) return null;
+    const now = processCpuUs(pid);
+    return now === null ? null : now - start;
+  };
+  return {
+    stop: () => {
+      const used = process.cpuUsage(bench);
+      return { bench: used.user + used.system, primary: since(primary, pids?.primary), backup: since(backup, pids?.backup) };
+    },
+  };
+}
+
+function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number): ScenarioBase {
   const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'tcp-rtt+fdatasync' : 'tcp-rtt';
   return { name: `txlog ${mode} ${fsync} c=${concurrency}`, system: 'txlog', mode, fsync, concurrency, floor };
 }
@@ -324,7 +378,7 @@ function addPostgresSteps(
   root: string,
   event: BenchEvent,
   notes: string[],
-  measure: (base: Omit<ScenarioResult, 'p50Us' | 'p99Us' | 'p999Us' | 'maxUs' | 'throughputPerSec' | 'samples' | 'p50VsFloor'>, transaction: Transaction) => Promise<void>,
+  measure: (base: ScenarioBase, transaction: Transaction) => Promise<void>,
 ): void {
   if (!options.withPostgres) {
     notes.push('postgres skipped: run with --with-postgres to include PostgreSQL with a synchronous standby');

@@ -26,8 +26,10 @@ export interface LoadResult {
 /** One transaction of worker `worker` (0 ≤ worker < concurrency). */
 export type Transaction = (worker: number) => Promise<void>;
 
-export async function runLoad(plan: LoadPlan, transaction: Transaction): Promise<LoadResult> {
+/** `onMeasureStart` runs after the warm-up, just before the measured phase. */
+export async function runLoad(plan: LoadPlan, transaction: Transaction, onMeasureStart?: () => void): Promise<LoadResult> {
   if (plan.warmupMs > 0) await runPhase(plan.concurrency, deadlineStop(plan.warmupMs), transaction, undefined);
+  onMeasureStart?.();
   const samples = new LatencySamples();
   const startNs = process.hrtime.bigint();
   const stop = plan.count === undefined ? deadlineStop(plan.durationMs) : countStop(plan.count);

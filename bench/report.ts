@@ -8,7 +8,17 @@ import type { BenchReport, ScenarioResult } from './commit-bench.js';
 const fixed = (value: number | null, digits = 1): string => (value === null || Number.isNaN(value) ? '-' : value.toFixed(digits));
 const integer = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '-');
 
-const columns = ['scenario', 'system', 'mode', 'fsync', 'in flight', 'p50 µs', 'p99 µs', 'p999 µs', 'max µs', 'tx/s', 'floor', 'p50/floor'] as const;
+const columns = ['scenario', 'system', 'mode', 'fsync', 'in flight', 'p50 µs', 'p99 µs', 'p999 µs', 'max µs', 'tx/s', 'floor', 'p50/floor', 'CPU µs/tx'] as const;
+
+/** CPU per transaction: this process, then primary+backup where there are such processes. */
+function cpuCell(scenario: ScenarioResult): string {
+  const cpu = scenario.cpuUsPerTransaction;
+  if (cpu.bench === null) return '';
+  const parts = [fixed(cpu.bench, 0)];
+  if (cpu.primary !== null) parts.push(`P ${fixed(cpu.primary, 0)}`);
+  if (cpu.backup !== null) parts.push(`B ${fixed(cpu.backup, 0)}`);
+  return parts.join(' / ');
+}
 
 function rowCells(scenario: ScenarioResult): string[] {
   return [
@@ -24,6 +34,7 @@ function rowCells(scenario: ScenarioResult): string[] {
     integer(scenario.throughputPerSec),
     scenario.system === 'floor' ? '' : (scenario.floor ?? '-'),
     scenario.system === 'floor' ? '' : `${fixed(scenario.p50VsFloor, 2)}x`,
+    cpuCell(scenario),
   ];
 }
 
@@ -50,6 +61,9 @@ export function formatText(report: BenchReport): string {
     out.push(line(rows[index]!));
   }
   out.push('');
+  out.push('CPU µs/tx: CPU time per transaction of this process (clients, or the whole embedded system), then P primary and B backup.');
+  out.push('A replicated commit makes two loopback round trips in sequence (client to primary, primary to backup); tcp-rtt is one.');
+  out.push('');
   out.push('Floors:');
   for (const floor of report.floors) out.push(`  ${floor.name.padEnd(18)} ${floor.what}`);
   out.push('');
@@ -75,7 +89,8 @@ const palette = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b
 /** Latency by percentile (p50, p99, p999, max) on a log axis, one polyline per scenario. */
 function chartSvg(scenarios: readonly ScenarioResult[]): string {
   const width = 900;
-  const height = 480;
+  // Tall enough for the legend: one line per scenario.
+  const height = Math.max(480, 40 + scenarios.length * 13);
   const left = 70;
   const right = 330;
   const top = 20;
