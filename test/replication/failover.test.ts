@@ -54,7 +54,7 @@ interface Issued {
   clientId: string;
   requestId: number;
   args: DepositArgs;
-  reply?: { chargeId: string; variant: string };
+  reply?: { chargeId: string; variant: string } | undefined;
   error?: TxlogError;
   /** Sent before the kill and not answered by then. */
   inFlightAtKill: boolean;

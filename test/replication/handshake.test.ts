@@ -222,7 +222,7 @@ describe('handshake', () => {
     let answer = await peer.session.next();
     while (answer.t === 'peer' || answer.t === 'heartbeat') answer = await peer.session.next();
     expect(answer).toMatchObject({ t: 'error', error: { code: 'PROTOCOL_ERROR' } });
-    await peer.closed;
+    await peer.session.closed;
 
     await expectStillServing(client, 'after');
     const status = await client.status();

@@ -22,6 +22,7 @@ import {
   proofMatches,
   protocolVersion,
   type Message,
+  type PeerState,
 } from '../../replication/protocol.js';
 import { TxlogError } from '../../wal/errors.js';
 import { thrownError } from '../helpers/wal.js';
@@ -30,7 +31,7 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const body = (value: unknown): Buffer => packr.pack(value);
 const nonce = new Uint8Array(32).fill(7);
 
-const peerState = {
+const peerState: PeerState = {
   nodeId: 'A',
   role: 'primary',
   configuredRole: 'primary',
@@ -39,7 +40,7 @@ const peerState = {
   lastEpoch: 3,
   inSync: true,
   addresses: ['127.0.0.1:7001'],
-} as const;
+};
 
 const samples: Message[] = [
   { t: 'hello', protocol: protocolVersion, clusterId: 'txlog', nodeId: 'A', nonce },

@@ -30,7 +30,6 @@ import {
   statusOf,
   useExternalSystem,
   useNodes,
-  waitFor,
   waitForPrimaryInSync,
 } from './pair.js';
 
