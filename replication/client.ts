@@ -50,6 +50,8 @@ interface Call {
   reject: (error: Error) => void;
   deadline: { cancel(): void };
   lastError: TxlogError | undefined;
+  /** The connection this call was last sent on. */
+  sentOn?: Connection;
 }
 
 const retryDelayMsMax = 500;
@@ -214,7 +216,8 @@ export class Client {
     );
   }
 
-  private async send(call: Call): Promise<void> {
+  /** Sends a call; `again` resends it on a connection that already carried it (a retry). */
+  private async send(call: Call, again = false): Promise<void> {
     let connection: Connection;
     try {
       connection = await this.connectionNow();
@@ -222,6 +225,9 @@ export class Client {
       return; // connectionNow retries until every call has expired or the client closed.
     }
     if (!this.calls.has(call.callId)) return;
+    // A new connection resends every open call itself (adopt); do not send this one twice.
+    if (!again && call.sentOn === connection) return;
+    call.sentOn = connection;
     connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
   }
 
@@ -283,6 +289,7 @@ export class Client {
     });
     // Everything not yet answered goes again, in order, with the same ids.
     for (const call of [...this.calls.values()].sort((a, b) => a.callId - b.callId)) {
+      call.sentOn = connection;
       connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
     }
   }
@@ -321,7 +328,7 @@ export class Client {
     }
     // REPLICA_UNAVAILABLE, BUSY: the same request again a little later, until the deadline.
     this.platform.clock.setTimeout(() => {
-      if (this.calls.has(call.callId)) void this.send(call);
+      if (this.calls.has(call.callId)) void this.send(call, true);
     }, 50);
   }
 
