@@ -30,7 +30,10 @@ import { findValidFrameAfter, nonZeroExtentEnd, readSegmentHeader, scanFrames } 
 
 /** A sparse index entry every this many bytes of frames, per segment. */
 const indexEveryBytes = 64 * 1024;
-const spareFileName = 'spare.tmp';
+/** The next segment while it is being zero-filled (deleted at open: it may be incomplete). */
+const spareFillingName = 'spare.tmp';
+/** The next segment, zero-filled and fdatasync'd: kept across restarts and reused. */
+const spareReadyName = 'spare.ready';
 
 /** One record as read back from the log. */
 export interface WalRecord {
@@ -460,13 +463,18 @@ export class Wal {
   private takeSpare(): string | undefined {
     if (this.spare?.state !== 'ready') return undefined;
     this.spare = undefined;
-    return path.join(this.options.dir, spareFileName);
+    return path.join(this.options.dir, spareReadyName);
   }
 
   /** Zero-fills the next segment in the background so rotation does not stall a commit. */
   private prepareSpare(): void {
     if (this.spare !== undefined) return;
-    const sparePath = path.join(this.options.dir, spareFileName);
+    const fillingPath = path.join(this.options.dir, spareFillingName);
+    const readyPath = path.join(this.options.dir, spareReadyName);
+    if (this.fileSystem.stat(readyPath)?.sizeBytes === this.options.segmentBytes) {
+      this.spare = { state: 'ready', done: Promise.resolve() };
+      return;
+    }
     const spare: { state: 'preparing' | 'ready' | 'failed'; done: Promise<void> } = {
       state: 'preparing',
       done: Promise.resolve(),
@@ -474,9 +482,14 @@ export class Wal {
     spare.done = (async () => {
       let fd: number | undefined;
       try {
-        if (this.fileSystem.stat(sparePath) !== undefined) this.fileSystem.unlink(sparePath);
-        fd = this.fileSystem.open(sparePath, 'wx');
+        if (this.fileSystem.stat(readyPath) !== undefined) this.fileSystem.unlink(readyPath);
+        if (this.fileSystem.stat(fillingPath) !== undefined) this.fileSystem.unlink(fillingPath);
+        fd = this.fileSystem.open(fillingPath, 'wx');
         await this.fileSystem.fillZeros(fd, 0, this.options.segmentBytes);
+        this.fileSystem.close(fd);
+        fd = undefined;
+        // Only a completely filled and synced spare gets the name that is trusted at open.
+        this.fileSystem.rename(fillingPath, readyPath);
         spare.state = 'ready';
       } catch (error) {
         spare.state = 'failed';
