@@ -43,11 +43,17 @@ export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): 
   return encodePayload(payload).length + frameHeaderBytes;
 }
 
-/** Waits until the WAL's preallocated next segment is on disk, so its flush misses the measurement. */
+/**
+ * Waits until the WAL's preallocated next segment is on disk, so its flush misses the
+ * measurement. The WAL fills `spare.tmp` and, once it is filled and synced, renames it
+ * `spare.ready` (older WALs left a full `spare.tmp`); either means done.
+ */
 export async function settleSpare(walDir: string, segmentBytes: number): Promise<void> {
   const sparePath = path.join(walDir, 'spare.tmp');
+  const readyPath = path.join(walDir, 'spare.ready');
   const deadlineMs = Date.now() + 30_000;
   while (Date.now() < deadlineMs) {
+    if (fs.existsSync(readyPath)) return;
     const stats = fs.statSync(sparePath, { throwIfNoEntry: false });
     if (stats !== undefined && stats.size >= segmentBytes) {
       const fd = fs.openSync(sparePath, 'r');
