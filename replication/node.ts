@@ -86,7 +86,9 @@ export interface NodeStatus {
 export async function startNode(options: NodeOptions): Promise<TxlogNode> {
   const resolved = resolveNodeOptions(options);
   resolveStoreOptions(options);
-  const store = await Store.open(options);
+  // A node's WAL always fdatasyncs on a worker thread: the frames for the backup then go out
+  // while the primary's sync runs, instead of after it (see ARCHITECTURE.md).
+  const store = await Store.open({ syncInlineRecordsMax: 0, ...options });
   const node = new TxlogNode(resolved, store);
   try {
     await node.start();

@@ -176,7 +176,10 @@ export class Wal {
     return this.segments.map((segment) => segment.name);
   }
 
-  /** Called with each batch's frames after they are encoded and before they are written. */
+  /**
+   * Called with each batch's frames once they are written and their fdatasync (if any) has been
+   * started (or, inline, done), in LSN order.
+   */
   onBatch(listener: BatchListener): () => void {
     this.batchListeners.add(listener);
     return () => this.batchListeners.delete(listener);
@@ -274,6 +277,31 @@ export class Wal {
    */
   flush(): void {
     this.flushScheduled = false;
+    const written: Pending[][] = [];
+    try {
+      this.writeQueued(written);
+    } finally {
+      // Listeners (replication) hear of the batches once their fdatasync has been started, so
+      // sending them to the backup overlaps the sync instead of delaying it.
+      for (const batch of written) this.notifyBatch(batch);
+    }
+  }
+
+  private notifyBatch(batch: Pending[]): void {
+    if (this.batchListeners.size === 0) return;
+    const frames = batch.map((pending) => pending.frame);
+    const firstLsn = batch[0]!.lsn;
+    const lastLsn = batch[batch.length - 1]!.lsn;
+    for (const listener of this.batchListeners) {
+      try {
+        listener(frames, firstLsn, lastLsn);
+      } catch (error) {
+        this.options.log(`a batch listener failed: ${String(error)}`);
+      }
+    }
+  }
+
+  private writeQueued(written: Pending[][]): void {
     while (this.queue.length > 0 && this.failure === undefined) {
       const batch = this.takeBatch();
       if (batch.length === 0) {
@@ -291,6 +319,7 @@ export class Wal {
         for (const pending of batch) pending.reject(this.failure);
         break;
       }
+      written.push(batch);
       if (this.options.fsync === 'always') {
         for (const pending of batch) this.awaitingSync.push(pending);
       } else {
@@ -382,9 +411,7 @@ export class Wal {
 
   private writeBatch(batch: Pending[]): void {
     const frames = batch.map((pending) => pending.frame);
-    const firstLsn = batch[0]!.lsn;
     const lastLsn = batch[batch.length - 1]!.lsn;
-    for (const listener of this.batchListeners) listener(frames, firstLsn, lastLsn);
     assert(this.activeFd !== undefined, 'no active segment');
     this.fileSystem.writev(this.activeFd, frames, this.writeOffset);
     const active = this.activeSegment();
