@@ -19,7 +19,7 @@ import { runLoad, type LoadPlan, type Transaction } from './load.js';
 import { measureOverlapped, measureRoundTrips, startEchoPeer, echoFrameBytes, type EchoPeer } from './network-floors.js';
 import { openLmdbPeer, openSqlitePeer, type PeerSubject } from './peers.js';
 import { findPostgresBin, startPostgresPair } from './postgres.js';
-import { LatencySamples, type LatencySummary } from './stats.js';
+import { LatencySamples } from './stats.js';
 import { commitRecordBytes, eventOf, openEmbedded, startReplicated, clientConnectionsMax, type BenchEvent } from './txlog-subjects.js';
 import { encodePayload } from '../wal/index.js';
 

@@ -18,6 +18,7 @@ import { Wal, encodePayload } from '../wal/index.js';
 import { openStore, type Store } from '../engine/index.js';
 import { recordTypes, type CommitPayload } from '../engine/records.js';
 import { LatencySamples, elapsedNs, type LatencySummary } from './stats.js';
+import { settleSpare } from './spare.js';
 
 /** Targets the store is held to (reported, not enforced). */
 const targets = {
@@ -80,24 +81,6 @@ function walRecordOf(event: unknown): CommitPayload {
   };
 }
 
-/** Waits until the WAL's preallocated next segment is on disk, so its flush misses the measurement. */
-async function settleSpare(walDir: string, segmentBytes: number): Promise<void> {
-  const sparePath = path.join(walDir, 'spare.tmp');
-  const deadlineMs = Date.now() + 30_000;
-  while (Date.now() < deadlineMs) {
-    const stats = fs.statSync(sparePath, { throwIfNoEntry: false });
-    if (stats !== undefined && stats.size >= segmentBytes) {
-      const fd = fs.openSync(sparePath, 'r');
-      try {
-        fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 interface Subjects {
   store: Store;
@@ -178,8 +161,8 @@ async function main(): Promise<void> {
   const subjects: Subjects = { store, wal, event, walRecord: walRecordOf(event), nextRequestId: new Map() };
   const sliceMs = Math.max(50, Math.round(args.durationMs / args.slices));
   try {
-    await settleSpare(path.join(root, 'store', 'wal'), store.wal.options.segmentBytes);
-    await settleSpare(path.join(root, 'raw-wal'), wal.options.segmentBytes);
+    await settleSpare(path.join(root, 'store', 'wal'));
+    await settleSpare(path.join(root, 'raw-wal'));
     const recordBytes = encodePayload(subjects.walRecord).length;
 
     progress('one client, each execute awaited, beside one raw WAL appender');

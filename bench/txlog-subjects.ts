@@ -4,7 +4,6 @@
  * the built-in `append` of one event per transaction, one stream and one client id per worker,
  * with exactly-once request ids.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodePayload, type FsyncPolicy } from '../wal/index.js';
 import { openStore, type Store } from '../engine/index.js';
@@ -12,6 +11,7 @@ import type { CommitPayload } from '../engine/records.js';
 import { connect, type Client } from '../replication/client.js';
 import { spawnNode, type SpawnedNode } from '../cli/spawn-node.js';
 import type { Transaction } from './load.js';
+import { settleSpare } from './spare.js';
 
 export interface BenchEvent {
   type: string;
@@ -43,31 +43,6 @@ export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): 
   return encodePayload(payload).length + frameHeaderBytes;
 }
 
-/**
- * Waits until the WAL's preallocated next segment is on disk, so its flush misses the
- * measurement. The WAL fills `spare.tmp` and, once it is filled and synced, renames it
- * `spare.ready` (older WALs left a full `spare.tmp`); either means done.
- */
-export async function settleSpare(walDir: string, segmentBytes: number): Promise<void> {
-  const sparePath = path.join(walDir, 'spare.tmp');
-  const readyPath = path.join(walDir, 'spare.ready');
-  const deadlineMs = Date.now() + 30_000;
-  while (Date.now() < deadlineMs) {
-    if (fs.existsSync(readyPath)) return;
-    const stats = fs.statSync(sparePath, { throwIfNoEntry: false });
-    if (stats !== undefined && stats.size >= segmentBytes) {
-      const fd = fs.openSync(sparePath, 'r');
-      try {
-        fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 export interface TxlogSubject {
   /** A transaction for the given worker; the same worker keeps its client id and stream. */
   transaction: Transaction;
@@ -77,7 +52,7 @@ export interface TxlogSubject {
 /** One embedded store per fsync policy, reused across concurrencies (request ids continue). */
 export async function openEmbedded(dir: string, fsync: FsyncPolicy, event: BenchEvent): Promise<TxlogSubject & { store: Store }> {
   const store = await openStore({ dir, fsync, log: () => {} });
-  await settleSpare(path.join(dir, 'wal'), store.wal.options.segmentBytes);
+  await settleSpare(path.join(dir, 'wal'));
   const nextRequestId: number[] = [];
   const argsOf: Array<{ stream: string; events: BenchEvent[] }> = [];
   const transaction: Transaction = async (worker) => {
@@ -140,8 +115,8 @@ export async function startReplicated(
   };
   try {
     await waitInSync(primary.addresses[0]!, 30_000);
-    await settleSpare(path.join(dir, 'primary', 'wal'), 256 * 1024 * 1024);
-    await settleSpare(path.join(dir, 'backup', 'wal'), 256 * 1024 * 1024);
+    await settleSpare(path.join(dir, 'primary', 'wal'));
+    await settleSpare(path.join(dir, 'backup', 'wal'));
     for (let index = 0; index < clientConnectionsMax; index++) {
       clients.push(await connect({ servers, clientId: `bench-client-${index}`, deadlineMs: 60_000 }));
     }

@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { Wal, encodePayload, frameHeaderBytes, type FsyncPolicy } from '../wal/index.js';
 import { measureFloor, type FloorResult } from './floors.js';
 import { LatencySamples, elapsedNs, type LatencySummary } from './stats.js';
+import { settleSpare } from './spare.js';
 
 /** Targets the WAL is held to (reported, not enforced). */
 const targets = {
@@ -70,7 +71,7 @@ async function withWal<T>(parent: string, fsync: FsyncPolicy, run: (wal: Wal) =>
   const dir = fs.mkdtempSync(path.join(parent, `wal-${fsync}-`));
   const wal = await Wal.open({ dir, fsync, log: () => {} });
   try {
-    await settleSpare(dir, wal.options.segmentBytes);
+    await settleSpare(dir);
     return await run(wal);
   } finally {
     await wal.close();
@@ -78,28 +79,6 @@ async function withWal<T>(parent: string, fsync: FsyncPolicy, run: (wal: Wal) =>
   }
 }
 
-/**
- * Waits until the WAL's background preallocation of its next segment has reached the disk, so
- * that 64 MiB of zeros being flushed does not land inside a short measurement. (In production it
- * happens once per rotation, off the commit path but competing for the same disk.)
- */
-async function settleSpare(dir: string, segmentBytes: number): Promise<void> {
-  const sparePath = path.join(dir, 'spare.tmp');
-  const deadlineMs = Date.now() + 30_000;
-  while (Date.now() < deadlineMs) {
-    const stats = fs.statSync(sparePath, { throwIfNoEntry: false });
-    if (stats !== undefined && stats.size >= segmentBytes) {
-      const fd = fs.openSync(sparePath, 'r');
-      try {
-        fs.fdatasyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 async function singleAppender(wal: Wal, payload: Buffer, durationMs: number, samples: LatencySamples): Promise<void> {
   const endNs = process.hrtime.bigint() + BigInt(durationMs) * 1_000_000n;
