@@ -60,8 +60,8 @@ export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimit
   preallocate?: boolean;
   /** Largest WAL record (one transaction's commit record). @default 1 MiB */
   recordBytesMax?: number;
-  /** See the WAL option of the same name (inline vs pipelined fdatasync). @default 1 */
-  syncInlineRecordsMax?: number;
+  /** See the WAL option of the same name: where fdatasync runs. @default false */
+  syncOnWorkerThread?: boolean;
   /** LMDB map size: the most state the store can hold. @default 64 GiB (sparse) */
   stateMapBytes?: number;
   platform?: Platform;
@@ -97,7 +97,7 @@ export interface ResolvedStoreOptions {
   segmentBytes: number | undefined;
   preallocate: boolean | undefined;
   recordBytesMax: number | undefined;
-  syncInlineRecordsMax: number | undefined;
+  syncOnWorkerThread: boolean | undefined;
   stateMapBytes: number;
   platform: Platform;
   log: (message: string) => void;
@@ -127,7 +127,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     segmentBytes: options.segmentBytes,
     preallocate: options.preallocate,
     recordBytesMax: options.recordBytesMax,
-    syncInlineRecordsMax: options.syncInlineRecordsMax,
+    syncOnWorkerThread: options.syncOnWorkerThread,
     stateMapBytes: options.stateMapBytes ?? 64 * 1024 ** 3,
     platform: options.platform ?? nodePlatform,
     log: options.log ?? ((message) => process.stderr.write(`txlog: ${message}\n`)),

@@ -120,7 +120,7 @@ export class Store {
     if (resolved.segmentBytes !== undefined) walOptions.segmentBytes = resolved.segmentBytes;
     if (resolved.preallocate !== undefined) walOptions.preallocate = resolved.preallocate;
     if (resolved.recordBytesMax !== undefined) walOptions.recordBytesMax = resolved.recordBytesMax;
-    if (resolved.syncInlineRecordsMax !== undefined) walOptions.syncInlineRecordsMax = resolved.syncInlineRecordsMax;
+    if (resolved.syncOnWorkerThread !== undefined) walOptions.syncOnWorkerThread = resolved.syncOnWorkerThread;
     const wal = await Wal.open(walOptions);
     try {
       const state = await openState(resolved, wal);

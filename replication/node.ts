@@ -88,7 +88,7 @@ export async function startNode(options: NodeOptions): Promise<TxlogNode> {
   resolveStoreOptions(options);
   // A node's WAL always fdatasyncs on a worker thread: the frames for the backup then go out
   // while the primary's sync runs, instead of after it (see ARCHITECTURE.md).
-  const store = await Store.open({ syncInlineRecordsMax: 0, ...options });
+  const store = await Store.open({ syncOnWorkerThread: true, ...options });
   const node = new TxlogNode(resolved, store);
   try {
     await node.start();

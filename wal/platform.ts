@@ -4,9 +4,9 @@
  * test) swaps in its own to tear writes, fail fsyncs or drive time from one seed.
  *
  * The file system interface is mostly synchronous on purpose: the WAL writes each batch on the
- * event-loop thread, and fdatasyncs a lone record there too; only larger batches' fdatasync and
- * background work (preallocating a spare segment) go to worker threads (see ARCHITECTURE.md,
- * "Group commit is pipelined, with an inline fast path").
+ * event-loop thread, and fdatasyncs there too unless `syncOnWorkerThread` is set (a replicated
+ * node); background work (preallocating a spare segment) goes to worker threads (see
+ * ARCHITECTURE.md, "Group commit syncs inline by default, on a worker thread in a node").
  */
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';

@@ -270,10 +270,10 @@ export class Wal {
 
   /**
    * Writes everything queued now (one `writev` per batch). Under `fsync: 'always'` the written
-   * batches then wait for an fdatasync: done inline when only a few records wait and no sync
-   * is running (lowest latency for a lone writer), otherwise on a worker thread while the event
-   * loop goes on preparing the next batch (pipelining). One sync runs at a time, and appends
-   * always resolve in LSN order. Normally runs by itself once per event-loop turn.
+   * batches then wait for one fdatasync: inline, or with `syncOnWorkerThread` on a worker
+   * thread while the event loop goes on (one sync at a time; what is written meanwhile waits
+   * for the next). Appends always resolve in LSN order. Normally runs by itself once per
+   * event-loop turn.
    */
   flush(): void {
     this.flushScheduled = false;
@@ -332,7 +332,7 @@ export class Wal {
 
   private startSync(): void {
     if (this.syncInFlight !== undefined || this.awaitingSync.length === 0) return;
-    if (this.awaitingSync.length <= this.options.syncInlineRecordsMax) {
+    if (!this.options.syncOnWorkerThread) {
       this.syncAwaitingInline();
       return;
     }

@@ -2,12 +2,12 @@
 // concurrent appenders until it is SIGKILLed, and records every acknowledged LSN in a side file
 // the moment its promise resolves (writeSync: the line is in the kernel before the next await).
 //
-// Usage: node crash-child.mjs WAL_DIR ACK_FILE ROUND SEED PREALLOCATE(0|1)
+// Usage: node crash-child.mjs WAL_DIR ACK_FILE ROUND SEED PREALLOCATE(0|1) SYNC_ON_WORKER(0|1)
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { Wal } from '../../dist/wal/index.js';
 
-const [walDir, ackFile, roundText, seedText, preallocateText] = process.argv.slice(2);
+const [walDir, ackFile, roundText, seedText, preallocateText, workerText] = process.argv.slice(2);
 const round = Number(roundText);
 const appenders = 8;
 const segmentBytes = 8192;
@@ -30,7 +30,14 @@ function payloadOf(appender, sequence, sizeBytes) {
   return { round, appender, sequence, body: digest.repeat(Math.ceil(sizeBytes / 64) + 1).slice(0, sizeBytes) };
 }
 
-const wal = await Wal.open({ dir: walDir, fsync: 'always', segmentBytes, preallocate: preallocateText === '1', log: () => {} });
+const wal = await Wal.open({
+  dir: walDir,
+  fsync: 'always',
+  segmentBytes,
+  preallocate: preallocateText === '1',
+  syncOnWorkerThread: workerText === '1',
+  log: () => {},
+});
 if (wal.lastEpoch > round) throw new Error(`log epoch ${wal.lastEpoch} above round ${round}`);
 const acks = openSync(ackFile, 'a');
 process.stdout.write(`ready ${wal.lastLsn}\n`);

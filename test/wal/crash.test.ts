@@ -1,7 +1,7 @@
 /**
  * Proves that with `fsync: 'always'` a process crash loses no acknowledged record: a real child
  * process (test/wal/crash-child.mjs, running dist/) appends from several concurrent appenders,
- * with rotation every few records, and logs each LSN as soon as its append resolves; it is
+ * with rotation every few records, its fdatasync inline or on a worker thread, and logs each LSN as soon as its append resolves; it is
  * SIGKILLed at a seeded random moment, round after round on the same directory. After every
  * round the log reopens with LSNs dense from 1, every acknowledged LSN holds exactly the payload
  * the child reported, no record is invented or damaged, and the next round appends on top.
@@ -99,7 +99,9 @@ describe('crash recovery with real processes', () => {
     for (let round = 1; round <= rounds; round++) {
       const ackFile = path.join(dir, `acks-${round}.log`);
       const preallocate = random.integer(0, 1) === 1;
-      const child = spawnChild(process.execPath, [childScript, walDir, ackFile, String(round), String(random.integer(0, 2 ** 31)), preallocate ? '1' : '0'], {
+      // Odd rounds fdatasync on a worker thread (as a replicated node does), even rounds inline.
+      const onWorker = round % 2 === 1 ? '1' : '0';
+      const child = spawnChild(process.execPath, [childScript, walDir, ackFile, String(round), String(random.integer(0, 2 ** 31)), preallocate ? '1' : '0', onWorker], {
         cwd: repositoryRoot,
       });
       const watched = watchChild(child);

@@ -133,6 +133,28 @@ describe('group commit', () => {
     await wal.close();
   });
 
+  it('with syncOnWorkerThread, keeps LSN order of resolution and rotates only once synced', async () => {
+    const dir = newDir();
+    const { wal } = await openQuietWal({ dir, segmentBytes, fsync: 'always', syncOnWorkerThread: true });
+    const resolvedInOrder: number[] = [];
+    const waves: Promise<number>[] = [];
+    // Waves started while earlier syncs are still running on the worker thread, across rotations.
+    for (let wave = 0; wave < 20; wave++) {
+      for (let i = 0; i < 25; i++) {
+        waves.push(wal.append(1, payloadFor(wave * 25 + i + 1, 300), 1).then((lsn) => (resolvedInOrder.push(lsn), lsn)));
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await Promise.all(waves)).toEqual(range(1, 500));
+    expect(resolvedInOrder).toEqual(range(1, 500));
+    expect(wal.durableLsn).toBe(500);
+    expect(wal.segmentNames.length).toBeGreaterThan(10);
+    await wal.close();
+    const { wal: reopened } = await openQuietWal({ dir, segmentBytes });
+    expectRecords(readAll(reopened), 1, 500);
+    await reopened.close();
+  });
+
   it('respects batchRecordsMax', async () => {
     const dir = newDir();
     const { wal } = await openQuietWal({ dir, batchRecordsMax: 7, preallocate: false });
