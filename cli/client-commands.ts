@@ -58,9 +58,30 @@ function parse(
   args: string[],
   extra: Record<string, { type: 'string' | 'boolean' }> = {},
 ): { values: ParsedValues; positionals: string[] } {
+  const options = { ...connectionOptions, ...extra };
   return parseCommandArgs(command, () =>
-    parseArgs({ args, options: { ...connectionOptions, ...extra }, allowPositionals: true, strict: true }),
+    parseArgs({ args: joinNegativeValues(args, options), options, allowPositionals: true, strict: true }),
   );
+}
+
+/**
+ * `--expected-version -1` reads as an option followed by another option to parseArgs; join a
+ * negative number to the option before it (`--expected-version=-1`) so both spellings work.
+ */
+function joinNegativeValues(args: readonly string[], options: Record<string, { type: 'string' | 'boolean' }>): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    const next = args[index + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d+$/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      index += 1;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
 }
 
 function text(values: ParsedValues, flag: string): string | undefined {

@@ -4,51 +4,18 @@
  * document of the documented shape with every scenario present. It checks names and types, not
  * speed: the machine is shared and a tiny count says nothing about performance.
  */
-import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli, useBuiltCli } from './helpers.js';
 
-const repositoryDir = fileURLToPath(new URL('../..', import.meta.url));
-let copyDir: string | undefined;
-let workDir: string | undefined;
+const cli = useBuiltCli();
+const workDir = mkdtempSync(path.join(tmpdir(), 'txlog-bench-test-data-'));
+afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
-// Other engineers rebuild dist/ in this checkout while tests run: run a private copy of it.
-beforeAll(async () => {
-  const built = path.join(repositoryDir, 'dist', 'cli', 'main.js');
-  if (!existsSync(built)) throw new Error(`${built} is missing: run 'npm run build' first (npm test does)`);
-  copyDir = mkdtempSync(path.join(tmpdir(), 'txlog-bench-test-build-'));
-  workDir = mkdtempSync(path.join(tmpdir(), 'txlog-bench-test-data-'));
-  writeFileSync(path.join(copyDir, 'package.json'), JSON.stringify({ type: 'module' }));
-  symlinkSync(path.join(repositoryDir, 'node_modules'), path.join(copyDir, 'node_modules'), 'dir');
-  for (let attempt = 1; ; attempt++) {
-    rmSync(path.join(copyDir, 'dist'), { recursive: true, force: true });
-    cpSync(path.join(repositoryDir, 'dist'), path.join(copyDir, 'dist'), { recursive: true });
-    const smoke = spawnSync(process.execPath, [path.join(copyDir, 'dist', 'cli', 'main.js'), 'bench', '--help']);
-    if (smoke.status === 0) break;
-    if (attempt === 5) throw new Error(`the built CLI does not run: ${smoke.stderr.toString()}`);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
-});
-
-afterAll(() => {
-  for (const dir of [copyDir, workDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-});
-
-function runBench(args: readonly string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(copyDir!, 'dist', 'cli', 'main.js'), 'bench', ...args],
-      { env: { ...process.env, CI: 'true' }, maxBuffer: 16 * 1024 * 1024, timeout: 110_000 },
-      (error, stdout, stderr) => {
-        const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-        resolve({ exitCode: code, stdout, stderr });
-      },
-    );
-  });
+function runBench(args: readonly string[]) {
+  return runCli(cli(), ['bench', ...args]);
 }
 
 const systems = ['txlog', 'lmdb', 'sqlite', 'postgres', 'floor'];
@@ -56,7 +23,7 @@ const modes = ['embedded', 'replicated'];
 
 describe('txlog bench --quick --json', () => {
   it('prints one JSON document with the machine, every scenario and the floors', async () => {
-    const result = await runBench(['--quick', '--json', '--count', '20', '--warmup-ms', '0', '--floor-ms', '20', '--no-pin', '--dir', workDir!]);
+    const result = await runBench(['--quick', '--json', '--count', '20', '--warmup-ms', '0', '--floor-ms', '20', '--no-pin', '--dir', workDir]);
     expect(result.stderr).toBe('');
     expect(result.exitCode).toBe(0);
     const report = JSON.parse(result.stdout) as Record<string, unknown>;
