@@ -34,6 +34,8 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 const catchUpQueueBytesMax = 8 * 1024 * 1024;
 /** Commits waiting for re-execution on a backup; past it checks are skipped (and counted). */
 const verifyQueueMax = 10_000;
+/** Replication messages a backup holds while it cuts its log; past it the link is dropped. */
+const deferredMessagesMax = 4096;
 /** How long `readAll` may wait for new events (subscriptions long-poll). */
 const readWaitMsMax = 30_000;
 
@@ -128,6 +130,8 @@ export class TxlogNode {
   private backupInSync = false;
   private liveLsnFromPrimary: number | undefined;
   private truncating: Promise<void> | undefined;
+  /** Replication messages waiting for a cut of the log to finish. */
+  private deferredMessages = 0;
   private readonly journal = new JournalCollector();
   private verifyChain: Promise<void> = Promise.resolve();
   private verifyQueued = 0;
@@ -586,8 +590,18 @@ export class TxlogNode {
   private onReplicationMessage(link: PeerLink, message: Extract<Message, { t: 'truncate' | 'records' | 'live' }>): void {
     if (this.role !== 'backup') return;
     if (this.truncating !== undefined) {
+      // A cut is short; a primary that keeps sending meanwhile gets its link dropped, not an
+      // unbounded queue here (it resends from the acknowledged LSN on the next link).
+      if (this.deferredMessages >= deferredMessagesMax) {
+        link.connection.reject(txlogError('BUSY', 'too many replication messages while the log is being cut'));
+        return;
+      }
+      this.deferredMessages += 1;
       const previous = this.truncating;
-      this.truncating = previous.then(() => this.onReplicationMessage(link, message));
+      this.truncating = previous.then(() => {
+        this.deferredMessages -= 1;
+        this.onReplicationMessage(link, message);
+      });
       return;
     }
     this.epoch = Math.max(this.epoch, message.epoch);
