@@ -461,7 +461,9 @@ export class Store {
     let latest = this.state.latestRequestId(clientId);
     const prefix = `${clientId}\u0000`;
     for (const key of [...this.pendingCommits.keys(), ...this.inFlight.keys()]) {
-      if (key.startsWith(prefix)) latest = Math.max(latest, Number(key.slice(prefix.length)));
+      // Only keys of exactly this client: another id may start with this one and a NUL.
+      const rest = key.startsWith(prefix) ? key.slice(prefix.length) : '';
+      if (/^\d+$/.test(rest)) latest = Math.max(latest, Number(rest));
     }
     return latest;
   }
