@@ -13,3 +13,4 @@ export {
 } from './service.js';
 export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';
+export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';
