@@ -12,7 +12,16 @@ import { crashService, depositRequest } from './crash-service.mjs';
 setTimeout(() => process.exit(3), 30_000).unref();
 
 const [mode, dir, ...rest] = process.argv.slice(2);
-const store = await openStore({ dir, service: crashService, fsync: 'always', segmentBytes: 1024 * 1024, preallocate: false, log: () => {} });
+// requestWindow matches crash.test.ts: every request is resent after the kill.
+const store = await openStore({
+  dir,
+  service: crashService,
+  fsync: 'always',
+  segmentBytes: 1024 * 1024,
+  preallocate: false,
+  requestWindow: 256,
+  log: () => {},
+});
 
 if (mode === 'load') {
   const [clients, requestsPerClient, streams] = rest.map(Number);

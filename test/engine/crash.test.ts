@@ -33,6 +33,12 @@ const spawnChild = useChildProcesses();
 const rounds = 4;
 const clients = 32;
 const requestsPerClient = 120;
+/**
+ * Every request is resent after each kill, so each client's whole history must stay inside its
+ * session window (the default 64 would answer an old resend with REQUEST_EXPIRED once a fast run
+ * has committed past it). The child opens its store with the same window.
+ */
+const requestWindow = 256;
 const streams = 5;
 
 type DepositRequest = { clientId: string; requestId: number; args: { stream: string; tag: string } };
@@ -99,7 +105,7 @@ describe('crash recovery of the store with real processes', () => {
     const random = seededRandom(seed);
 
     const straightDir = newDir();
-    const straight = await openQuietStore(straightDir, { service: crashService });
+    const straight = await openQuietStore(straightDir, { service: crashService, requestWindow });
     await sendAll(straight.store);
     const expected = await tagsByStream(straight.store);
     await straight.store.close();
@@ -124,7 +130,7 @@ describe('crash recovery of the store with real processes', () => {
       console.log(`[engine crash mid-load] round ${round}: killed after ${killAfterMs} ms, ${acknowledged.length} acknowledged${finished ? ' (child had finished)' : ''}`);
       acknowledgedTotal += acknowledged.length;
 
-      const { store } = await openQuietStore(dir, { service: crashService });
+      const { store } = await openQuietStore(dir, { service: crashService, requestWindow });
       try {
         const replies = await sendAll(store);
         for (const ack of acknowledged) {
