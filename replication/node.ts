@@ -505,8 +505,8 @@ export class TxlogNode {
       }
     }
     replica.sentLsn = firstLsn + frames.length - 1;
-    // The WAL writes and (under `always`) fdatasyncs this batch right after this returns, on this
-    // thread: the frames must be on the wire first, so the backup's round trip overlaps it.
+    // The WAL calls this once the batch is written and its fdatasync started on a worker thread:
+    // send now, not at the end of the tick, so the backup's round trip overlaps that sync.
     replica.link.connection.flush();
   }
 
