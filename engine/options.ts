@@ -25,6 +25,13 @@ export interface StoreLimits {
   readEventsMax: number;
   /** Transactions running at once; past it `execute` fails with `BUSY`. @default 16384 */
   transactionsInFlightMax: number;
+  /**
+   * How long a handler may run (its external calls included). Past it the transaction fails
+   * with HANDLER_FAILED (`details.timedOut`), recorded like any failure, so a stuck call cannot
+   * hold a request id forever. Re-execution does not compare the outcome of such a commit.
+   * @default 30000 (ms)
+   */
+  handlerTimeoutMs: number;
 }
 
 export interface SessionLimits {
@@ -80,6 +87,7 @@ export const storeLimitDefaults: StoreLimits = {
   commandNameLengthMax: 128,
   readEventsMax: 4096,
   transactionsInFlightMax: 16_384,
+  handlerTimeoutMs: 30_000,
 };
 
 export const sessionLimitDefaults: SessionLimits = {

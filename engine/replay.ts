@@ -66,6 +66,9 @@ export async function reexecute(
   limits: StoreLimits = storeLimitDefaults,
 ): Promise<Divergence | undefined> {
   const base = { lsn, clientId: commit.clientId, requestId: commit.requestId, command: commit.command, recordedDigest: commit.digest };
+  // A handler stopped by handlerTimeoutMs has no outcome to reproduce.
+  const details = commit.error?.details as Record<string, unknown> | undefined;
+  if (details?.['timedOut'] === true) return undefined;
   const handler = handlerOf(service, commit.command);
   if (handler === undefined) {
     if (commit.error?.code === 'UNKNOWN_COMMAND') return undefined;

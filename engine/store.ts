@@ -242,11 +242,34 @@ export class Store {
     const outcome: HandlerOutcome =
       handler === undefined
         ? unknownCommandOutcome(command)
-        : await runHandler(handler, context, args ?? null, this.options.limits);
+        : await this.runWithTimeout(runHandler(handler, context, args ?? null, this.options.limits), context);
     this.checkOpen();
     const commit = this.assembleAndAppend(command, args ?? null, clientId, requestId, outcome);
     await commit.applied;
     return outcomeOf(commit.payload);
+  }
+
+  /** The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed. */
+  private runWithTimeout(running: Promise<HandlerOutcome>, context: TransactionContext): Promise<HandlerOutcome> {
+    const timeoutMs = this.options.limits.handlerTimeoutMs;
+    return new Promise<HandlerOutcome>((resolve, reject) => {
+      const timer = this.options.platform.clock.setTimeout(() => {
+        // From here on the handler's ctx refuses everything; whatever it still does is ignored.
+        context.finish();
+        running.catch(() => undefined);
+        resolve(timedOutOutcome(context, timeoutMs));
+      }, timeoutMs);
+      running.then(
+        (outcome) => {
+          timer.cancel();
+          resolve(outcome);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error);
+        },
+      );
+    });
   }
 
   private handlerFor(command: string): CommandHandler | undefined {
@@ -786,6 +809,19 @@ function checkCount(value: unknown, name: string): void {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
     throw txlogError('BAD_REQUEST', `${name} must be a non-negative integer`);
   }
+}
+
+function timedOutOutcome(context: TransactionContext, timeoutMs: number): HandlerOutcome {
+  const error = txlogError('HANDLER_FAILED', `the handler did not finish within ${timeoutMs} ms`, { timedOut: true, timeoutMs }).toJSON();
+  return {
+    writes: [],
+    error,
+    now: [...context.nowValues],
+    random: [...context.randomValues],
+    readSet: [...context.readSet],
+    calls: context.calls,
+    digest: '',
+  };
 }
 
 function unknownCommandOutcome(command: string): HandlerOutcome {

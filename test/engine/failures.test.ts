@@ -2,14 +2,15 @@
  * Proves that failed transactions are recorded and answered the same way on every resend without
  * running the handler again: a handler that throws (HANDLER_FAILED), an unknown command
  * (UNKNOWN_COMMAND), a reply msgpack cannot carry (a function, a Map, a class instance:
- * NOT_SERIALIZABLE), and each limit + 1 (events per transaction, event bytes, calls: TOO_LARGE).
+ * NOT_SERIALIZABLE), each limit + 1 (events per transaction, event bytes, calls: TOO_LARGE), and a
+ * handler stuck past handlerTimeoutMs (HANDLER_FAILED, timedOut).
  * And that bad input from the caller (wrong types for command, clientId, requestId, args;
  * oversized args; a clientId without a requestId) is refused with BAD_REQUEST, TOO_LARGE or
  * NOT_SERIALIZABLE before anything runs, and the store keeps working afterwards.
  */
 import { describe, expect, it } from 'vitest';
 import { encodePayload } from '../../wal/format.js';
-import { defineService, type Context, type Store } from '../../engine/index.js';
+import { defineService, replayLog, type Context, type Store } from '../../engine/index.js';
 import { useTempDir } from '../helpers/temp.js';
 import { rejectedError } from '../helpers/wal.js';
 import { commitOf, commitRecords, openQuietStore } from '../helpers/store.js';
@@ -112,6 +113,42 @@ describe('failed transactions are recorded', () => {
       expect(invocations.get('throwsString')).toBe(1);
       expect((await store.readStream('never')).version).toBe(-1);
     }));
+
+  it('a handler stuck past handlerTimeoutMs → HANDLER_FAILED (timedOut), recorded; replay skips it', async () => {
+    const dir = newDir();
+    let stuckCalls = 0;
+    const service = defineService({
+      name: 'stuck',
+      commands: {
+        async hang(ctx: Context) {
+          ctx.append('stuck', [{ type: 'Never' }]);
+          await ctx.call('never.answers', () => {
+            stuckCalls += 1;
+            return new Promise(() => undefined);
+          });
+          return 'unreachable';
+        },
+        quick: () => 'ok',
+      },
+    });
+    const { store } = await openQuietStore(dir, { service, handlerTimeoutMs: 100 });
+    try {
+      const first = await rejectedError(() => store.execute('hang', {}, { clientId: 'c', requestId: 1 }));
+      expect(first.code).toBe('HANDLER_FAILED');
+      expect(first.details).toMatchObject({ timedOut: true, timeoutMs: 100 });
+      const resent = await rejectedError(() => store.execute('hang', {}, { clientId: 'c', requestId: 1 }));
+      expect(resent.code).toBe('HANDLER_FAILED');
+      expect(stuckCalls).toBe(1);
+      expect(commitOf(store, 'c', 1)?.events).toEqual([]);
+      expect(await store.execute('quick', {}, { clientId: 'c', requestId: 2 })).toBe('ok');
+      expect((await store.readStream('stuck')).version).toBe(-1);
+    } finally {
+      await store.close();
+    }
+    const report = await replayLog({ dir, service });
+    expect(report.commits).toBe(2);
+    expect(report.divergences).toEqual([]);
+  });
 
   it('unknown command → UNKNOWN_COMMAND, recorded', () =>
     withStore(async (store) => {
