@@ -29,7 +29,7 @@ import {
   depositData,
   depositFor,
   readAllEvents,
-  readWal,
+  expectIdenticalLogs,
   requireFreshBuild,
   sleep,
   startPair,
@@ -196,12 +196,5 @@ async function runRound(round: number, clientCount: number, depth: number, killA
   expect(rejoinedStatus.epoch).toBe(after.epoch);
   await rejoined.stop();
   await pair.backup.stop();
-  const [oldPrimaryWal, newPrimaryWal] = await Promise.all([readWal(dirs.primary), readWal(dirs.backup)]);
-  expect(oldPrimaryWal.records.length).toBe(newPrimaryWal.records.length);
-  for (let index = 0; index < newPrimaryWal.records.length; index++) {
-    const mine = oldPrimaryWal.records[index]!;
-    const theirs = newPrimaryWal.records[index]!;
-    expect(mine.lsn).toBe(theirs.lsn);
-    expect(mine.frame.equals(theirs.frame), `record ${theirs.lsn} differs`).toBe(true);
-  }
+  await expectIdenticalLogs(dirs.primary, dirs.backup);
 }

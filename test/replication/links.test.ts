@@ -21,7 +21,7 @@ import {
   depositData,
   depositFor,
   readAllEvents,
-  readWal,
+  expectIdenticalLogs,
   requireFreshBuild,
   startPair,
   statusOf,
@@ -93,11 +93,7 @@ describe('several replication links', () => {
 
     await pair.primary.stop();
     await pair.backup.stop();
-    const [walA, walB] = await Promise.all([readWal(dirs.primary), readWal(dirs.backup)]);
-    expect(walB.records.length).toBe(walA.records.length);
-    for (let index = 0; index < walA.records.length; index++) {
-      expect(walB.records[index]!.frame.equals(walA.records[index]!.frame), `record ${walA.records[index]!.lsn}`).toBe(true);
-    }
+    await expectIdenticalLogs(dirs.primary, dirs.backup);
     console.log(`[links] ${acknowledged.length} writes over ${cuts} cuts, ${moves.length} moves of the active link`);
   });
 });

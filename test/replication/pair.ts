@@ -10,7 +10,7 @@ import { existsSync, statSync, readdirSync } from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll } from 'vitest';
+import { afterEach, beforeAll, expect } from 'vitest';
 import { connect, type Client, type ClientOptions } from '../../replication/client.js';
 import type { NodeStatus } from '../../replication/node.js';
 import { Wal, recordPayload } from '../../wal/wal.js';
@@ -230,6 +230,22 @@ export async function readWal(dir: string): Promise<WalContent> {
   } finally {
     await wal.close();
   }
+}
+
+/**
+ * Reads both nodes' WALs (stop the nodes first) and checks they hold the same records, frame
+ * for frame; returns the second node's content for further checks.
+ */
+export async function expectIdenticalLogs(dirA: string, dirB: string): Promise<WalContent> {
+  const [walA, walB] = await Promise.all([readWal(dirA), readWal(dirB)]);
+  expect(walA.records.length, 'both logs have the same length').toBe(walB.records.length);
+  for (let index = 0; index < walB.records.length; index++) {
+    const mine = walA.records[index]!;
+    const theirs = walB.records[index]!;
+    expect(mine.lsn).toBe(theirs.lsn);
+    expect(mine.frame.equals(theirs.frame), `record ${theirs.lsn} differs`).toBe(true);
+  }
+  return walB;
 }
 
 // ------------------------------------------------------------------ the external system

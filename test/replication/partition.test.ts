@@ -24,7 +24,7 @@ import {
   depositData,
   depositFor,
   readAllEvents,
-  readWal,
+  expectIdenticalLogs,
   requireFreshBuild,
   sleep,
   startPair,
@@ -142,11 +142,7 @@ describe('a partition between two live nodes', () => {
 
     await pair.primary.stop();
     await pair.backup.stop();
-    const [walA, walB] = await Promise.all([readWal(dirs.primary), readWal(dirs.backup)]);
-    expect(walA.records.length).toBe(walB.records.length);
-    for (let index = 0; index < walA.records.length; index++) {
-      expect(walA.records[index]!.frame.equals(walB.records[index]!.frame), `record ${walB.records[index]!.lsn}`).toBe(true);
-    }
+    await expectIdenticalLogs(dirs.primary, dirs.backup);
     console.log(
       `[partition] ${acknowledged.length} writes acknowledged, ` +
         `${unknown.length} with unknown outcome resent, epoch ${epochBefore} -> ${statusB.epoch}`,

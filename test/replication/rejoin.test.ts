@@ -25,6 +25,7 @@ import {
   depositFor,
   lightArgs,
   readAllEvents,
+  expectIdenticalLogs,
   readWal,
   requireFreshBuild,
   sleep,
@@ -102,11 +103,7 @@ describe('rejoining with a divergent tail', () => {
 
     await rejoined.stop();
     await pair.backup.stop();
-    const [walA, walB] = await Promise.all([readWal(dirs.primary), readWal(dirs.backup)]);
-    expect(walA.records.length).toBe(walB.records.length);
-    for (let index = 0; index < walB.records.length; index++) {
-      expect(walA.records[index]!.frame.equals(walB.records[index]!.frame), `record ${walB.records[index]!.lsn}`).toBe(true);
-    }
+    const walB = await expectIdenticalLogs(dirs.primary, dirs.backup);
     const afterCut = walB.records.find((record) => record.lsn === agreedLsn + 1)!;
     expect(afterCut.type).toBe(recordTypes.epoch);
     expect((afterCut.payload as EpochPayload).epoch).toBe(promoted.epoch);
