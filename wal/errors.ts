@@ -26,7 +26,6 @@ export const errorCodes = [
   'IO_ERROR',
   'UNSUPPORTED_FORMAT',
   'NOT_A_LOG',
-  'SUBSCRIBER_TOO_SLOW',
   'NOT_FOUND',
   'USAGE',
   'NOT_SERIALIZABLE',
