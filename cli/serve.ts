@@ -34,6 +34,8 @@ machine loss loses what its fsync policy allows).
   --force-primary         become primary at once, without waiting for the peer
   --expect-peer           no --peer, but a peer will dial in (its --peer names this node):
                           wait for it instead of serving alone
+  --exit-on-stdin-eof     close when standard input ends: a parent that starts this node with
+                          a pipe (tests, bench, demo) takes it down even when it is killed
   -h, --help              show this help`;
 
 const serveOptions = {
@@ -52,6 +54,7 @@ const serveOptions = {
   'on-replica-lost': { type: 'string' },
   'force-primary': { type: 'boolean' },
   'expect-peer': { type: 'boolean' },
+  'exit-on-stdin-eof': { type: 'boolean' },
   'segment-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -113,7 +116,14 @@ export async function runServe(args: string[]): Promise<number> {
     const stop = (): void => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    if (values['exit-on-stdin-eof'] === true) {
+      process.stdin.once('end', stop);
+      process.stdin.once('error', stop);
+      process.stdin.resume();
+    }
   });
   await node.close();
+  // A stdin still being read would keep the process alive after the close.
+  if (values['exit-on-stdin-eof'] === true) process.stdin.destroy();
   return exitCodes.done;
 }

@@ -41,9 +41,11 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode>
   const command = options.cpus === undefined ? process.execPath : 'taskset';
   const nodeArgs = options.nodeArgs ?? [];
   const args = options.cpus === undefined
-    ? [...nodeArgs, cliMainPath, 'serve', ...options.args]
-    : ['-c', options.cpus, process.execPath, ...nodeArgs, cliMainPath, 'serve', ...options.args];
-  const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    ? [...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args]
+    : ['-c', options.cpus, process.execPath, ...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args];
+  // Its standard input is a pipe from us: if this process dies, even by SIGKILL, the node sees
+  // the pipe close and stops, instead of running on as an orphan.
+  const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
   const logLines: string[] = [];
   const logLinesMax = options.logLinesMax ?? 2000;
   child.stderr!.setEncoding('utf8');
