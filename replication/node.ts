@@ -58,6 +58,8 @@ interface ReplicaProgress {
   liveLsn: number | undefined;
   inSync: boolean;
   pumping: boolean;
+  /** The node that joined (agreed on where the logs meet); only it may be resumed on a spare link. */
+  backupNodeId: string | undefined;
 }
 
 export interface NodeStatus {
@@ -128,6 +130,8 @@ export class TxlogNode {
   private primaryLink: PeerLink | undefined;
   private receivedLsn = 0;
   private backupInSync = false;
+  /** The current primary answered our join (truncate): its records may be taken from here on. */
+  private joinedPrimary = false;
   private liveLsnFromPrimary: number | undefined;
   private truncating: Promise<void> | undefined;
   /** Replication messages waiting for a cut of the log to finish. */
@@ -321,7 +325,13 @@ export class TxlogNode {
     if (this.role === 'primary') {
       // The active link failed before this spare link had told us it reaches our backup: the
       // backup still follows us over it and will not join again, so resume replication on it.
-      if (peer.role === 'backup' && peer.epoch === this.epoch && this.replica.link === undefined && !link.connection.closed) {
+      if (
+        peer.role === 'backup' &&
+        peer.epoch === this.epoch &&
+        peer.nodeId === this.replica.backupNodeId &&
+        this.replica.link === undefined &&
+        !link.connection.closed
+      ) {
         this.switchReplicaLink();
       }
       return;
@@ -427,7 +437,7 @@ export class TxlogNode {
       return;
     }
     const agreed = Math.min(join.lastLsn, this.store.endOfEpoch(join.lastEpoch), this.store.wal.nextLsn - 1);
-    this.replica = { ...newReplica(agreed), link };
+    this.replica = { ...newReplica(agreed), link, backupNodeId: link.state?.nodeId };
     link.connection.send({ t: 'truncate', afterLsn: agreed, epoch: this.epoch });
     this.log(`backup joined at LSN ${join.lastLsn} (epoch ${join.lastEpoch}); logs agree up to ${agreed}`);
     void this.pump();
@@ -575,6 +585,7 @@ export class TxlogNode {
     this.primaryLink = link;
     this.backupInSync = false;
     this.liveLsnFromPrimary = undefined;
+    this.joinedPrimary = false;
     this.log(`following primary ${peer.nodeId} (epoch ${peer.epoch})`);
     void this.sendJoin(link);
   }
@@ -615,6 +626,7 @@ export class TxlogNode {
         this.receive(link, message);
         return;
       case 'live':
+        if (!this.joinedPrimary) return; // Not ours yet: a live marker before the join means nothing.
         this.liveLsnFromPrimary = message.lsn;
         this.checkInSync();
         return;
@@ -628,10 +640,14 @@ export class TxlogNode {
       await this.store.truncateAfter(afterLsn);
     }
     this.receivedLsn = this.store.lastLsn;
+    this.joinedPrimary = true;
     link.connection.send({ t: 'ack', epoch: this.epoch, receivedLsn: this.receivedLsn, durableLsn: this.store.wal.durableLsn });
   }
 
   private receive(link: PeerLink, message: Extract<Message, { t: 'records' }>): void {
+    // Before the logs have agreed where they meet (truncate), an LSN this node already holds may
+    // be a different record: nothing is taken, the primary sends again after the join.
+    if (!this.joinedPrimary) return;
     let lsn = message.firstLsn;
     for (const frame of message.frames) {
       if (lsn <= this.receivedLsn) {
@@ -896,6 +912,7 @@ function newReplica(agreedLsn: number): ReplicaProgress {
     liveLsn: undefined,
     inSync: false,
     pumping: false,
+    backupNodeId: undefined,
   };
 }
 
