@@ -19,6 +19,7 @@ import { openStore, type Store } from '../engine/index.js';
 import { recordTypes, type CommitPayload } from '../engine/records.js';
 import { LatencySamples, elapsedNs, type LatencySummary } from './stats.js';
 import { settleSpare } from './spare.js';
+import { commitRecordOf, eventOf } from './txlog-subjects.js';
 
 /** Targets the store is held to (reported, not enforced). */
 const targets = {
@@ -56,31 +57,6 @@ function parseArguments(): Arguments {
   if (!Number.isSafeInteger(eventBytes) || eventBytes < 16 || eventBytes > 64 * 1024) throw new Error('--event-bytes must be an integer in [16, 65536]');
   return { json: values.json === true, durationMs, slices, eventBytes, dir: values.dir ?? os.tmpdir() };
 }
-
-/** An event whose msgpack encoding is `eventBytes` long (give or take a byte of length prefix). */
-function eventOf(eventBytes: number): { type: string; data: { note: string } } {
-  const base = encodePayload({ type: 'Deposited', data: { note: '' } }).length;
-  return { type: 'Deposited', data: { note: 'x'.repeat(Math.max(0, eventBytes - base - 2)) } };
-}
-
-/** The payload the raw WAL appends: shaped and sized like the commit record of one such append. */
-function walRecordOf(event: unknown): CommitPayload {
-  return {
-    clientId: 'client-0',
-    requestId: 1,
-    command: 'append',
-    args: { stream: 'stream-0', events: [event] },
-    events: [{ stream: 'stream-0', firstVersion: 0, events: [event as CommitPayload['events'][number]['events'][number]] }],
-    firstPosition: 0,
-    reply: { stream: 'stream-0', version: 0, position: 0 },
-    now: [],
-    random: [],
-    readSet: [],
-    calls: 0,
-    digest: '0123456789abcdef0123456789abcdef',
-  };
-}
-
 
 interface Subjects {
   store: Store;
@@ -158,7 +134,7 @@ async function main(): Promise<void> {
   const event = eventOf(args.eventBytes);
   const store = await openStore({ dir: path.join(root, 'store'), fsync: 'always', log: () => {} });
   const wal = await Wal.open({ dir: path.join(root, 'raw-wal'), fsync: 'always', log: () => {} });
-  const subjects: Subjects = { store, wal, event, walRecord: walRecordOf(event), nextRequestId: new Map() };
+  const subjects: Subjects = { store, wal, event, walRecord: commitRecordOf(event), nextRequestId: new Map() };
   const sliceMs = Math.max(50, Math.round(args.durationMs / args.slices));
   try {
     await settleSpare(path.join(root, 'store', 'wal'));

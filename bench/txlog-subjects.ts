@@ -24,9 +24,9 @@ export function eventOf(eventBytes: number): BenchEvent {
   return { type: 'Deposited', data: { note: 'x'.repeat(Math.max(0, eventBytes - base - 2)) } };
 }
 
-/** Bytes of the WAL frame of one such transaction's commit record (what the floors write). */
-export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): number {
-  const payload: CommitPayload = {
+/** The commit record of one built-in append of `event`: what a one-event transaction writes. */
+export function commitRecordOf(event: BenchEvent): CommitPayload {
+  return {
     clientId: 'client-0',
     requestId: 1,
     command: 'append',
@@ -40,7 +40,11 @@ export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): 
     calls: 0,
     digest: '0123456789abcdef0123456789abcdef',
   };
-  return encodePayload(payload).length + frameHeaderBytes;
+}
+
+/** Bytes of the WAL frame of one such transaction's commit record (what the floors write). */
+export function commitRecordBytes(event: BenchEvent, frameHeaderBytes: number): number {
+  return encodePayload(commitRecordOf(event)).length + frameHeaderBytes;
 }
 
 export interface TxlogSubject {

@@ -514,10 +514,6 @@ export class Store {
     }
   }
 
-  /** Records appended and not yet applied (waiting for the WAL or the release gate). */
-  get unappliedCount(): number {
-    return this.pending.size;
-  }
 
   /** See `State.endOfEpoch`. */
   endOfEpoch(epoch: number): number {
@@ -692,10 +688,6 @@ export class Store {
     this.epochValue = Math.max(this.wal.lastEpoch, this.state.epoch);
   }
 
-  /** Every record from `fromLsn` as frames, for a backup catching up. */
-  readFrames(fromLsn: number, toLsn?: number): Generator<import('../wal/wal.js').WalRecord> {
-    return this.wal.read(fromLsn, toLsn);
-  }
 
   // ---------------------------------------------------------------- reads
 

@@ -116,7 +116,7 @@ export class TxlogNode {
   private readonly clients = new Set<Connection>();
   private servers: Array<{ port: number; close: () => Promise<void> }> = [];
   private boundAddresses: string[] = [];
-  private timers: TimerHandle[] = [];
+  private tickTimer: TimerHandle | undefined;
   private closed = false;
   /** Resolves once a new primary's epoch record is applied; requests wait on it. */
   private primaryReady: Promise<void> | undefined;
@@ -194,7 +194,7 @@ export class TxlogNode {
         action();
         schedule();
       }, this.options.heartbeatIntervalMs);
-      this.timers[0] = handle;
+      this.tickTimer = handle;
     };
     schedule();
   }
@@ -288,11 +288,11 @@ export class TxlogNode {
 
   private onPeerMessage(link: PeerLink, message: Message): void {
     link.lastHeardMs = this.nowMs();
-    if ('epoch' in message && typeof message.epoch === 'number' && message.epoch < this.epoch && message.t !== 'heartbeat') {
-      if (message.t === 'records' || message.t === 'truncate' || message.t === 'live') {
-        link.connection.reject(txlogError('STALE_EPOCH', `epoch ${message.epoch} is below ${this.epoch}`));
-        return;
-      }
+    // Fencing: replication from a primary of an older epoch is refused outright.
+    const fromPrimary = message.t === 'records' || message.t === 'truncate' || message.t === 'live';
+    if (fromPrimary && message.epoch < this.epoch) {
+      link.connection.reject(txlogError('STALE_EPOCH', `epoch ${message.epoch} is below ${this.epoch}`));
+      return;
     }
     switch (message.t) {
       case 'peer':
@@ -893,7 +893,7 @@ export class TxlogNode {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of this.timers) timer.cancel();
+    this.tickTimer?.cancel();
     for (const link of [...this.links]) link.connection.close(undefined);
     for (const client of [...this.clients]) client.close(undefined);
     await Promise.all(this.servers.map((server) => server.close()));

@@ -1,4 +1,4 @@
-export { Wal, recordPayload, describeFrame, type WalRecord, type TailState, type BatchListener } from './wal.js';
+export { Wal, recordPayload, type WalRecord, type TailState, type BatchListener } from './wal.js';
 export { resolveWalOptions, walDefaults, fsyncPolicies, type WalOptions, type FsyncPolicy } from './options.js';
 export { TxlogError, txlogError, errorFromSerialized, errorCodes, type ErrorCode, type SerializedError } from './errors.js';
 export { nodePlatform, type Platform, type FileSystem, type Clock, type Random, type TimerHandle } from './platform.js';

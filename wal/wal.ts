@@ -17,7 +17,6 @@ import {
   encodeFrame,
   encodePayload,
   epochMax,
-  frameFields,
   frameHeaderBytes,
   segmentHeaderBytes,
 } from './format.js';
@@ -804,10 +803,4 @@ export class Wal {
     this.wakeFollowers();
     await this.spare?.done;
   }
-}
-
-/** Decodes a record's payload and header for display (`inspect`). */
-export function describeFrame(frame: Buffer): { lsn: number; epoch: number; type: number; payload: unknown } {
-  const fields = frameFields(frame);
-  return { lsn: fields.lsn, epoch: fields.epoch, type: fields.type, payload: decodePayload(frame.subarray(frameHeaderBytes)) };
 }
