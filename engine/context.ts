@@ -3,12 +3,12 @@
  * recorded clock and random values, read set, digest). The same context class serves live
  * execution and re-execution; only its `Sources` differ, so a handler cannot tell them apart.
  */
-import { errorFromSerialized, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
+import { errorFromSerialized, infrastructureCodes, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
 import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
-import { checkedError, digestOf, packChecked, unserializablePart } from './values.js';
+import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
 
 export interface PendingWrite {
   stream: string;
@@ -46,6 +46,8 @@ export interface HandlerOutcome {
   random: number[];
   readSet: Array<[string, number]>;
   calls: number;
+  /** LSN of each call's journal record, in call order; undefined when one is not known. */
+  callLsns: number[] | undefined;
   /** Digest of writes and reply or error: what re-execution must reproduce. */
   digest: string;
 }
@@ -58,6 +60,8 @@ export class TransactionContext implements Context {
   readonly nowValues: number[] = [];
   readonly randomValues: number[] = [];
   readonly readSet: Array<[string, number]> = [];
+  /** LSN of each call's journal record; undefined once a call's LSN is not known (an old log). */
+  callLsns: number[] | undefined = [];
   private eventCount = 0;
   private callCount = 0;
   private callInProgress = false;
@@ -124,8 +128,8 @@ export class TransactionContext implements Context {
 
   async call<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
     this.checkLive('call');
-    if (typeof name !== 'string' || name.length === 0 || name.length > this.limits.commandNameLengthMax) {
-      throw txlogError('BAD_REQUEST', 'ctx.call needs a name of 1..128 characters');
+    if (!isWellFormedName(name, this.limits.commandNameLengthMax)) {
+      throw txlogError('BAD_REQUEST', `ctx.call needs a name of 1..${this.limits.commandNameLengthMax} characters of well-formed Unicode`);
     }
     if (typeof fn !== 'function') throw txlogError('BAD_REQUEST', 'ctx.call needs a function');
     if (this.callInProgress) {
@@ -146,6 +150,8 @@ export class TransactionContext implements Context {
         if (error instanceof TransactionAborted) this.aborted ??= error.reason;
         throw error;
       }
+      if (entry.lsn === undefined) this.callLsns = undefined;
+      else this.callLsns?.push(entry.lsn);
       if (entry.name !== name) {
         throw txlogError('DETERMINISM_VIOLATION', `call ${callIndex} is journaled as ${entry.name}, the handler now calls ${name}`);
       }
@@ -180,28 +186,42 @@ export class TransactionContext implements Context {
   }
 }
 
-function checkStreamName(stream: unknown, limits: StoreLimits): asserts stream is string {
-  if (typeof stream !== 'string' || stream.length === 0 || stream.length > limits.streamNameLengthMax) {
-    throw txlogError('BAD_REQUEST', `stream names are strings of 1..${limits.streamNameLengthMax} characters`);
+export function checkStreamName(stream: unknown, limits: StoreLimits): asserts stream is string {
+  // A lone surrogate would be stored as U+FFFD: the stream would then read as empty under the
+  // name it was written with, after a rebuild or on the backup.
+  if (!isWellFormedName(stream, limits.streamNameLengthMax)) {
+    throw txlogError('BAD_REQUEST', `stream names are strings of 1..${limits.streamNameLengthMax} characters of well-formed Unicode`);
   }
 }
 
 function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventInput {
   if (typeof event !== 'object' || event === null) throw txlogError('BAD_REQUEST', `append to ${stream}: each event must be an object`);
   const { type, data, metadata } = event as Record<string, unknown>;
-  if (typeof type !== 'string' || type.length === 0 || type.length > limits.commandNameLengthMax) {
-    throw txlogError('BAD_REQUEST', `append to ${stream}: each event needs a type of 1..${limits.commandNameLengthMax} characters`);
+  if (!isWellFormedName(type, limits.eventTypeLengthMax)) {
+    throw txlogError('BAD_REQUEST', `append to ${stream}: each event needs a type of 1..${limits.eventTypeLengthMax} characters of well-formed Unicode`);
   }
   const checked: EventInput = { type, data: data ?? null };
   if (metadata !== undefined) checked.metadata = metadata;
-  packChecked(checked, limits.eventBytesMax, `an event of ${stream}`);
-  return checked;
+  // The snapshot, not the handler's object, is committed: growing the data after the append
+  // can neither bypass the limit nor change what is recorded.
+  return snapshotChecked(checked, limits.eventBytesMax, `an event of ${stream}`).value;
 }
 
-/** A thrown value as it is recorded: our errors keep their code, anything else is HANDLER_FAILED. */
+/**
+ * A thrown value as it is recorded. Our errors about the transaction itself keep their code
+ * (WRONG_EXPECTED_VERSION, TOO_LARGE, CALL_FAILED...); an infrastructure code thrown by service
+ * code (NOT_PRIMARY, TIMEOUT, BUSY... from a client of another system, say) becomes `fallback`
+ * with the original code in `details.thrownCode`: a recorded, final outcome must never read as
+ * "retry" or "outcome unknown". Anything else is `fallback`.
+ */
 export function serializeThrown(error: unknown, fallback: 'HANDLER_FAILED' | 'CALL_FAILED'): SerializedError {
   const ours = checkedError(error);
-  if (ours !== undefined) return { code: ours.code, message: String(ours.message), details: ours.details ?? {} };
+  if (ours !== undefined && !infrastructureCodes.has(ours.code)) {
+    return { code: ours.code, message: String(ours.message), details: ours.details ?? {} };
+  }
+  if (ours !== undefined) {
+    return { code: fallback, message: `${ours.code}: ${String(ours.message)}`, details: { thrownCode: ours.code, thrownDetails: ours.details ?? {} } };
+  }
   const message = error instanceof Error ? error.message : String(error);
   return { code: fallback, message, details: {} };
 }
@@ -213,9 +233,9 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
   try {
     reply = await handler(context, args);
     if (reply === undefined) reply = null;
-    const problem = unserializablePart(reply);
-    if (problem !== undefined) throw txlogError('NOT_SERIALIZABLE', `the reply cannot be stored: ${problem}`);
-    packChecked(reply, limits.replyBytesMax, 'the reply');
+    // What is recorded and answered is the snapshot: a stray promise of the handler that keeps
+    // changing the object it returned changes neither.
+    reply = snapshotChecked(reply, limits.replyBytesMax, 'the reply').value;
   } catch (thrown) {
     error = serializeThrown(thrown, 'HANDLER_FAILED');
     reply = undefined;
@@ -234,6 +254,7 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
     random: context.randomValues,
     readSet: context.readSet,
     calls: context.calls,
+    callLsns: context.callLsns,
     digest: digestOf([writes, error === undefined ? reply : null, error?.code ?? null]),
   };
   if (error !== undefined) outcome.error = error;

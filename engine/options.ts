@@ -17,10 +17,15 @@ export interface StoreLimits {
   /** Bytes of a command's args, and of a reply (msgpack). @default 256 KiB */
   argsBytesMax: number;
   replyBytesMax: number;
-  /** Length of a stream name, a client id, a command name. @default 256, 128, 128 characters */
+  /**
+   * Length of a stream name, a client id, a command (and `ctx.call`) name, an event type.
+   * Each must also be well-formed Unicode (no lone surrogate): they are keys, stored as UTF-8.
+   * @default 256, 128, 128, 256 characters
+   */
   streamNameLengthMax: number;
   clientIdLengthMax: number;
   commandNameLengthMax: number;
+  eventTypeLengthMax: number;
   /** Events one read returns at most. @default 4096 */
   readEventsMax: number;
   /** Transactions running at once; past it `execute` fails with `BUSY`. @default 16384 */
@@ -85,6 +90,7 @@ export const storeLimitDefaults: StoreLimits = {
   streamNameLengthMax: 256,
   clientIdLengthMax: 128,
   commandNameLengthMax: 128,
+  eventTypeLengthMax: 256,
   readEventsMax: 4096,
   transactionsInFlightMax: 16_384,
   handlerTimeoutMs: 30_000,

@@ -55,6 +55,12 @@ export interface CommitPayload {
   readSet: Array<[string, number]>;
   /** Number of journaled external calls the handler made. */
   calls: number;
+  /**
+   * LSN of each call's journal record, in call order (absent when `calls` is 0, or in logs
+   * written before this field). Re-execution finds the commit's call results by these, wherever
+   * the records came from (before a rejoin, a restart, or among concurrent one-off requests).
+   */
+  callLsns?: number[];
   /** Hex digest of the outcome (events and reply or error), compared on re-execution. */
   digest: string;
 }
@@ -64,6 +70,13 @@ export interface JournalPayload {
   requestId: number;
   callIndex: number;
   name: string;
+  /**
+   * Digest of the request that made the call (its command and args; see `requestDigestOf`).
+   * A journaled result is handed back only to a run of that same request: a different request
+   * under a reused request id gets `REQUEST_ID_REUSED`, never another request's result. Absent
+   * in logs written before this field (such entries are not bound).
+   */
+  request?: string;
   result?: unknown;
   error?: SerializedError;
 }

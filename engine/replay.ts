@@ -13,7 +13,7 @@ import { TransactionContext, runHandler, type Sources } from './context.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from './records.js';
 import { builtinCommands, type CommandHandler, type Service, type StreamSlice } from './service.js';
 import { sessionLimitDefaults, storeLimitDefaults, type StoreLimits } from './options.js';
-import { State, type ApplicableRecord, type JournalEntry } from './state.js';
+import { State, journalEntryOf, type ApplicableRecord, type JournalEntry } from './state.js';
 
 export type ReadAsOf = (stream: string, fromVersion: number, maxCount: number, asOfVersion: number) => StreamSlice;
 
@@ -92,34 +92,83 @@ export async function reexecute(
 }
 
 /**
- * Collects journal entries as records stream past and hands each commit its own. Entries of a
- * request that never commits stay until `entriesMax` forces the oldest out (it can then only
- * be checked as a divergence, never mistaken for a match).
+ * Collects journal entries as records stream past and hands each commit its own. A commit that
+ * lists its calls' LSNs (`callLsns`) gets exactly those records, from memory or, for records that
+ * came before this collector started (a backup that rejoined, a restarted node) or were pushed
+ * out, from `readEarlier` (the WAL). A commit of an older log without `callLsns` gets the entries
+ * seen under its client and request id. Memory is bounded by `entriesMax`: entries of requests
+ * that never commit are forgotten oldest first.
  */
 export class JournalCollector {
-  private readonly entries = new Map<string, JournalEntry[]>();
-  constructor(private readonly entriesMax = 100_000) {}
+  private readonly byLsn = new Map<number, { key: string; entry: JournalEntry }>();
+  private readonly lsnsByRequest = new Map<string, number[]>();
 
-  add(journal: JournalPayload): void {
-    const key = `${journal.clientId}\u0000${journal.requestId}`;
-    const entry: JournalEntry = { callIndex: journal.callIndex, name: journal.name };
-    if (journal.error !== undefined) entry.error = journal.error;
-    else entry.result = journal.result;
-    const list = this.entries.get(key);
-    if (list === undefined) this.entries.set(key, [entry]);
-    else list.push(entry);
-    if (this.entries.size > this.entriesMax) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
+  constructor(
+    private readonly readEarlier: (lsn: number) => JournalEntry | undefined = () => undefined,
+    private readonly entriesMax = 100_000,
+  ) {}
+
+  add(lsn: number, journal: JournalPayload): void {
+    const key = requestKeyOf(journal.clientId, journal.requestId);
+    this.byLsn.set(lsn, { key, entry: journalEntryOf(lsn, journal) });
+    const lsns = this.lsnsByRequest.get(key);
+    if (lsns === undefined) this.lsnsByRequest.set(key, [lsn]);
+    else lsns.push(lsn);
+    while (this.byLsn.size > this.entriesMax) {
+      const oldest = this.byLsn.entries().next().value;
+      if (oldest === undefined) break;
+      this.byLsn.delete(oldest[0]);
+      this.lsnsByRequest.delete(oldest[1].key);
     }
   }
 
-  take(commit: CommitPayload): JournalEntry[] {
-    const key = `${commit.clientId}\u0000${commit.requestId}`;
-    const list = this.entries.get(key) ?? [];
-    this.entries.delete(key);
-    return list;
+  /**
+   * The journal entries of `commit`, in call order; undefined when one of them cannot be found
+   * (it is older than the log this node still has), so the commit cannot be checked.
+   */
+  take(commit: CommitPayload): JournalEntry[] | undefined {
+    const key = requestKeyOf(commit.clientId, commit.requestId);
+    if (commit.callLsns !== undefined) {
+      const entries: JournalEntry[] = [];
+      for (const lsn of commit.callLsns) {
+        const entry = this.byLsn.get(lsn)?.entry ?? this.readEarlier(lsn);
+        this.byLsn.delete(lsn);
+        if (entry === undefined) return undefined;
+        entries.push(entry);
+      }
+      // One-off requests share a key: drop only what this commit used.
+      if (commit.requestId > 0) this.forgetRequest(key);
+      return entries;
+    }
+    const lsns = this.lsnsByRequest.get(key) ?? [];
+    this.forgetRequest(key);
+    const entries: JournalEntry[] = [];
+    for (const lsn of lsns) {
+      const found = this.byLsn.get(lsn);
+      this.byLsn.delete(lsn);
+      if (found !== undefined) entries.push(found.entry);
+    }
+    return entries;
   }
+
+  private forgetRequest(key: string): void {
+    for (const lsn of this.lsnsByRequest.get(key) ?? []) this.byLsn.delete(lsn);
+    this.lsnsByRequest.delete(key);
+  }
+}
+
+function requestKeyOf(clientId: string, requestId: number): string {
+  return `${clientId}\u0000${requestId}`;
+}
+
+/** Reads the journal record at `lsn` from a WAL, or undefined when it is not there. */
+export function journalFromWal(wal: Wal, lsn: number): JournalEntry | undefined {
+  if (lsn < wal.firstLsn || lsn > wal.lastLsn) return undefined;
+  for (const record of wal.read(lsn)) {
+    if (record.lsn !== lsn || record.type !== recordTypes.journal) return undefined;
+    return journalEntryOf(lsn, recordPayload(record) as JournalPayload);
+  }
+  return undefined;
 }
 
 export interface ReplayReport {
@@ -142,7 +191,7 @@ export async function replayLog(options: {
   const wal = await Wal.open({ dir: walDir, readOnly: true, log: () => undefined });
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-replay-'));
   const state = State.open(stateDir, 64 * 1024 ** 3);
-  const journal = new JournalCollector();
+  const journal = new JournalCollector((lsn) => journalFromWal(wal, lsn));
   const report: ReplayReport = { commits: 0, divergences: [], lastLsn: wal.lastLsn };
   const readAsOf: ReadAsOf = (stream, fromVersion, maxCount, version) => state.readStream(stream, fromVersion, maxCount, version);
   try {
@@ -153,11 +202,15 @@ export async function replayLog(options: {
         throw txlogError('NOT_FOUND', `the WAL starts at LSN ${record.lsn}; replay needs it from LSN 1`);
       }
       state.apply([applicable], sessionLimitDefaults);
-      if (record.type === recordTypes.journal) journal.add(payload as JournalPayload);
+      if (record.type === recordTypes.journal) journal.add(record.lsn, payload as JournalPayload);
       if (record.type !== recordTypes.commit) continue;
       const commit = payload as CommitPayload;
       report.commits += 1;
-      const divergence = await reexecute(options.service, record.lsn, commit, journal.take(commit), readAsOf);
+      const calls = journal.take(commit);
+      const divergence =
+        calls === undefined
+          ? { lsn: record.lsn, clientId: commit.clientId, requestId: commit.requestId, command: commit.command, recordedDigest: commit.digest, replayedDigest: '', detail: 'a journal record of this commit is missing from the log' }
+          : await reexecute(options.service, record.lsn, commit, calls, readAsOf);
       if (divergence !== undefined) report.divergences.push(divergence);
       options.onProgress?.(record.lsn, wal.lastLsn);
     }

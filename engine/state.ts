@@ -44,6 +44,10 @@ export interface JournalEntry {
   name: string;
   result?: unknown;
   error?: SerializedError;
+  /** The digest of the request that made the call (see `JournalPayload.request`). */
+  request?: string;
+  /** LSN of the journal record (absent in a state built before this field). */
+  lsn?: number;
 }
 
 export interface ApplicableRecord {
@@ -227,8 +231,16 @@ export class State {
     return { kind: 'unknown' };
   }
 
+  /**
+   * The client's highest request id with any trace here: committed, or with a journaled call
+   * of a request that never committed (its process died between the call and the commit).
+   */
   latestRequestId(clientId: string): number {
-    return this.sessionOf(clientId)?.latest ?? 0;
+    const committed = this.sessionOf(clientId)?.latest ?? 0;
+    for (const key of this.journal.getKeys({ start: [clientId, Number.MAX_SAFE_INTEGER], end: [clientId, 0], reverse: true, limit: 1 })) {
+      return Math.max(committed, key[1]);
+    }
+    return committed;
   }
 
   private sessionOf(clientId: string): SessionRecord | undefined {
@@ -272,10 +284,8 @@ export class State {
         // A one-off request (no client and request id) is never resent, so nothing looks its
         // calls up, and its commit would never remove them: keeping them would only leak.
         if (journal.requestId === 0) return;
-        const entry: Omit<JournalEntry, 'callIndex'> = { name: journal.name };
-        if (journal.error !== undefined) entry.error = journal.error;
-        else entry.result = journal.result;
-        this.journal.putSync([journal.clientId, journal.requestId, journal.callIndex], entry);
+        const { callIndex, ...stored } = journalEntryOf(record.lsn, journal);
+        this.journal.putSync([journal.clientId, journal.requestId, callIndex], stored);
         return;
       }
       case recordTypes.epoch: {
@@ -441,6 +451,15 @@ function checkDataFile(dir: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** A journal record as the runtime hands it back. */
+export function journalEntryOf(lsn: number, journal: JournalPayload): JournalEntry {
+  const entry: JournalEntry = { callIndex: journal.callIndex, name: journal.name, lsn };
+  if (journal.error !== undefined) entry.error = journal.error;
+  else entry.result = journal.result;
+  if (journal.request !== undefined) entry.request = journal.request;
+  return entry;
 }
 
 function toRecorded(position: number, stored: StoredEvent): RecordedEvent {

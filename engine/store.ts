@@ -20,13 +20,13 @@ import * as path from 'node:path';
 import { Wal, recordPayload } from '../wal/wal.js';
 import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
 import { assert } from '../wal/assert.js';
-import { encodePayload } from '../wal/format.js';
+import { decodePayload, encodePayload } from '../wal/format.js';
 import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload, type StreamWrite } from './records.js';
 import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
 import { builtinCommands, type CommandHandler, type RecordedEvent, type ReadStreamOptions, type StreamSlice } from './service.js';
 import { State, currentBootId, type ApplicableRecord, type JournalEntry } from './state.js';
-import { TransactionAborted, TransactionContext, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
-import { packChecked } from './values.js';
+import { TransactionAborted, TransactionContext, checkStreamName, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
+import { isWellFormedName, requestDigestOf, snapshotChecked } from './values.js';
 import type { EventInput } from './records.js';
 
 export interface RequestIds {
@@ -50,6 +50,18 @@ export interface SubscribeOptions {
   /** Called once when the subscription has delivered everything committed so far. */
   onCaughtUp?: () => void;
   signal?: AbortSignal;
+}
+
+/** A request as checked on arrival: its args recorded as they were then. */
+interface CheckedRequest {
+  command: string;
+  clientId: string;
+  requestId: number;
+  /** The args as recorded in the commit (a private copy, decoded from `packedArgs`). */
+  args: unknown;
+  packedArgs: Buffer;
+  /** The request's digest (command and packed args), computed once when first asked. */
+  digest: () => string;
 }
 
 interface Waiter {
@@ -174,7 +186,7 @@ export class Store {
         throw txlogError('BUSY', `${this.options.limits.transactionsInFlightMax} transactions are running; retry later`);
       }
       this.inFlightCount += 1;
-      const running = this.run(command, args, checked.clientId, checked.requestId).finally(() => {
+      const running = this.run(checked).finally(() => {
         this.inFlightCount -= 1;
         if (key !== undefined) this.inFlight.delete(key);
       });
@@ -187,6 +199,7 @@ export class Store {
 
   /** Appends events to one stream (the built-in `append` command). */
   async append(stream: string, events: EventInput[], options: { expectedVersion?: number } & RequestIds = {}): Promise<AppendResult> {
+    checkStreamName(stream, this.options.limits);
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
     const ids: RequestIds = {};
@@ -195,16 +208,16 @@ export class Store {
     return (await this.execute('append', args, ids)) as AppendResult;
   }
 
-  private checkRequest(command: unknown, args: unknown, ids: RequestIds): { clientId: string; requestId: number } {
+  private checkRequest(command: unknown, args: unknown, ids: RequestIds): CheckedRequest {
     const limits = this.options.limits;
-    if (typeof command !== 'string' || command.length === 0 || command.length > limits.commandNameLengthMax) {
-      throw txlogError('BAD_REQUEST', `command must be a string of 1..${limits.commandNameLengthMax} characters`);
+    if (!isWellFormedName(command, limits.commandNameLengthMax)) {
+      throw txlogError('BAD_REQUEST', `command must be a string of 1..${limits.commandNameLengthMax} characters of well-formed Unicode`);
     }
     if (typeof ids !== 'object' || ids === null) throw txlogError('BAD_REQUEST', 'request ids must be an object');
     const clientId = ids.clientId ?? '';
     const requestId = ids.requestId ?? 0;
-    if (typeof clientId !== 'string' || clientId.length > limits.clientIdLengthMax) {
-      throw txlogError('BAD_REQUEST', `clientId must be a string of at most ${limits.clientIdLengthMax} characters`);
+    if (typeof clientId !== 'string' || clientId.length > limits.clientIdLengthMax || !clientId.isWellFormed()) {
+      throw txlogError('BAD_REQUEST', `clientId must be a string of at most ${limits.clientIdLengthMax} characters of well-formed Unicode`);
     }
     if (!Number.isSafeInteger(requestId) || requestId < 0) {
       throw txlogError('BAD_REQUEST', 'requestId must be a non-negative integer');
@@ -212,8 +225,18 @@ export class Store {
     if ((clientId === '') !== (requestId === 0)) {
       throw txlogError('BAD_REQUEST', 'clientId and requestId (>= 1) go together: give both or neither');
     }
-    packChecked(args ?? null, limits.argsBytesMax, 'the command args');
-    return { clientId, requestId };
+    // Args are recorded as they were when the request arrived: the handler gets its own copy,
+    // so mutating it changes neither the commit record nor what replay and the backup see.
+    const snapshot = snapshotChecked(args ?? null, limits.argsBytesMax, 'the command args');
+    let digest: string | undefined;
+    return {
+      command,
+      clientId,
+      requestId,
+      args: snapshot.value,
+      packedArgs: snapshot.packed,
+      digest: () => (digest ??= requestDigestOf(command, snapshot.packed)),
+    };
   }
 
   private lookupOutcome(clientId: string, requestId: number): Promise<unknown> | undefined {
@@ -236,15 +259,17 @@ export class Store {
     }
   }
 
-  private async run(command: string, args: unknown, clientId: string, requestId: number): Promise<unknown> {
+  private async run(request: CheckedRequest): Promise<unknown> {
+    const { command, clientId, requestId } = request;
     const handler = this.handlerFor(command);
-    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(clientId, requestId));
+    if (requestId > 0) this.checkRequestIdNotReused(request);
+    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request));
     const outcome: HandlerOutcome =
       handler === undefined
         ? unknownCommandOutcome(command)
-        : await this.runWithTimeout(runHandler(handler, context, args ?? null, this.options.limits), context);
+        : await this.runWithTimeout(runHandler(handler, context, decodePayload(request.packedArgs), this.options.limits), context);
     this.checkOpen();
-    const commit = this.assembleAndAppend(command, args ?? null, clientId, requestId, outcome);
+    const commit = this.assembleAndAppend(command, request.args, clientId, requestId, outcome);
     await commit.applied;
     return outcomeOf(commit.payload);
   }
@@ -279,22 +304,44 @@ export class Store {
     return undefined;
   }
 
-  private liveSources(clientId: string, requestId: number): Sources {
+  /**
+   * A journaled call is handed back only to the request that made it. A different request under
+   * a reused id (a restarted client that picked its ids by hand) is refused before its handler
+   * runs, and nothing is recorded for it: the original request can still be resent.
+   */
+  private checkRequestIdNotReused(request: CheckedRequest): void {
+    const first = this.journaledCall(request.clientId, request.requestId, 0);
+    if (first !== undefined) checkCallBinding(first.entry, request);
+  }
+
+  /** Call `callIndex` of a request as journaled by an earlier attempt, applied or not yet. */
+  private journaledCall(clientId: string, requestId: number, callIndex: number): { entry: JournalEntry; lsn: number | undefined } | undefined {
+    const pending = this.pendingCalls.get(callKey(clientId, requestId, callIndex));
+    if (pending !== undefined) return pending;
+    const recorded = this.state.journalEntry(clientId, requestId, callIndex);
+    return recorded === undefined ? undefined : { entry: recorded, lsn: undefined };
+  }
+
+  private liveSources(request: CheckedRequest): Sources {
     const { clock, random } = this.options.platform;
+    const { clientId, requestId } = request;
     return {
       read: (stream, fromVersion, maxCount) => this.state.readStream(stream, fromVersion, maxCount),
       call: async (callIndex, name, fn) => {
         if (requestId > 0) {
           // A resend finds calls journaled by an earlier attempt (before a crash or failover).
-          const pendingCall = this.pendingCalls.get(callKey(clientId, requestId, callIndex));
-          if (pendingCall !== undefined) {
-            await this.waitApplied(pendingCall.lsn).catch(abort);
-            return pendingCall.entry;
+          const journaled = this.journaledCall(clientId, requestId, callIndex);
+          if (journaled !== undefined) {
+            try {
+              checkCallBinding(journaled.entry, request);
+            } catch (error) {
+              abort(error);
+            }
+            if (journaled.lsn !== undefined) await this.waitApplied(journaled.lsn).catch(abort);
+            return journaled.entry;
           }
-          const recorded = this.state.journalEntry(clientId, requestId, callIndex);
-          if (recorded !== undefined) return recorded;
         }
-        return this.makeCall({ clientId, requestId, callIndex, name }, fn);
+        return this.makeCall({ clientId, requestId, callIndex, name }, request, fn);
       },
       now: () => clock.nowMs(),
       random: () => random.float(),
@@ -303,25 +350,30 @@ export class Store {
 
   private async makeCall(
     call: { clientId: string; requestId: number; callIndex: number; name: string },
+    request: CheckedRequest,
     fn: (idempotencyKey: string) => unknown,
   ): Promise<JournalEntry> {
     const key = `${call.clientId}:${call.requestId}:${call.callIndex}`;
     const payload: JournalPayload = { ...call };
+    if (call.requestId > 0) payload.request = request.digest();
     try {
       const result = await fn(key);
-      packChecked(result === undefined ? null : result, this.options.limits.replyBytesMax, `the result of call ${call.name}`);
-      payload.result = result === undefined ? null : result;
+      // The handler gets the snapshot, exactly what the journal record holds and a backup or
+      // replay will hand back, not the object the outside system returned.
+      payload.result = snapshotChecked(result === undefined ? null : result, this.options.limits.replyBytesMax, `the result of call ${call.name}`).value;
     } catch (error) {
       payload.error = serializeThrown(error, 'CALL_FAILED');
     }
     const entry: JournalEntry = { callIndex: call.callIndex, name: call.name };
     if (payload.error !== undefined) entry.error = payload.error;
     else entry.result = payload.result;
+    if (payload.request !== undefined) entry.request = payload.request;
     try {
       this.checkOpen();
       const appended = this.appendRecord(recordTypes.journal, payload, encodePayload(payload));
-      if (appended.lsn !== undefined && call.requestId > 0) {
-        this.pendingCalls.set(callKey(call.clientId, call.requestId, call.callIndex), { lsn: appended.lsn, entry });
+      if (appended.lsn !== undefined) {
+        entry.lsn = appended.lsn;
+        if (call.requestId > 0) this.pendingCalls.set(callKey(call.clientId, call.requestId, call.callIndex), { lsn: appended.lsn, entry });
       }
       await appended.applied;
     } catch (error) {
@@ -354,6 +406,7 @@ export class Store {
       calls: outcome.calls,
       digest: outcome.digest,
     };
+    if (outcome.calls > 0 && outcome.callLsns !== undefined) payload.callLsns = outcome.callLsns;
     if (outcome.error !== undefined) {
       payload.error = outcome.error;
     } else {
@@ -439,7 +492,7 @@ export class Store {
   /** Resolves when `lsn` is applied; rejects when the store fails or gives up on it. */
   waitApplied(lsn: number): Promise<void> {
     if (lsn <= this.state.appliedLsn) return Promise.resolve();
-    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.failure !== undefined) return Promise.reject(outcomeUnknown(this.failure));
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
     return new Promise<void>((resolve, reject) => {
       const waiters = this.appliedWaiters.get(lsn);
@@ -476,17 +529,19 @@ export class Store {
   }
 
   /**
-   * The client's highest request id this store knows: committed, decided but not yet released,
-   * or running (0 when unknown). A restarted client continues above it; continuing above the
-   * committed ones only would reuse the id of a request still in flight and get its reply.
+   * The client's highest request id with any trace in this store: committed, decided but not yet
+   * released, running, or with a journaled call of a request that never committed (0 when
+   * unknown). A restarted client continues above it; continuing above the committed ones only
+   * would reuse the id of a request in flight, or hand a new request the old one's call results.
    */
   latestRequestId(clientId: string): number {
     let latest = this.state.latestRequestId(clientId);
     const prefix = `${clientId}\u0000`;
-    for (const key of [...this.pendingCommits.keys(), ...this.inFlight.keys()]) {
+    for (const key of [...this.pendingCommits.keys(), ...this.inFlight.keys(), ...this.pendingCalls.keys()]) {
       // Only keys of exactly this client: another id may start with this one and a NUL.
       const rest = key.startsWith(prefix) ? key.slice(prefix.length) : '';
-      if (/^\d+$/.test(rest)) latest = Math.max(latest, Number(rest));
+      const requestId = /^(\d+)(\u0000\d+)?$/.exec(rest)?.[1];
+      if (requestId !== undefined) latest = Math.max(latest, Number(requestId));
     }
     return latest;
   }
@@ -619,7 +674,9 @@ export class Store {
     this.failure =
       error instanceof TxlogError ? error : txlogError('STORE_FAILED', `store failed: ${String(error)}`, {}, error);
     this.options.log(`store failed, refusing all requests: ${this.failure.message}`);
-    this.rejectWaiters(this.failure);
+    // Whoever waits waits for a record the WAL took: it may be in the log (a restart would then
+    // apply it), so its outcome is unknown, not failed.
+    this.rejectWaiters(outcomeUnknown(this.failure));
   }
 
   private rejectWaiters(error: Error): void {
@@ -695,9 +752,7 @@ export class Store {
   async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
     this.checkOpen();
     const limits = this.options.limits;
-    if (typeof stream !== 'string' || stream.length === 0 || stream.length > limits.streamNameLengthMax) {
-      throw txlogError('BAD_REQUEST', `stream names are strings of 1..${limits.streamNameLengthMax} characters`);
-    }
+    checkStreamName(stream, limits);
     const fromVersion = options.fromVersion ?? 0;
     const maxCount = options.maxCount ?? limits.readEventsMax;
     checkCount(fromVersion, 'fromVersion');
@@ -771,7 +826,11 @@ export class Store {
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (this.closed) return;
     this.closed = true;
-    this.rejectWaiters(txlogError('CLOSED', 'the store closed before this commit was applied'));
+    this.rejectWaiters(
+      txlogError('OUTCOME_UNKNOWN', 'the store closed after this commit reached the WAL but before it was released; resend the same request id', {
+        reason: 'CLOSED',
+      }),
+    );
     for (const wake of this.applyWakers) wake();
     this.applyWakers.clear();
     await this.wal.close();
@@ -787,9 +846,29 @@ function callKey(clientId: string, requestId: number, callIndex: number): string
   return `${clientId}\u0000${requestId}\u0000${callIndex}`;
 }
 
+/** Refuses a journaled call to a request other than the one that made it (see `JournalPayload.request`). */
+function checkCallBinding(entry: JournalEntry, request: CheckedRequest): void {
+  if (entry.request === undefined || entry.request === request.digest()) return;
+  throw txlogError(
+    'REQUEST_ID_REUSED',
+    `request ${request.requestId} of client ${request.clientId} was already used by another request (other command or args) that made external calls; use a new request id`,
+    { clientId: request.clientId, requestId: request.requestId },
+  );
+}
+
 function outcomeOf(commit: CommitPayload): unknown {
   if (commit.error !== undefined) throw errorFromSerialized(commit.error);
   return commit.reply;
+}
+
+/** The answer to a caller whose record the WAL took before the store failed. */
+function outcomeUnknown(failure: TxlogError): TxlogError {
+  return txlogError(
+    'OUTCOME_UNKNOWN',
+    `the store failed after this commit reached the WAL (${failure.code}: ${failure.message}); it may be committed: resend the same request id once the store is reopened`,
+    { reason: failure.code },
+    failure,
+  );
 }
 
 /** An infrastructure failure under `ctx.call`: abandon the transaction, record nothing. */
@@ -812,13 +891,14 @@ function timedOutOutcome(context: TransactionContext, timeoutMs: number): Handle
     random: [...context.randomValues],
     readSet: [...context.readSet],
     calls: context.calls,
+    callLsns: context.callLsns === undefined ? undefined : [...context.callLsns],
     digest: '',
   };
 }
 
 function unknownCommandOutcome(command: string): HandlerOutcome {
   const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
-  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, digest: '' };
+  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, callLsns: [], digest: '' };
 }
 
 function appendReply(payload: CommitPayload): AppendResult | null {

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { txlogError, type TxlogError } from '../wal/errors.js';
-import { encodePayload } from '../wal/format.js';
+import { decodePayload, encodePayload } from '../wal/format.js';
 
 const depthMax = 64;
 
@@ -16,9 +16,11 @@ export function unserializablePart(value: unknown, depth = 0, path = '$'): strin
     case 'undefined':
     case 'boolean':
     case 'number':
-    case 'string':
     case 'bigint':
       return undefined;
+    case 'string':
+      // msgpack writes UTF-8: a lone surrogate would come back as U+FFFD, another string.
+      return (value as string).isWellFormed() ? undefined : `${path}: a string that is not well-formed Unicode (a lone surrogate)`;
     case 'function':
     case 'symbol':
       return `${path}: a ${typeof value}`;
@@ -38,6 +40,10 @@ export function unserializablePart(value: unknown, depth = 0, path = '$'): strin
     return `${path}: an instance of ${(value as object).constructor?.name ?? 'a class'} (only plain objects)`;
   }
   for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+    // msgpackr renames an own `__proto__` key when it decodes (a guard against prototype
+    // pollution), so the value would not come back as it was written.
+    if (key === '__proto__') return `${path}: an own __proto__ key`;
+    if (!key.isWellFormed()) return `${path}: a key that is not well-formed Unicode (a lone surrogate)`;
     const problem = unserializablePart(item, depth + 1, `${path}.${key}`);
     if (problem !== undefined) return problem;
   }
@@ -66,6 +72,22 @@ export function packChecked(value: unknown, bytesMax: number, what: string): Buf
   return packed;
 }
 
+/**
+ * A value as it will be recorded: checked, packed once, and decoded back into a private copy.
+ * Whatever the caller or a handler does to the original afterwards (mutating args, growing an
+ * event after `ctx.append`) changes neither the recorded bytes nor what this node applies, and
+ * the size limit holds for the bytes that are written.
+ */
+export function snapshotChecked<T>(value: T, bytesMax: number, what: string): { value: T; packed: Buffer } {
+  const packed = packChecked(value, bytesMax, what);
+  return { value: decodePayload(packed) as T, packed };
+}
+
+/** A name that becomes a key (stream, client id, command, event type, call name) must survive UTF-8. */
+export function isWellFormedName(value: unknown, lengthMax: number): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= lengthMax && value.isWellFormed();
+}
+
 export function checkedError(error: unknown): TxlogError | undefined {
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'TxlogError'
     ? (error as TxlogError)
@@ -75,4 +97,12 @@ export function checkedError(error: unknown): TxlogError | undefined {
 /** A short hex digest of a value's msgpack encoding: equal outcomes give equal digests. */
 export function digestOf(value: unknown): string {
   return createHash('sha256').update(encodePayload(value)).digest('hex').slice(0, 32);
+}
+
+/**
+ * What identifies a request's content, binding its journaled calls to it: the command and the
+ * bytes its args were recorded as. Computed only for requests that make calls.
+ */
+export function requestDigestOf(command: string, packedArgs: Uint8Array): string {
+  return createHash('sha256').update(command).update('\u0000').update(packedArgs).digest('hex').slice(0, 32);
 }

@@ -52,7 +52,16 @@ interface Call {
   lastError: TxlogError | undefined;
   /** The connection this call was last sent on. */
   sentOn?: Connection;
+  /** Times it was sent: past the first, an earlier attempt may have committed. */
+  attempts: number;
 }
+
+/**
+ * Refusals that say only that this attempt did nothing (the node's store failed or closed).
+ * After an earlier attempt of the same request, they cannot say the request failed: it may have
+ * committed, so the caller hears OUTCOME_UNKNOWN.
+ */
+const attemptRefusals: ReadonlySet<string> = new Set(['STORE_FAILED', 'CLOSED', 'IO_ERROR', 'CORRUPT_LOG', 'STALE_EPOCH', 'PROTOCOL_ERROR']);
 
 const retryDelayMsMax = 500;
 
@@ -192,6 +201,7 @@ export class Client {
         resolve,
         reject,
         lastError: undefined,
+        attempts: 0,
         deadline: this.platform.clock.setTimeout(() => this.expire(callId), deadlineMs),
       };
       this.calls.set(callId, call);
@@ -228,6 +238,7 @@ export class Client {
     // A new connection resends every open call itself (adopt); do not send this one twice.
     if (!again && call.sentOn === connection) return;
     call.sentOn = connection;
+    call.attempts += 1;
     connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
   }
 
@@ -290,6 +301,7 @@ export class Client {
     // Everything not yet answered goes again, in order, with the same ids.
     for (const call of [...this.calls.values()].sort((a, b) => a.callId - b.callId)) {
       call.sentOn = connection;
+      call.attempts += 1;
       connection.send({ t: 'req', callId: call.callId, op: call.op, epoch: this.epoch, body: call.body });
     }
   }
@@ -315,7 +327,7 @@ export class Client {
     const error = errorFromSerialized(message.error);
     if (!error.retryable) {
       this.finish(call);
-      call.reject(error);
+      call.reject(call.requestId !== undefined && call.attempts > 1 && attemptRefusals.has(error.code) ? unknownAfterRetry(call, error) : error);
       return;
     }
     call.lastError = error;
@@ -349,4 +361,13 @@ export class Client {
     this.failAll(txlogError('CLOSED', 'the client closed'));
     this.connection?.close(undefined);
   }
+}
+
+function unknownAfterRetry(call: Call, error: TxlogError): TxlogError {
+  return txlogError(
+    'OUTCOME_UNKNOWN',
+    `request ${call.requestId} was sent ${call.attempts} times and the last answer was ${error.code} (${error.message}); an earlier attempt may have committed: resend the same request id later`,
+    { requestId: call.requestId, lastError: error.code },
+    error,
+  );
 }

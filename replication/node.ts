@@ -23,7 +23,7 @@ import { TxlogError, txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
 import { resolveStoreOptions } from '../engine/options.js';
-import { JournalCollector, reexecute, type Divergence } from '../engine/replay.js';
+import { JournalCollector, journalFromWal, reexecute, type Divergence } from '../engine/replay.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from '../engine/records.js';
 import type { ApplicableRecord } from '../engine/state.js';
 import { accept, dial, type Connection } from './connection.js';
@@ -34,6 +34,8 @@ import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from '
 const catchUpQueueBytesMax = 8 * 1024 * 1024;
 /** Commits waiting for re-execution on a backup; past it checks are skipped (and counted). */
 const verifyQueueMax = 10_000;
+/** Divergences kept for `status` (the count covers all of them). */
+const violationsKeptMax = 100;
 /** Replication messages a backup holds while it cuts its log; past it the link is dropped. */
 const deferredMessagesMax = 4096;
 /** How long `readAll` may wait for new events (subscriptions long-poll). */
@@ -136,12 +138,15 @@ export class TxlogNode {
   private truncating: Promise<void> | undefined;
   /** Replication messages waiting for a cut of the log to finish. */
   private deferredMessages = 0;
-  private readonly journal = new JournalCollector();
+  /** Journal entries for re-execution: those applied here, and any earlier one read from the WAL. */
+  private readonly journal: JournalCollector;
   private verifyChain: Promise<void> = Promise.resolve();
   private verifyQueued = 0;
   private checkedCommits = 0;
   private skippedChecks = 0;
   private readonly violations: Divergence[] = [];
+  /** Every determinism violation seen, not only the ones kept in `violations`. */
+  private violationCount = 0;
   private readonly dialing = new Set<string>();
 
   constructor(options: ResolvedNodeOptions, store: Store) {
@@ -154,6 +159,7 @@ export class TxlogNode {
     store.setReleaseGate(() => this.releaseLimit());
     store.setWritable(false);
     store.wal.onBatch((frames, firstLsn) => this.onBatch(frames, firstLsn));
+    this.journal = new JournalCollector((lsn) => journalFromWal(store.wal, lsn));
     store.onApplied((records) => this.verifyApplied(records));
   }
 
@@ -682,10 +688,15 @@ export class TxlogNode {
   private verifyApplied(records: readonly ApplicableRecord[]): void {
     if (this.closed || this.role !== 'backup' || this.store.options.service === undefined) return;
     for (const record of records) {
-      if (record.type === recordTypes.journal) this.journal.add(record.payload as JournalPayload);
+      if (record.type === recordTypes.journal) this.journal.add(record.lsn, record.payload as JournalPayload);
       if (record.type !== recordTypes.commit) continue;
       const commit = record.payload as CommitPayload;
       const journal = this.journal.take(commit);
+      if (journal === undefined) {
+        // Its calls were journaled before the oldest record this node still has: nothing to check against.
+        this.skippedChecks += 1;
+        continue;
+      }
       if (this.verifyQueued >= verifyQueueMax) {
         this.skippedChecks += 1;
         continue;
@@ -706,8 +717,9 @@ export class TxlogNode {
           if (this.closed) return;
           this.checkedCommits += 1;
           if (divergence !== undefined) {
+            this.violationCount += 1;
             this.violations.push(divergence);
-            if (this.violations.length > 100) this.violations.shift();
+            if (this.violations.length > violationsKeptMax) this.violations.shift();
             this.log(`DETERMINISM VIOLATION at LSN ${divergence.lsn} (${divergence.command}): ${divergence.detail}; keeping the primary's outcome`);
           }
         } catch (error) {
@@ -884,7 +896,7 @@ export class TxlogNode {
       clients: this.clients.size,
       checkedCommits: this.checkedCommits,
       skippedChecks: this.skippedChecks,
-      determinismViolations: this.violations.length,
+      determinismViolations: this.violationCount,
       lastViolation: this.violations[this.violations.length - 1],
       addresses: this.boundAddresses,
     };

@@ -32,6 +32,8 @@ export const errorCodes = [
   'DETERMINISM_VIOLATION',
   'CALL_FAILED',
   'STORE_FAILED',
+  'OUTCOME_UNKNOWN',
+  'REQUEST_ID_REUSED',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -41,6 +43,40 @@ const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'REPLICA_UNAVAILABLE',
   'BUSY',
   'TIMEOUT',
+  'OUTCOME_UNKNOWN',
+]);
+
+/**
+ * Codes that mean "the request may or may not have committed": the caller must resend the same
+ * request id (after a restart, or to the new primary) to learn its outcome, and must not treat it
+ * as failed. Every other code is definite: either the recorded outcome of the transaction, or a
+ * refusal before anything was written.
+ */
+export const outcomeUnknownCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['OUTCOME_UNKNOWN', 'REPLICA_UNAVAILABLE', 'TIMEOUT']);
+
+/**
+ * Codes that only the runtime raises about itself (the node, the disk, the wire). Service code
+ * that throws one of these has its error recorded as `HANDLER_FAILED` instead, with the original
+ * code in `details`: a recorded outcome must never look like "resend me" or "outcome unknown".
+ */
+export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'NOT_PRIMARY',
+  'REPLICA_UNAVAILABLE',
+  'STALE_EPOCH',
+  'CORRUPT_LOG',
+  'PROTOCOL_ERROR',
+  'UNAUTHORIZED',
+  'BUSY',
+  'TIMEOUT',
+  'REQUEST_EXPIRED',
+  'CLOSED',
+  'IO_ERROR',
+  'UNSUPPORTED_FORMAT',
+  'NOT_A_LOG',
+  'USAGE',
+  'STORE_FAILED',
+  'OUTCOME_UNKNOWN',
+  'REQUEST_ID_REUSED',
 ]);
 
 export interface TxlogErrorOptions {
@@ -54,12 +90,15 @@ export class TxlogError extends Error {
   readonly code: ErrorCode;
   /** True when sending the same request again (same request id) may succeed. */
   readonly retryable: boolean;
+  /** True when the request may have committed: resend the same request id to learn its outcome. */
+  readonly outcomeUnknown: boolean;
   readonly details: Record<string, unknown>;
 
   constructor(code: ErrorCode, message: string, options: TxlogErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.retryable = retryableCodes.has(code);
+    this.outcomeUnknown = outcomeUnknownCodes.has(code);
     this.details = options.details ?? {};
   }
 

@@ -6,8 +6,9 @@
  *    with the same ids, each acknowledged request returns exactly the reply the child got, every
  *    transaction is applied exactly once, and the streams hold the same events as a straight run.
  * 2. Killed between journal and commit (the handler kills its own process after its first
- *    `ctx.call` is journaled): the resend does not call that `fn` again (the side file has one
- *    line per call index) and commits with the journaled result.
+ *    `ctx.call` is journaled): the request id counts as taken, a different request under it is
+ *    refused (REQUEST_ID_REUSED) without calling out, and the resend does not call that `fn`
+ *    again (the side file has one line per call index) and commits with the journaled result.
  *
  * Needs `npm run build` first. Prints its seed; `TXLOG_SEED` replays the kill timings (the
  * interleaving inside a real process stays the kernel's).
@@ -163,6 +164,15 @@ describe('crash recovery of the store with real processes', () => {
       // The journal entry survived; no commit did.
       expect(journalRecords(store).map((entry) => [entry.callIndex, entry.result])).toEqual([[0, `payer:1:0@${child.pid}`]]);
       expect(commitOf(store, 'payer', 1)).toBeUndefined();
+      // A restarted client asking for its next id must not get 1 back: request 1 left a trace.
+      expect(store.latestRequestId('payer')).toBe(1);
+      // A different request forced under id 1 is refused, and the gateway is not called for it.
+      const otherSideFile = path.join(dir, 'other-side-effects.txt');
+      await expect(store.execute('charge', { sideFile: otherSideFile }, { clientId: 'payer', requestId: 1 })).rejects.toMatchObject({
+        code: 'REQUEST_ID_REUSED',
+      });
+      expect(existsSync(otherSideFile)).toBe(false);
+      expect(readFileSync(sideFile, 'utf8')).toBe('payer:1:0\n');
       const reply = await store.execute('charge', { sideFile }, { clientId: 'payer', requestId: 1 });
       expect(reply).toEqual({ first: `payer:1:0@${child.pid}`, second: `payer:1:1@${process.pid}` });
       expect(readFileSync(sideFile, 'utf8')).toBe('payer:1:0\npayer:1:1\n');

@@ -89,11 +89,16 @@ describe('ctx.call', () => {
       expect(keys).toEqual(['client-9:4:0', 'client-9:4:1']);
       expect(reply).toEqual({ first: { chargeId: 'ch-client-9:4:0', amount: 7 }, second: 'receipt-client-9:4:1' });
       expect(journaledBeforeSeen).toEqual([true, true]);
+      // Both entries are bound to the request that made them (one digest of its command and args).
+      const request = journalRecords(store)[0]?.request;
+      expect(request).toMatch(/^[0-9a-f]{32}$/);
       expect(journalRecords(store)).toEqual([
-        { clientId: 'client-9', requestId: 4, callIndex: 0, name: 'gateway.charge', result: { chargeId: 'ch-client-9:4:0', amount: 7 } },
-        { clientId: 'client-9', requestId: 4, callIndex: 1, name: 'gateway.receipt', result: 'receipt-client-9:4:1' },
+        { clientId: 'client-9', requestId: 4, callIndex: 0, name: 'gateway.charge', request, result: { chargeId: 'ch-client-9:4:0', amount: 7 } },
+        { clientId: 'client-9', requestId: 4, callIndex: 1, name: 'gateway.receipt', request, result: 'receipt-client-9:4:1' },
       ]);
       expect(commitOf(store, 'client-9', 4)?.calls).toBe(2);
+      // The commit names its calls' journal records, so re-execution finds them wherever they came from.
+      expect(commitOf(store, 'client-9', 4)?.callLsns).toEqual([1, 2]);
       // A one-off request (no ids) gets a key too, with empty client and request 0.
       journaledBeforeSeen = [];
       await store.execute('pay', { amount: 1 });
