@@ -114,6 +114,8 @@ export async function runServe(args: string[]): Promise<number> {
   process.stdout.write(`${JSON.stringify({ event: 'listening', addresses: node.addresses, pid: process.pid })}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
+    // A node whose store failed closes itself (so its peer can take over): the process ends too.
+    void node.whenClosed.then(stop);
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
     if (values['exit-on-stdin-eof'] === true) {
@@ -125,5 +127,10 @@ export async function runServe(args: string[]): Promise<number> {
   await node.close();
   // A stdin still being read would keep the process alive after the close.
   if (values['exit-on-stdin-eof'] === true) process.stdin.destroy();
+  const failure = node.storeFailure;
+  if (failure !== undefined) {
+    process.stderr.write(`txlog: ${failure.code}: the store failed: ${failure.message}\n`);
+    return exitCodes.failed;
+  }
   return exitCodes.done;
 }

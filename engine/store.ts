@@ -104,6 +104,7 @@ export class Store {
   private inFlightCount = 0;
   private readonly applyListeners = new Set<(records: readonly ApplicableRecord[]) => void>();
   private readonly applyWakers = new Set<() => void>();
+  private readonly failureListeners = new Set<(failure: TxlogError) => void>();
   private failure: TxlogError | undefined;
   private closed = false;
   /** Set while this store must not write records of its own (a node that is not primary). */
@@ -677,6 +678,18 @@ export class Store {
     // Whoever waits waits for a record the WAL took: it may be in the log (a restart would then
     // apply it), so its outcome is unknown, not failed.
     this.rejectWaiters(outcomeUnknown(this.failure));
+    for (const listener of this.failureListeners) listener(this.failure);
+  }
+
+  /** The failure that stopped the store (a disk or state write), if any. */
+  get failedWith(): TxlogError | undefined {
+    return this.failure;
+  }
+
+  /** Called once if the store fails: a replicated node then stops serving so its peer can take over. */
+  onFailure(listener: (failure: TxlogError) => void): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
   }
 
   private rejectWaiters(error: Error): void {

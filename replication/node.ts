@@ -120,6 +120,9 @@ export class TxlogNode {
   private boundAddresses: string[] = [];
   private tickTimer: TimerHandle | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  private resolveClosed!: () => void;
+  private readonly closedSignal = new Promise<void>((resolve) => (this.resolveClosed = resolve));
   /** Resolves once a new primary's epoch record is applied; requests wait on it. */
   private primaryReady: Promise<void> | undefined;
   /** LSN of the epoch record this node wrote when it last became primary. */
@@ -161,6 +164,12 @@ export class TxlogNode {
     store.wal.onBatch((frames, firstLsn) => this.onBatch(frames, firstLsn));
     this.journal = new JournalCollector((lsn) => journalFromWal(store.wal, lsn));
     store.onApplied((records) => this.verifyApplied(records));
+    store.onFailure((failure) => {
+      // A node whose disk failed must not keep its peer from taking over: heartbeats from a
+      // primary that can no longer commit would hold the backup back for good.
+      this.log(`store failed (${failure.code}: ${failure.message}); closing the node so its peer can take over`);
+      void this.close();
+    });
   }
 
   get addresses(): string[] {
@@ -902,15 +911,33 @@ export class TxlogNode {
     };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /** The failure that made the node close itself, if its store failed. */
+  get storeFailure(): TxlogError | undefined {
+    return this.store.failedWith;
+  }
+
+  /** Resolves when the node has closed, by `close()` or because its store failed. */
+  get whenClosed(): Promise<void> {
+    return this.closedSignal;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
     this.closed = true;
     this.tickTimer?.cancel();
     for (const link of [...this.links]) link.connection.close(undefined);
     for (const client of [...this.clients]) client.close(undefined);
     await Promise.all(this.servers.map((server) => server.close()));
     await this.verifyChain;
-    await this.store.close();
+    try {
+      await this.store.close();
+    } finally {
+      this.resolveClosed();
+    }
   }
 }
 

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { defineService, type Context } from '../../engine/index.js';
 import { replayLog } from '../../engine/replay.js';
 import { TxlogError } from '../../wal/errors.js';
-import { nodePlatform, type FileSystem, type Platform } from '../../wal/index.js';
+import { failingSyncPlatform } from '../helpers/faulty-platform.js';
 import { useTempDir } from '../helpers/temp.js';
 import { commitOf, journalRecords, openQuietStore } from '../helpers/store.js';
 import { rejectedError } from '../helpers/wal.js';
@@ -103,23 +103,6 @@ describe('hole 1: request ids and journaled calls', () => {
     }
   });
 });
-
-/** A file system whose fdatasync fails once armed: the bytes were written, whether they last is unknown. */
-function failingSyncPlatform(): { platform: Platform; arm: () => void } {
-  let armed = false;
-  const real = nodePlatform.fileSystem;
-  const fail = (): never => {
-    const error = new Error('ENOSPC: no space left on device, fdatasync') as NodeJS.ErrnoException;
-    error.code = 'ENOSPC';
-    throw error;
-  };
-  const fileSystem: FileSystem = {
-    ...real,
-    fdatasync: (fd) => (armed ? fail() : real.fdatasync(fd)),
-    fdatasyncAsync: (fd) => (armed ? Promise.reject(new Error('EIO: i/o error, fdatasync')) : real.fdatasyncAsync(fd)),
-  };
-  return { platform: { ...nodePlatform, fileSystem }, arm: () => (armed = true) };
-}
 
 describe('hole 2: a failed disk', () => {
   it('answers commits that reached the WAL with OUTCOME_UNKNOWN, and a resend after reopening finds them', async () => {
