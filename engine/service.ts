@@ -23,6 +23,15 @@ export interface StreamSlice {
   events: RecordedEvent[];
 }
 
+/** What the built-in `append` command (and `store.append`) resolves with. */
+export interface AppendResult {
+  stream: string;
+  /** Version of the last event written. */
+  version: number;
+  /** Global position of the last event written. */
+  position: number;
+}
+
 export interface ReadStreamOptions {
   /** First version to return. @default 0 */
   fromVersion?: number;

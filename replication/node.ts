@@ -23,7 +23,8 @@ import { TxlogError, txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
 import { resolveStoreOptions } from '../engine/options.js';
-import { JournalCollector, journalFromWal, reexecute, type Divergence } from '../engine/replay.js';
+import { JournalCollector, reexecute, type Divergence } from '../engine/replay.js';
+import { replicationHooksOf, type ReplicationHooks } from '../engine/replication-hooks.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from '../engine/records.js';
 import type { ApplicableRecord } from '../engine/state.js';
 import { accept, dial, type Connection } from './connection.js';
@@ -108,6 +109,8 @@ export async function startNode(options: NodeOptions): Promise<TxlogNode> {
 export class TxlogNode {
   readonly options: ResolvedNodeOptions;
   readonly store: Store;
+  /** What the engine offers replication only (the release gate, epochs, cutting the log). */
+  private readonly engine: ReplicationHooks;
   /** `options.nodeId`, or the first address actually bound. */
   private nodeId: string;
   private readonly nodeExplicit: boolean;
@@ -159,12 +162,13 @@ export class TxlogNode {
     this.nodeExplicit = options.nodeIdGiven;
     this.epoch = store.epoch;
     this.receivedLsn = store.lastLsn;
-    store.setReleaseGate(() => this.releaseLimit());
-    store.setWritable(false);
-    store.wal.onBatch((frames, firstLsn) => this.onBatch(frames, firstLsn));
-    this.journal = new JournalCollector((lsn) => journalFromWal(store.wal, lsn));
-    store.onApplied((records) => this.verifyApplied(records));
-    store.onFailure((failure) => {
+    this.engine = replicationHooksOf(store);
+    this.engine.setReleaseGate(() => this.releaseLimit());
+    this.engine.setWritable(false);
+    this.engine.onBatch((frames, firstLsn) => this.onBatch(frames, firstLsn));
+    this.journal = new JournalCollector((lsn) => this.engine.journalEntryAt(lsn));
+    this.engine.onApplied((records) => this.verifyApplied(records));
+    this.engine.onFailure((failure) => {
       // A node whose disk failed must not keep its peer from taking over: heartbeats from a
       // primary that can no longer commit would hold the backup back for good.
       this.log(`store failed (${failure.code}: ${failure.message}); closing the node so its peer can take over`);
@@ -289,7 +293,7 @@ export class TxlogNode {
       configuredRole: this.options.role,
       epoch: this.epoch,
       lastLsn: this.store.lastLsn,
-      lastEpoch: this.store.wal.lastEpoch,
+      lastEpoch: this.engine.lastEpoch,
       inSync: this.role === 'backup' ? this.backupInSync : this.replica.inSync,
       addresses: this.boundAddresses,
     };
@@ -373,17 +377,17 @@ export class TxlogNode {
   private stepDown(epoch: number, cause: string): void {
     this.log(`stepping down: ${cause} has epoch ${epoch}, above this primary's ${this.epoch}`);
     this.epoch = Math.max(this.epoch, epoch);
-    this.store.observeEpoch(epoch);
+    this.engine.observeEpoch(epoch);
     this.role = 'waiting';
     this.alone = false;
     this.primaryReady = undefined;
     this.replica = newReplica(this.store.lastLsn);
     const notPrimary = txlogError('NOT_PRIMARY', 'this node stepped down; resend to the new primary');
-    this.store.setWritable(false, notPrimary);
+    this.engine.setWritable(false, notPrimary);
     // What it never released may be missing from the new primary's log: drop it before joining.
     const previous = this.truncating ?? Promise.resolve();
     this.truncating = previous
-      .then(() => this.store.dropUnapplied(notPrimary))
+      .then(() => this.engine.dropUnapplied(notPrimary))
       .catch((error: unknown) => this.log(`could not drop the unreleased tail: ${String(error)}`))
       .finally(() => {
         this.truncating = undefined;
@@ -404,11 +408,11 @@ export class TxlogNode {
     this.replicaLostAtMs = alone ? undefined : this.nowMs();
     const epoch = Math.max(this.epoch, this.store.epoch) + 1;
     this.epoch = epoch;
-    this.store.setWritable(true);
+    this.engine.setWritable(true);
     this.log(`becoming primary with epoch ${epoch}${alone ? ', serving alone' : ''}`);
     const begun = (async () => {
       await this.store.whenIdle();
-      return this.store.beginEpoch(epoch, this.nodeId);
+      return this.engine.beginEpoch(epoch, this.nodeId);
     })();
     const ready = begun.then((lsn) => {
       if (this.role === 'primary' && this.epoch === epoch) this.epochLsn = lsn;
@@ -417,7 +421,7 @@ export class TxlogNode {
     ready.catch(() => undefined);
     this.broadcastState();
     try {
-      await this.store.waitApplied(await begun);
+      await this.engine.waitApplied(await begun);
       this.log(`primary with epoch ${epoch} ready at LSN ${this.store.lastLsn}`);
     } catch (error) {
       this.log(`epoch ${epoch} not ready yet: ${String(error)}`);
@@ -451,7 +455,7 @@ export class TxlogNode {
       link.connection.send({ t: 'peer', state: this.peerState() });
       return;
     }
-    const agreed = Math.min(join.lastLsn, this.store.endOfEpoch(join.lastEpoch), this.store.wal.nextLsn - 1);
+    const agreed = Math.min(join.lastLsn, this.engine.endOfEpoch(join.lastEpoch), this.engine.nextLsn - 1);
     this.replica = { ...newReplica(agreed), link, backupNodeId: link.state?.nodeId };
     link.connection.send({ t: 'truncate', afterLsn: agreed, epoch: this.epoch });
     this.log(`backup joined at LSN ${join.lastLsn} (epoch ${join.lastEpoch}); logs agree up to ${agreed}`);
@@ -467,7 +471,7 @@ export class TxlogNode {
       while (replica === this.replica && replica.mode === 'catchup' && replica.link !== undefined && !this.closed) {
         const link = replica.link;
         if (link.connection.closed) return;
-        const lastLsn = this.store.wal.lastLsn;
+        const lastLsn = this.engine.lastLsn;
         if (replica.sentLsn >= lastLsn) {
           replica.mode = 'live';
           replica.liveLsn = replica.sentLsn;
@@ -477,7 +481,7 @@ export class TxlogNode {
         let frames: Uint8Array[] = [];
         let bytes = 0;
         let firstLsn = replica.sentLsn + 1;
-        for (const record of this.store.wal.read(replica.sentLsn + 1, lastLsn)) {
+        for (const record of this.engine.readRecords(replica.sentLsn + 1, lastLsn)) {
           frames.push(record.frame);
           bytes += record.frame.length;
           replica.sentLsn = record.lsn;
@@ -547,7 +551,7 @@ export class TxlogNode {
       if (this.alone) this.log(`backup ${link.state?.nodeId ?? link.connection.remote} is in sync; no longer alone`);
       this.alone = false;
     }
-    this.store.releaseMore();
+    this.engine.releaseMore();
   }
 
   /** How far commits may be released to clients. */
@@ -596,7 +600,7 @@ export class TxlogNode {
     if (this.role === 'primary') return;
     this.role = 'backup';
     this.epoch = Math.max(this.epoch, peer.epoch);
-    this.store.observeEpoch(peer.epoch);
+    this.engine.observeEpoch(peer.epoch);
     this.primaryLink = link;
     this.backupInSync = false;
     this.liveLsnFromPrimary = undefined;
@@ -609,7 +613,7 @@ export class TxlogNode {
     await this.truncating;
     await this.store.whenIdle();
     this.receivedLsn = this.store.lastLsn;
-    link.connection.send({ t: 'join', lastLsn: this.store.lastLsn, lastEpoch: this.store.wal.lastEpoch, epoch: this.epoch });
+    link.connection.send({ t: 'join', lastLsn: this.store.lastLsn, lastEpoch: this.engine.lastEpoch, epoch: this.epoch });
     this.broadcastState();
   }
 
@@ -652,11 +656,11 @@ export class TxlogNode {
     await this.store.whenIdle();
     if (afterLsn < this.store.lastLsn) {
       this.log(`cutting the log after LSN ${afterLsn} (a tail the primary never had)`);
-      await this.store.truncateAfter(afterLsn);
+      await this.engine.truncateAfter(afterLsn);
     }
     this.receivedLsn = this.store.lastLsn;
     this.joinedPrimary = true;
-    link.connection.send({ t: 'ack', epoch: this.epoch, receivedLsn: this.receivedLsn, durableLsn: this.store.wal.durableLsn });
+    link.connection.send({ t: 'ack', epoch: this.epoch, receivedLsn: this.receivedLsn, durableLsn: this.engine.durableLsn });
   }
 
   private receive(link: PeerLink, message: Extract<Message, { t: 'records' }>): void {
@@ -673,16 +677,16 @@ export class TxlogNode {
         link.connection.reject(txlogError('PROTOCOL_ERROR', `gap in replication: LSN ${lsn} after ${this.receivedLsn}`));
         return;
       }
-      const appended = this.store.appendReplicated(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
+      const appended = this.engine.appendReplicated(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
       appended.applied.catch((error: unknown) => this.log(`replicated record ${lsn} failed: ${String(error)}`));
-      if (this.store.wal.nextLsn !== lsn + 1) {
+      if (this.engine.nextLsn !== lsn + 1) {
         link.connection.reject(txlogError('PROTOCOL_ERROR', `replicated frame ${lsn} was refused`));
         return;
       }
       this.receivedLsn = lsn;
       lsn += 1;
     }
-    link.connection.send({ t: 'ack', epoch: this.epoch, receivedLsn: this.receivedLsn, durableLsn: this.store.wal.durableLsn });
+    link.connection.send({ t: 'ack', epoch: this.epoch, receivedLsn: this.receivedLsn, durableLsn: this.engine.durableLsn });
     this.checkInSync();
   }
 
@@ -742,7 +746,7 @@ export class TxlogNode {
   }
 
   private readAsOf(stream: string, fromVersion: number, maxCount: number, version: number) {
-    return this.store.readStreamAsOf(stream, fromVersion, maxCount, version);
+    return this.engine.readStreamAsOf(stream, fromVersion, maxCount, version);
   }
 
   // ---------------------------------------------------------------- heartbeats and timers
@@ -767,12 +771,12 @@ export class TxlogNode {
     if (this.options.onReplicaLost === 'continue') {
       this.alone = true;
       this.log('no backup for replicaTimeoutMs: continuing ALONE (onReplicaLost: continue; unsafe under a partition)');
-      this.store.releaseMore();
+      this.engine.releaseMore();
       return;
     }
     this.replicaUnavailable = true;
     this.log('no backup for replicaTimeoutMs: failing writes with REPLICA_UNAVAILABLE until a backup is in sync');
-    this.store.failUnreleased(txlogError('REPLICA_UNAVAILABLE', 'no backup acknowledged this commit in time; its outcome is unknown, resend the same request id'));
+    this.engine.failUnreleased(txlogError('REPLICA_UNAVAILABLE', 'no backup acknowledged this commit in time; its outcome is unknown, resend the same request id'));
   }
 
   // ---------------------------------------------------------------- clients
@@ -883,7 +887,7 @@ export class TxlogNode {
     await this.primaryReady;
     // Nothing is served before this primary's epoch record is applied (in a pair: acknowledged
     // by the backup). A wait that failed (the backup went away) is tried again by later requests.
-    if (this.epochLsn !== undefined && this.store.appliedLsn < this.epochLsn) await this.store.waitApplied(this.epochLsn);
+    if (this.epochLsn !== undefined && this.store.appliedLsn < this.epochLsn) await this.engine.waitApplied(this.epochLsn);
     if (this.role !== 'primary') throw txlogError('NOT_PRIMARY', `this node is ${this.role}`);
   }
 

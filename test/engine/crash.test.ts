@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Store } from '../../engine/index.js';
 import { recordTypes } from '../../engine/records.js';
+import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import { seededRandom, testSeed } from '../helpers/random.js';
 import { exited, killAndWait, useChildProcesses, useTempDir } from '../helpers/temp.js';
 import { commitOf, journalRecords, openQuietStore } from '../helpers/store.js';
@@ -178,7 +179,7 @@ describe('crash recovery of the store with real processes', () => {
       expect(readFileSync(sideFile, 'utf8')).toBe('payer:1:0\npayer:1:1\n');
       const commit = commitOf(store, 'payer', 1);
       expect(commit?.calls).toBe(2);
-      expect([...store.wal.read(1)].map((record) => record.type)).toEqual([recordTypes.journal, recordTypes.journal, recordTypes.commit]);
+      expect([...replicationHooksOf(store).readRecords(1)].map((record) => record.type)).toEqual([recordTypes.journal, recordTypes.journal, recordTypes.commit]);
       // And once more: the stored reply, no call at all.
       expect(await store.execute('charge', { sideFile }, { clientId: 'payer', requestId: 1 })).toEqual(reply);
       expect(readFileSync(sideFile, 'utf8')).toBe('payer:1:0\npayer:1:1\n');

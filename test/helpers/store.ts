@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import { openStore, type Store, type StoreOptions } from '../../engine/index.js';
 import { recordPayload } from '../../wal/wal.js';
+import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from '../../engine/records.js';
 
 export interface QuietStore {
@@ -31,7 +32,7 @@ export function stateDirOf(dir: string): string {
 /** Every commit record in the store's WAL, with its LSN. */
 export function commitRecords(store: Store): Array<{ lsn: number; commit: CommitPayload }> {
   const commits: Array<{ lsn: number; commit: CommitPayload }> = [];
-  for (const record of store.wal.read(1)) {
+  for (const record of replicationHooksOf(store).readRecords(1)) {
     if (record.type === recordTypes.commit) commits.push({ lsn: record.lsn, commit: recordPayload(record) as CommitPayload });
   }
   return commits;
@@ -40,7 +41,7 @@ export function commitRecords(store: Store): Array<{ lsn: number; commit: Commit
 /** Every journal record in the store's WAL. */
 export function journalRecords(store: Store): JournalPayload[] {
   const entries: JournalPayload[] = [];
-  for (const record of store.wal.read(1)) {
+  for (const record of replicationHooksOf(store).readRecords(1)) {
     if (record.type === recordTypes.journal) entries.push(recordPayload(record) as JournalPayload);
   }
   return entries;

@@ -1,0 +1,181 @@
+/**
+ * Turning a handler's outcome into a commit record, and what is decided but not yet applied.
+ *
+ * `assembleAndAppend` checks every expected version against the stream heads *including commits
+ * not yet applied*, assigns versions and global positions, and appends the record in the same
+ * synchronous step, so LSN order is version order is position order. Until the pipeline applies
+ * a record, this class remembers it: the heads and next position it claimed, and the decided
+ * commit or journaled call a resend must wait for instead of running again. It forgets each one
+ * when the pipeline reports it applied.
+ */
+import { txlogError, type TxlogError } from '../wal/errors.js';
+import { encodePayload } from '../wal/format.js';
+import type { CommitPipeline } from './commit-pipeline.js';
+import type { HandlerOutcome } from './context.js';
+import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite } from './records.js';
+import { callKey, requestKey, type CheckedRequest } from './requests.js';
+import type { AppendResult } from './service.js';
+import type { ApplicableRecord, JournalEntry } from './state.js';
+
+export interface Appended {
+  /** Undefined when the WAL refused the record outright. */
+  lsn: number | undefined;
+  applied: Promise<number>;
+}
+
+export class CommitAssembler {
+  private readonly pipeline: CommitPipeline;
+  /**
+   * Commits and journal entries in the WAL but not yet applied, by request (and call). A resend
+   * that finds one waits for it instead of running again: its outcome is decided, only not yet
+   * released (the backup has not acknowledged it).
+   */
+  private readonly pendingCommits = new Map<string, { lsn: number; payload: CommitPayload }>();
+  private readonly pendingCalls = new Map<string, { lsn: number; entry: JournalEntry }>();
+  /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
+  private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
+  private nextPosition: number;
+
+  constructor(pipeline: CommitPipeline) {
+    this.pipeline = pipeline;
+    this.nextPosition = pipeline.state.nextPosition;
+    pipeline.onApplied((records) => this.forgetApplied(records));
+  }
+
+  /** A commit of this request decided and waiting for release, if any. */
+  decidedCommit(clientId: string, requestId: number): { lsn: number; payload: CommitPayload } | undefined {
+    return this.pendingCommits.get(requestKey(clientId, requestId));
+  }
+
+  /** Call `callIndex` of a request journaled and waiting for release, if any. */
+  pendingCall(clientId: string, requestId: number, callIndex: number): { lsn: number; entry: JournalEntry } | undefined {
+    return this.pendingCalls.get(callKey(clientId, requestId, callIndex));
+  }
+
+  /** Keys (see `requests.ts`) of every decided commit and journaled call not yet applied. */
+  pendingKeys(): IterableIterator<string>[] {
+    return [this.pendingCommits.keys(), this.pendingCalls.keys()];
+  }
+
+  /** Appends a journal record of this store's own, remembered until applied. */
+  appendJournal(payload: JournalPayload, entry: JournalEntry): Appended {
+    const appended = this.pipeline.append(recordTypes.journal, payload, encodePayload(payload));
+    if (appended.lsn !== undefined) {
+      entry.lsn = appended.lsn;
+      if (payload.requestId > 0) this.pendingCalls.set(callKey(payload.clientId, payload.requestId, payload.callIndex), { lsn: appended.lsn, entry });
+    }
+    return appended;
+  }
+
+  /**
+   * Checks expected versions against the heads (applied and pending), assigns versions and
+   * positions, and appends the commit record, all in one synchronous step.
+   */
+  assembleAndAppend(request: CheckedRequest, outcome: HandlerOutcome): { payload: CommitPayload; applied: Promise<number> } {
+    const { command, clientId, requestId } = request;
+    const payload: CommitPayload = {
+      clientId,
+      requestId,
+      command,
+      args: request.args,
+      events: [],
+      firstPosition: this.nextPosition,
+      now: outcome.now,
+      random: outcome.random,
+      readSet: outcome.readSet,
+      calls: outcome.calls,
+      digest: outcome.digest,
+    };
+    if (outcome.calls > 0 && outcome.callLsns !== undefined) payload.callLsns = outcome.callLsns;
+    if (outcome.error !== undefined) {
+      payload.error = outcome.error;
+    } else {
+      const conflict = this.placeWrites(payload, outcome);
+      if (conflict !== undefined) payload.error = conflict.toJSON();
+      else payload.reply = command === 'append' ? appendReply(payload) : outcome.reply;
+    }
+    const recordBytesMax = this.pipeline.wal.options.recordBytesMax;
+    let packed = encodePayload(payload);
+    if (packed.length > recordBytesMax) {
+      payload.events = [];
+      delete payload.reply;
+      payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
+      packed = encodePayload(payload);
+    }
+    const appended = this.pipeline.append(recordTypes.commit, payload, packed);
+    if (appended.lsn !== undefined) {
+      this.holdHeads(payload, appended.lsn);
+      if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn: appended.lsn, payload });
+    }
+    return { payload, applied: appended.applied };
+  }
+
+  /** Forgets everything not yet applied (the pipeline dropped it, or the state was rebuilt). */
+  reset(): void {
+    this.pendingCommits.clear();
+    this.pendingCalls.clear();
+    this.pendingHeads.clear();
+    this.nextPosition = this.pipeline.state.nextPosition;
+  }
+
+  private placeWrites(payload: CommitPayload, outcome: HandlerOutcome): TxlogError | undefined {
+    const placed: StreamWrite[] = [];
+    for (const write of outcome.writes) {
+      const head = this.headOf(write.stream);
+      if (write.expectedVersion !== undefined && write.expectedVersion !== head) {
+        return txlogError('WRONG_EXPECTED_VERSION', `stream ${write.stream} is at version ${head}, not ${write.expectedVersion}`, {
+          stream: write.stream,
+          expectedVersion: write.expectedVersion,
+          actualVersion: head,
+        });
+      }
+      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events: write.events };
+      if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
+      placed.push(streamWrite);
+    }
+    payload.events = placed;
+    return undefined;
+  }
+
+  private holdHeads(payload: CommitPayload, lsn: number): void {
+    if (payload.events.length === 0) return;
+    for (const write of payload.events) {
+      this.pendingHeads.set(write.stream, { version: write.firstVersion + write.events.length - 1, lsn });
+    }
+    this.nextPosition = payload.firstPosition + payload.events.reduce((sum, write) => sum + write.events.length, 0);
+  }
+
+  private headOf(stream: string): number {
+    return this.pendingHeads.get(stream)?.version ?? this.pipeline.state.streamVersion(stream);
+  }
+
+  private forgetApplied(records: readonly ApplicableRecord[]): void {
+    for (const record of records) {
+      if (record.type === recordTypes.commit) {
+        const commit = record.payload as CommitPayload;
+        for (const write of commit.events) {
+          const head = this.pendingHeads.get(write.stream);
+          if (head !== undefined && head.lsn <= record.lsn) this.pendingHeads.delete(write.stream);
+        }
+        this.pendingCommits.delete(requestKey(commit.clientId, commit.requestId));
+      } else if (record.type === recordTypes.journal) {
+        const journal = record.payload as JournalPayload;
+        this.pendingCalls.delete(callKey(journal.clientId, journal.requestId, journal.callIndex));
+      }
+    }
+    // A backup never assembles commits, so only here does its next position catch up with what
+    // it applied; a batch ending in a journal entry must not leave it stale for a promotion.
+    if (this.pipeline.pendingCount === 0) this.nextPosition = Math.max(this.nextPosition, this.pipeline.state.nextPosition);
+  }
+}
+
+function appendReply(payload: CommitPayload): AppendResult | null {
+  const last = payload.events[payload.events.length - 1];
+  if (last === undefined) return null;
+  const total = payload.events.reduce((sum, write) => sum + write.events.length, 0);
+  return {
+    stream: last.stream,
+    version: last.firstVersion + last.events.length - 1,
+    position: payload.firstPosition + total - 1,
+  };
+}

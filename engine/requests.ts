@@ -1,0 +1,85 @@
+/**
+ * A request as the store takes it: its names checked, its ids paired, its args snapshotted, and
+ * the keys its traces are found under (running, decided, committed, journaled calls).
+ */
+import { txlogError } from '../wal/errors.js';
+import type { StoreLimits } from './options.js';
+import type { JournalEntry } from './state.js';
+import { isWellFormedName, requestDigestOf, snapshotChecked } from './values.js';
+
+export interface RequestIds {
+  /** Who sends: with `requestId`, makes the request exactly-once. Omit both for a one-off. */
+  clientId?: string;
+  /** Grows by one per client; a resend reuses it. */
+  requestId?: number;
+}
+
+/** A request as checked on arrival: its args recorded as they were then. */
+export interface CheckedRequest {
+  command: string;
+  /** '' with `requestId` 0 for a one-off request. */
+  clientId: string;
+  requestId: number;
+  /** The args as recorded in the commit (a private copy, decoded from `packedArgs`). */
+  args: unknown;
+  packedArgs: Buffer;
+  /** The request's digest (command and packed args), computed once when first asked. */
+  digest: () => string;
+}
+
+export function checkRequest(command: unknown, args: unknown, ids: RequestIds, limits: StoreLimits): CheckedRequest {
+  if (!isWellFormedName(command, limits.commandNameLengthMax)) {
+    throw txlogError('BAD_REQUEST', `command must be a string of 1..${limits.commandNameLengthMax} characters of well-formed Unicode`);
+  }
+  if (typeof ids !== 'object' || ids === null) throw txlogError('BAD_REQUEST', 'request ids must be an object');
+  const clientId = ids.clientId ?? '';
+  const requestId = ids.requestId ?? 0;
+  if (typeof clientId !== 'string' || clientId.length > limits.clientIdLengthMax || !clientId.isWellFormed()) {
+    throw txlogError('BAD_REQUEST', `clientId must be a string of at most ${limits.clientIdLengthMax} characters of well-formed Unicode`);
+  }
+  if (!Number.isSafeInteger(requestId) || requestId < 0) {
+    throw txlogError('BAD_REQUEST', 'requestId must be a non-negative integer');
+  }
+  if ((clientId === '') !== (requestId === 0)) {
+    throw txlogError('BAD_REQUEST', 'clientId and requestId (>= 1) go together: give both or neither');
+  }
+  // Args are recorded as they were when the request arrived: the handler gets its own copy,
+  // so mutating it changes neither the commit record nor what replay and the backup see.
+  const snapshot = snapshotChecked(args ?? null, limits.argsBytesMax, 'the command args');
+  let digest: string | undefined;
+  return {
+    command,
+    clientId,
+    requestId,
+    args: snapshot.value,
+    packedArgs: snapshot.packed,
+    digest: () => (digest ??= requestDigestOf(command, snapshot.packed)),
+  };
+}
+
+/** Refuses a journaled call to a request other than the one that made it (see `JournalPayload.request`). */
+export function checkCallBinding(entry: JournalEntry, request: CheckedRequest): void {
+  if (entry.request === undefined || entry.request === request.digest()) return;
+  throw txlogError(
+    'REQUEST_ID_REUSED',
+    `request ${request.requestId} of client ${request.clientId} was already used by another request (other command or args) that made external calls; use a new request id`,
+    { clientId: request.clientId, requestId: request.requestId },
+  );
+}
+
+export function requestKey(clientId: string, requestId: number): string {
+  return `${clientId}\u0000${requestId}`;
+}
+
+export function callKey(clientId: string, requestId: number, callIndex: number): string {
+  return `${clientId}\u0000${requestId}\u0000${callIndex}`;
+}
+
+/** The request id in a `requestKey` or `callKey` of exactly this client, or undefined. */
+export function requestIdInKey(key: string, clientId: string): number | undefined {
+  const prefix = `${clientId}\u0000`;
+  // Only keys of exactly this client: another id may start with this one and a NUL.
+  if (!key.startsWith(prefix)) return undefined;
+  const requestId = /^(\d+)(\u0000\d+)?$/.exec(key.slice(prefix.length))?.[1];
+  return requestId === undefined ? undefined : Number(requestId);
+}

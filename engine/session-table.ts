@@ -1,0 +1,184 @@
+/**
+ * The session table, in the state's LMDB environment: for each client its highest committed
+ * request id and the outcomes of its last `requestWindow` ids (what a resend gets back), and the
+ * journaled calls of requests not yet committed (what a resend after a crash or failover hands
+ * back instead of calling out again). Written in the same LMDB transaction as the rest of the
+ * state (see `State.apply`).
+ *
+ * Live sessions are also held in memory in least-recently-active order (at most `clientsMax`);
+ * past it the least recently active client by LSN, the same on every node, keeps only its
+ * highest request id (a tombstone) and any resend at or below it is REQUEST_EXPIRED.
+ */
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { assert } from '../wal/assert.js';
+import type { SerializedError } from '../wal/errors.js';
+import type { SessionLimits } from './options.js';
+import type { CommitPayload, JournalPayload } from './records.js';
+
+export interface Outcome {
+  requestId: number;
+  lsn: number;
+  reply?: unknown;
+  error?: SerializedError;
+}
+
+interface SessionRecord {
+  /** Highest request id committed by this client. */
+  latest: number;
+  /** LSN of its last commit: the eviction order. */
+  lastLsn: number;
+  /** Evicted past `clientsMax`: its outcomes are gone, only `latest` is kept (a tombstone). */
+  evicted: boolean;
+}
+
+type StoredOutcome = Omit<Outcome, 'requestId'>;
+
+export type SessionLookup =
+  | { kind: 'unknown' }
+  | { kind: 'committed'; outcome: Outcome }
+  | { kind: 'expired'; latest: number };
+
+export interface JournalEntry {
+  callIndex: number;
+  name: string;
+  result?: unknown;
+  error?: SerializedError;
+  /** The digest of the request that made the call (see `JournalPayload.request`). */
+  request?: string;
+  /** LSN of the journal record (absent in a state built before this field). */
+  lsn?: number;
+}
+
+/** A journal record as the runtime hands it back. */
+export function journalEntryOf(lsn: number, journal: JournalPayload): JournalEntry {
+  const entry: JournalEntry = { callIndex: journal.callIndex, name: journal.name, lsn };
+  if (journal.error !== undefined) entry.error = journal.error;
+  else entry.result = journal.result;
+  if (journal.request !== undefined) entry.request = journal.request;
+  return entry;
+}
+
+export class SessionTable {
+  private readonly sessions: Database<SessionRecord, string>;
+  /** [clientId, requestId] → outcome, for the last `requestWindow` request ids of each client. */
+  private readonly outcomes: Database<StoredOutcome, [string, number]>;
+  /**
+   * Sessions not evicted, in least-recently-active order (by LSN: a Map keeps insertion order,
+   * and a commit moves its client to the end). Loaded at open; at most `clientsMax` entries.
+   */
+  private readonly liveSessions = new Map<string, SessionRecord>();
+  /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
+  private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
+
+  constructor(root: RootDatabase) {
+    this.sessions = root.openDB({ name: 'sessions' });
+    this.outcomes = root.openDB({ name: 'outcomes' });
+    this.journal = root.openDB({ name: 'journal' });
+    const live: Array<[string, SessionRecord]> = [];
+    for (const { key, value } of this.sessions.getRange({})) if (!value.evicted) live.push([key, value]);
+    live.sort((a, b) => a[1].lastLsn - b[1].lastLsn);
+    for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
+  }
+
+  lookup(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
+    const session = this.sessionOf(clientId);
+    if (session === undefined) return { kind: 'unknown' };
+    if (session.evicted) {
+      return requestId <= session.latest ? { kind: 'expired', latest: session.latest } : { kind: 'unknown' };
+    }
+    const outcome = this.outcomes.get([clientId, requestId]);
+    if (outcome !== undefined) return { kind: 'committed', outcome: { requestId, ...outcome } };
+    if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };
+    return { kind: 'unknown' };
+  }
+
+  /**
+   * The client's highest request id with any trace here: committed, or with a journaled call
+   * of a request that never committed (its process died between the call and the commit).
+   */
+  latestRequestId(clientId: string): number {
+    const committed = this.sessionOf(clientId)?.latest ?? 0;
+    for (const key of this.journal.getKeys({ start: [clientId, Number.MAX_SAFE_INTEGER], end: [clientId, 0], reverse: true, limit: 1 })) {
+      return Math.max(committed, key[1]);
+    }
+    return committed;
+  }
+
+  private sessionOf(clientId: string): SessionRecord | undefined {
+    return this.liveSessions.get(clientId) ?? this.sessions.get(clientId);
+  }
+
+  journalEntry(clientId: string, requestId: number, callIndex: number): JournalEntry | undefined {
+    const entry = this.journal.get([clientId, requestId, callIndex]);
+    return entry === undefined ? undefined : { callIndex, ...entry };
+  }
+
+  /** Keeps a journaled call (inside the state's apply transaction). */
+  putJournal(lsn: number, journal: JournalPayload): void {
+    const { callIndex, ...stored } = journalEntryOf(lsn, journal);
+    this.journal.putSync([journal.clientId, journal.requestId, callIndex], stored);
+  }
+
+  /** Records a commit's outcome (inside the state's apply transaction). */
+  recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
+    const { clientId, requestId } = commit;
+    const previous = this.sessionOf(clientId);
+    const wasLive = previous !== undefined && !previous.evicted;
+    const previousLatest = previous?.latest ?? 0;
+    const latest = Math.max(previousLatest, requestId);
+    // An outcome already outside the window would never be asked for: do not keep it.
+    if (requestId > latest - limits.requestWindow) {
+      const outcome: StoredOutcome = { lsn };
+      if (commit.error !== undefined) outcome.error = commit.error;
+      else outcome.reply = commit.reply ?? null;
+      this.outcomes.putSync([clientId, requestId], outcome);
+    }
+    // Outcomes that fell out of the window: at most the ids the window moved past.
+    if (wasLive) {
+      const dropFrom = Math.max(1, previousLatest - limits.requestWindow + 1);
+      for (let dropped = dropFrom; dropped <= latest - limits.requestWindow; dropped++) {
+        this.outcomes.removeSync([clientId, dropped]);
+      }
+    }
+    const session: SessionRecord = { latest, lastLsn: lsn, evicted: false };
+    this.sessions.putSync(clientId, session);
+    this.liveSessions.delete(clientId);
+    this.liveSessions.set(clientId, session);
+    if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
+    // Calls journaled by requests that never committed are dropped once the window passes them;
+    // checked once per window's worth of requests, so the scan costs nothing per commit.
+    if (Math.floor(latest / limits.requestWindow) > Math.floor(previousLatest / limits.requestWindow)) {
+      this.removeJournal(clientId, 0, latest - limits.requestWindow + 1);
+    }
+    while (this.liveSessions.size > limits.clientsMax) this.evictOldestSession();
+  }
+
+  private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
+    if (toRequestId <= fromRequestId) return;
+    for (const key of this.journal.getKeys({ start: [clientId, fromRequestId, 0], end: [clientId, toRequestId, 0] })) {
+      this.journal.removeSync(key);
+    }
+  }
+
+  private evictOldestSession(): void {
+    const oldest = this.liveSessions.entries().next().value;
+    assert(oldest !== undefined, 'evicting from an empty session table');
+    const [clientId, session] = oldest;
+    this.liveSessions.delete(clientId);
+    this.sessions.putSync(clientId, { latest: session.latest, lastLsn: session.lastLsn, evicted: true });
+    for (const key of this.outcomes.getKeys({ start: [clientId, 0], end: [clientId, Number.MAX_SAFE_INTEGER] })) {
+      this.outcomes.removeSync(key);
+    }
+    this.removeJournal(clientId, 0, Number.MAX_SAFE_INTEGER);
+  }
+
+
+  dump(): { sessions: unknown[]; outcomes: unknown[]; journal: unknown[] } {
+    return { sessions: entriesOf(this.sessions), outcomes: entriesOf(this.outcomes), journal: entriesOf(this.journal) };
+  }
+}
+
+/** Every key and value of a database, in key order (for comparing two states). */
+export function entriesOf<K extends Key, V>(database: Database<V, K>): Array<[K, V]> {
+  return [...database.getRange({})].map(({ key, value }) => [key, value] as [K, V]);
+}

@@ -1,0 +1,177 @@
+/**
+ * Running one transaction live: the handler with its `ctx`, its external calls (journaled, and
+ * released before the handler sees their result), the handler timeout, and handing the outcome
+ * to the assembler. Re-execution (`replay.ts`) runs the same handler with other sources.
+ */
+import { errorFromSerialized, txlogError } from '../wal/errors.js';
+import { decodePayload } from '../wal/format.js';
+import type { CommitAssembler } from './commit-assembler.js';
+import type { CommitPipeline } from './commit-pipeline.js';
+import { TransactionAborted, TransactionContext, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
+import type { ResolvedStoreOptions } from './options.js';
+import type { CommitPayload, JournalPayload } from './records.js';
+import { checkCallBinding, type CheckedRequest } from './requests.js';
+import { builtinCommands, type CommandHandler } from './service.js';
+import type { JournalEntry } from './state.js';
+import { snapshotChecked } from './values.js';
+
+export class TransactionRunner {
+  private readonly pipeline: CommitPipeline;
+  private readonly assembler: CommitAssembler;
+  private readonly options: ResolvedStoreOptions;
+
+  constructor(pipeline: CommitPipeline, assembler: CommitAssembler, options: ResolvedStoreOptions) {
+    this.pipeline = pipeline;
+    this.assembler = assembler;
+    this.options = options;
+  }
+
+  /** Runs the request's handler and commits its outcome; resolves (or rejects) once applied. */
+  async run(request: CheckedRequest): Promise<unknown> {
+    const { command, clientId, requestId } = request;
+    const handler = this.handlerFor(command);
+    if (requestId > 0) this.checkRequestIdNotReused(request);
+    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request));
+    const outcome: HandlerOutcome =
+      handler === undefined
+        ? unknownCommandOutcome(command)
+        : await this.runWithTimeout(runHandler(handler, context, decodePayload(request.packedArgs), this.options.limits), context);
+    this.pipeline.checkOpen();
+    const commit = this.assembler.assembleAndAppend(request, outcome);
+    await commit.applied;
+    return outcomeOf(commit.payload);
+  }
+
+  /** The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed. */
+  private runWithTimeout(running: Promise<HandlerOutcome>, context: TransactionContext): Promise<HandlerOutcome> {
+    const timeoutMs = this.options.limits.handlerTimeoutMs;
+    return new Promise<HandlerOutcome>((resolve, reject) => {
+      const timer = this.options.platform.clock.setTimeout(() => {
+        // From here on the handler's ctx refuses everything; whatever it still does is ignored.
+        context.finish();
+        running.catch(() => undefined);
+        resolve(timedOutOutcome(context, timeoutMs));
+      }, timeoutMs);
+      running.then(
+        (outcome) => {
+          timer.cancel();
+          resolve(outcome);
+        },
+        (error: unknown) => {
+          timer.cancel();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private handlerFor(command: string): CommandHandler | undefined {
+    if (Object.hasOwn(builtinCommands, command)) return builtinCommands[command];
+    const commands = this.options.service?.commands;
+    if (commands !== undefined && Object.hasOwn(commands, command)) return commands[command];
+    return undefined;
+  }
+
+  /**
+   * A journaled call is handed back only to the request that made it. A different request under
+   * a reused id (a restarted client that picked its ids by hand) is refused before its handler
+   * runs, and nothing is recorded for it: the original request can still be resent.
+   */
+  private checkRequestIdNotReused(request: CheckedRequest): void {
+    const first = this.journaledCall(request.clientId, request.requestId, 0);
+    if (first !== undefined) checkCallBinding(first.entry, request);
+  }
+
+  /** Call `callIndex` of a request as journaled by an earlier attempt, applied or not yet. */
+  private journaledCall(clientId: string, requestId: number, callIndex: number): { entry: JournalEntry; lsn: number | undefined } | undefined {
+    const pending = this.assembler.pendingCall(clientId, requestId, callIndex);
+    if (pending !== undefined) return pending;
+    const recorded = this.pipeline.state.sessionTable.journalEntry(clientId, requestId, callIndex);
+    return recorded === undefined ? undefined : { entry: recorded, lsn: undefined };
+  }
+
+  private liveSources(request: CheckedRequest): Sources {
+    const { clock, random } = this.options.platform;
+    const { clientId, requestId } = request;
+    return {
+      read: (stream, fromVersion, maxCount) => this.pipeline.state.readStream(stream, fromVersion, maxCount),
+      call: async (callIndex, name, fn) => {
+        if (requestId > 0) {
+          // A resend finds calls journaled by an earlier attempt (before a crash or failover).
+          const journaled = this.journaledCall(clientId, requestId, callIndex);
+          if (journaled !== undefined) {
+            try {
+              checkCallBinding(journaled.entry, request);
+            } catch (error) {
+              abort(error);
+            }
+            if (journaled.lsn !== undefined) await this.pipeline.waitApplied(journaled.lsn).catch(abort);
+            return journaled.entry;
+          }
+        }
+        return this.makeCall({ clientId, requestId, callIndex, name }, request, fn);
+      },
+      now: () => clock.nowMs(),
+      random: () => random.float(),
+    };
+  }
+
+  private async makeCall(
+    call: { clientId: string; requestId: number; callIndex: number; name: string },
+    request: CheckedRequest,
+    fn: (idempotencyKey: string) => unknown,
+  ): Promise<JournalEntry> {
+    const key = `${call.clientId}:${call.requestId}:${call.callIndex}`;
+    const payload: JournalPayload = { ...call };
+    if (call.requestId > 0) payload.request = request.digest();
+    try {
+      const result = await fn(key);
+      // The handler gets the snapshot, exactly what the journal record holds and a backup or
+      // replay will hand back, not the object the outside system returned.
+      payload.result = snapshotChecked(result === undefined ? null : result, this.options.limits.replyBytesMax, `the result of call ${call.name}`).value;
+    } catch (error) {
+      payload.error = serializeThrown(error, 'CALL_FAILED');
+    }
+    const entry: JournalEntry = { callIndex: call.callIndex, name: call.name };
+    if (payload.error !== undefined) entry.error = payload.error;
+    else entry.result = payload.result;
+    if (payload.request !== undefined) entry.request = payload.request;
+    try {
+      this.pipeline.checkOpen();
+      await this.assembler.appendJournal(payload, entry).applied;
+    } catch (error) {
+      abort(error);
+    }
+    return entry;
+  }
+}
+
+/** What a caller gets for a commit: its reply, or its recorded error thrown. */
+export function outcomeOf(commit: CommitPayload): unknown {
+  if (commit.error !== undefined) throw errorFromSerialized(commit.error);
+  return commit.reply;
+}
+
+/** An infrastructure failure under `ctx.call`: abandon the transaction, record nothing. */
+function abort(error: unknown): never {
+  throw new TransactionAborted(error instanceof Error ? error : new Error(String(error)));
+}
+
+function timedOutOutcome(context: TransactionContext, timeoutMs: number): HandlerOutcome {
+  const error = txlogError('HANDLER_FAILED', `the handler did not finish within ${timeoutMs} ms`, { timedOut: true, timeoutMs }).toJSON();
+  return {
+    writes: [],
+    error,
+    now: [...context.nowValues],
+    random: [...context.randomValues],
+    readSet: [...context.readSet],
+    calls: context.calls,
+    callLsns: context.callLsns === undefined ? undefined : [...context.callLsns],
+    digest: '',
+  };
+}
+
+function unknownCommandOutcome(command: string): HandlerOutcome {
+  const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
+  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, callLsns: [], digest: '' };
+}
