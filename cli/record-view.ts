@@ -4,7 +4,7 @@
  * filters. Pure functions of the frame and its decoded payload.
  */
 import { decodePayload, framePayload } from '../wal/format.js';
-import type { ScannedFrame } from '../wal/scan.js';
+import type { ScannedFrame } from '../wal/segment-walker.js';
 import { recordTypeName, recordTypes } from '../engine/records.js';
 
 /** A record read from a segment, its payload decoded. */

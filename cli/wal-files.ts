@@ -6,18 +6,18 @@
  * Runs on the main thread (summary, records) and in the `--verify` workers, so it is
  * synchronous and what it returns survives structured cloning.
  *
- * The torn-or-corrupt rule is recovery's (`wal/wal.ts`, `scanTail`): after the last valid frame
- * of the last segment, bytes that hold no valid later frame are a torn tail (recovery will cut
- * them); a bad frame followed by a valid one is corruption. In any other segment, anything but
- * whole frames then zeros is corruption, because a segment is sealed only after its writes
- * completed.
+ * What makes a segment valid, torn or corrupt is decided by the library's one segment walker
+ * (`wal/segment-walker.ts`), the same that recovery and reads use; this file keeps what is the
+ * CLI's own: finding the files, counting records, and the report's shape.
  */
 import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { frameHeaderBytes, parseSegmentFileName, segmentHeaderBytes, segmentSuffix } from '../wal/format.js';
 import { walDefaults } from '../wal/options.js';
 import { nodePlatform } from '../wal/platform.js';
-import { findValidFrameAfter, nonZeroExtentEnd, readSegmentHeader, scanFrames, type ScanStop, type ScannedFrame } from '../wal/scan.js';
+import { assertNever } from '../wal/assert.js';
+import { readSegmentHeader } from '../wal/scan.js';
+import { walkSegment as walkFrames, type ScannedFrame, type SegmentEnd } from '../wal/segment-walker.js';
 
 const fileSystem = nodePlatform.fileSystem;
 
@@ -115,8 +115,10 @@ export interface SegmentTask {
 }
 
 /**
- * Yields every valid frame of one segment, in order, then returns the segment's verdict. Frames
- * are views valid until the next step (see `scanFrames`). Stopping early closes the file.
+ * Yields every valid frame of one segment, in order, then returns the segment's verdict: the
+ * library's segment walker (`wal/segment-walker.ts`) judges it, by the rules recovery and reads
+ * use; this adds the counts and the shape `inspect` reports. Frames are views valid until the
+ * next step (see `scanFrames`). Stopping early closes the file.
  */
 export function* walkSegment(task: SegmentTask): Generator<ScannedFrame, SegmentScan> {
   const nameFirstLsn = parseSegmentFileName(task.segment);
@@ -139,46 +141,40 @@ export function* walkSegment(task: SegmentTask): Generator<ScannedFrame, Segment
     if ('refused' in header) return { ...scan, refused: header.refused };
     if ('problem' in header) return { ...scan, problem: { offset: 0, lsn: nameFirstLsn, reason: header.problem } };
     scan.formatVersion = header.formatVersion;
-    if (header.firstLsn !== nameFirstLsn) {
-      return { ...scan, problem: { offset: 0, lsn: nameFirstLsn, reason: `header says first LSN ${header.firstLsn}` } };
-    }
-    const frameBytesMax = Math.max(frameHeaderBytes, Math.min(recordBytesLimit + frameHeaderBytes, sizeBytes - segmentHeaderBytes));
-    const frames = scanFrames(fileSystem, fd, {
-      fromOffset: segmentHeaderBytes,
+    const walk = walkFrames(fileSystem, fd, {
+      segment: { name: task.segment, firstLsn: nameFirstLsn },
       fileBytes: sizeBytes,
-      expectedLsn: nameFirstLsn,
-      frameBytesMax,
+      frameBytesMax: Math.max(frameHeaderBytes, Math.min(recordBytesLimit + frameHeaderBytes, sizeBytes - segmentHeaderBytes)),
+      ending: task.isLast ? 'tail' : 'sealed',
+      // Inspect does not know the writer's limit: see `recordBytesLimit`.
+      searchFrameBytesMax: walDefaults.recordBytesMax + frameHeaderBytes,
     });
-    let lastEpoch = 0;
-    let largestFrameBytes = 0;
-    let stop: ScanStop;
     for (;;) {
-      const next = frames.next();
-      if (next.done === true) {
-        stop = next.value;
-        break;
-      }
+      const next = walk.next();
+      if (next.done === true) return { ...scan, ...verdictOf(task, next.value.end) };
       const frame = next.value;
-      if (frame.epoch < lastEpoch) {
-        const reason = `epoch ${frame.epoch} after epoch ${lastEpoch}`;
-        return { ...scan, problem: { offset: frame.offset, lsn: frame.lsn, reason } };
-      }
       yield frame;
-      if (frame.epoch !== lastEpoch || scan.records === 0) scan.epochs.push(frame.epoch);
-      lastEpoch = frame.epoch;
+      if (scan.epochs[scan.epochs.length - 1] !== frame.epoch) scan.epochs.push(frame.epoch);
       scan.records += 1;
       scan.lastLsn = frame.lsn;
       scan.usedBytes = frame.offset + frame.frameBytes;
-      largestFrameBytes = Math.max(largestFrameBytes, frame.frameBytes);
       scan.recordsByType[frame.type] = (scan.recordsByType[frame.type] ?? 0) + 1;
     }
-    // Looking for a valid frame after damage checksums a candidate at every non-zero byte; with
-    // the widest limit, garbage that reads as a huge length would make that quadratic. Frames
-    // beyond the default limit and beyond any seen in this segment are not looked for.
-    const searchFrameBytesMax = Math.min(frameBytesMax, Math.max(walDefaults.recordBytesMax + frameHeaderBytes, largestFrameBytes));
-    return { ...scan, ...endVerdict(fd, task, scan, stop, searchFrameBytesMax) };
   } finally {
     fileSystem.close(fd);
+  }
+}
+
+function verdictOf(task: SegmentTask, end: SegmentEnd): Pick<SegmentScan, 'problem' | 'torn'> {
+  switch (end.state) {
+    case 'clean':
+      return {};
+    case 'torn':
+      return { torn: { segment: task.segment, offset: end.offset, bytes: end.bytes, reason: end.reason } };
+    case 'corrupt':
+      return { problem: { offset: end.offset, lsn: end.lsn, reason: end.reason } };
+    default:
+      return assertNever(end, 'segment end');
   }
 }
 
@@ -213,31 +209,4 @@ function readHeader(
     if (error.code === 'CORRUPT_LOG') return { problem: error.message };
     throw error;
   }
-}
-
-/** What the bytes after the last valid frame mean: nothing, a torn tail, or corruption. */
-function endVerdict(
-  fd: number,
-  task: SegmentTask,
-  scan: SegmentScan,
-  stop: ScanStop,
-  searchFrameBytesMax: number,
-): Pick<SegmentScan, 'problem' | 'torn'> {
-  const endOffset = stop.offset;
-  // A clean end is a zero length field (or the end of the file) followed by nothing but zeros.
-  const garbageEnd = nonZeroExtentEnd(fileSystem, fd, endOffset, scan.sizeBytes);
-  if (stop.kind === 'end' && garbageEnd === endOffset) return {};
-  const reason = stop.kind === 'bad' ? stop.reason : 'non-zero bytes after the last record';
-  const lsn = scan.lastLsn + 1;
-  if (!task.isLast) return { problem: { offset: endOffset, lsn, reason: `${reason} in a sealed segment` } };
-  const later = findValidFrameAfter(fileSystem, fd, {
-    fromOffset: endOffset + 1,
-    fileBytes: scan.sizeBytes,
-    lsnAbove: scan.lastLsn,
-    frameBytesMax: searchFrameBytesMax,
-  });
-  if (later !== undefined) {
-    return { problem: { offset: endOffset, lsn, reason: `${reason}; a valid record follows at offset ${later}` } };
-  }
-  return { torn: { segment: task.segment, offset: endOffset, bytes: garbageEnd - endOffset, reason } };
 }

@@ -177,8 +177,11 @@ export class CommitPipeline {
   /** A failed disk or state write: refuse everything from now on (an fsync error is not retried). */
   fail(error: unknown): void {
     if (this.failure !== undefined) return;
+    // The WAL tells the writer of a record it may have written OUTCOME_UNKNOWN; the store's own
+    // failure, which later requests get, is what went wrong (definite: they did nothing).
+    const cause = error instanceof TxlogError && error.code === 'OUTCOME_UNKNOWN' && error.cause instanceof TxlogError ? error.cause : error;
     this.failure =
-      error instanceof TxlogError ? error : txlogError('STORE_FAILED', `store failed: ${String(error)}`, {}, error);
+      cause instanceof TxlogError ? cause : txlogError('STORE_FAILED', `store failed: ${String(cause)}`, {}, cause);
     this.options.log(`store failed, refusing all requests: ${this.failure.message}`);
     // Whoever waits waits for a record the WAL took: it may be in the log (a restart would then
     // apply it), so its outcome is unknown, not failed.

@@ -38,6 +38,12 @@ export const errorCodes = [
 
 export type ErrorCode = (typeof errorCodes)[number];
 
+/**
+ * Codes after which the same request (same request id) may be sent again. `REPLICA_UNAVAILABLE`,
+ * `TIMEOUT` and `OUTCOME_UNKNOWN` also mean *outcome unknown*: the request may have taken effect,
+ * so it must be resent with the same id, never with a new one. `IO_ERROR` is a definite failure:
+ * nothing of the request reached the log.
+ */
 const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'NOT_PRIMARY',
   'REPLICA_UNAVAILABLE',
@@ -137,4 +143,18 @@ export function txlogError(code: ErrorCode, message: string, details?: Record<st
   if (details !== undefined) options.details = details;
   if (cause !== undefined) options.cause = cause;
   return new TxlogError(code, message, options);
+}
+
+/**
+ * The log failed after a record's bytes were (or may have been) written: it may be in the log,
+ * durable even, and a reopened log may hold it. The caller resends the same request id (once
+ * the log is back) and gets the recorded outcome, instead of treating it as failed.
+ */
+export function outcomeUnknown(failure: TxlogError): TxlogError {
+  return txlogError(
+    'OUTCOME_UNKNOWN',
+    `outcome unknown, resend the same request id: the record may be in the log (${failure.message})`,
+    { ...failure.details, failureCode: failure.code },
+    failure,
+  );
 }

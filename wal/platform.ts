@@ -25,7 +25,11 @@ export interface FileSystem {
   /** Writes all of `buffers` at `position`, in order. */
   writev(fd: number, buffers: readonly Uint8Array[], position: number): void;
   fdatasync(fd: number): void;
-  /** fdatasync on a worker thread: the event loop keeps running (group commit pipelining). */
+  /**
+   * fdatasync off the event-loop thread (`syncOnWorkerThread`): the event loop keeps running
+   * while it syncs (group commit pipelining). Node runs it on libuv's worker pool; a simulator
+   * resolves it when its schedule says the sync is done.
+   */
   fdatasyncAsync(fd: number): Promise<void>;
   truncate(fd: number, lengthBytes: number): void;
   sizeOf(fd: number): number;
@@ -50,6 +54,11 @@ export interface Clock {
   /** Monotonic milliseconds, for timeouts and latency; never goes backwards. */
   monotonicMs(): number;
   setTimeout(callback: () => void, delayMs: number): TimerHandle;
+  /**
+   * Runs `callback` once this turn of the event loop has handled its I/O (Node's
+   * `setImmediate`): later than a microtask, so whatever else arrives in this turn runs first.
+   */
+  setImmediate(callback: () => void): TimerHandle;
 }
 
 export interface Random {
@@ -135,6 +144,10 @@ export const nodeClock: Clock = {
   setTimeout(callback, delayMs) {
     const handle = setTimeout(callback, delayMs);
     return { cancel: () => clearTimeout(handle) };
+  },
+  setImmediate(callback) {
+    const handle = setImmediate(callback);
+    return { cancel: () => clearImmediate(handle) };
   },
 };
 

@@ -1,6 +1,7 @@
 /**
- * Walking the frames of one segment file: used by recovery on open, by readers, by `inspect`
- * and by `--verify` workers. Nothing here writes.
+ * The byte-level primitives under the segment walker (`segment-walker.ts`, which states the
+ * rules of a valid segment): reading the header, scanning frames, searching past damage,
+ * finding where garbage ends. Nothing here writes.
  */
 import type { FileSystem } from './platform.js';
 import {

@@ -5,23 +5,18 @@
  */
 import * as path from 'node:path';
 import { TxlogError, txlogError } from './errors.js';
+import { assertNever } from './assert.js';
 import { encodeSegmentHeader, parseSegmentFileName, segmentFileName, segmentHeaderBytes } from './format.js';
 import { frameBytesMaxOf, type ResolvedWalOptions } from './options.js';
 import type { FileSystem } from './platform.js';
-import { findValidFrameAfter, nonZeroExtentEnd, readSegmentHeader, scanFrames } from './scan.js';
+import { headerMismatch, walkWholeSegment, type SparseEntry } from './segment-walker.js';
 
-/** A sparse index entry every this many bytes of frames, per segment. */
-export const indexEveryBytes = 64 * 1024;
+export { indexEveryBytes, type SparseEntry } from './segment-walker.js';
 
 export type TailState =
   | { state: 'clean' }
   /** Recovery found a torn or checksum-failing tail and (unless read-only) cut it. */
   | { state: 'cut' | 'torn'; segment: string; offset: number; bytes: number; reason: string };
-
-export interface SparseEntry {
-  lsn: number;
-  offset: number;
-}
 
 export interface Segment {
   name: string;
@@ -108,7 +103,7 @@ export function recover(options: ResolvedWalOptions): OpenedState {
     last.index = scanned.index;
     let lastEpoch = scanned.lastEpoch;
     if (scanned.lastLsn < last.firstLsn && segments.length > 1) {
-      lastEpoch = epochOfLastRecord(options, segments, segments.length - 2);
+      lastEpoch = epochOfLastRecord(options, segments[segments.length - 2]!);
     }
     keepOpen = !options.readOnly;
     return {
@@ -128,29 +123,28 @@ export function recover(options: ResolvedWalOptions): OpenedState {
 function checkHeader(fileSystem: FileSystem, dir: string, segment: Segment): void {
   const fd = fileSystem.open(path.join(dir, segment.name), 'r');
   try {
-    const header = readSegmentHeader(fileSystem, fd, segment.name);
-    if (header.firstLsn !== segment.firstLsn) {
-      throw corruptAt(segment.name, 0, segment.firstLsn, `header says first LSN ${header.firstLsn}`);
-    }
+    const mismatch = headerMismatch(fileSystem, fd, segment.name, segment.firstLsn);
+    if (mismatch !== undefined) throw corruptAt(segment.name, 0, segment.firstLsn, mismatch);
   } finally {
     fileSystem.close(fd);
   }
 }
 
-function epochOfLastRecord(options: ResolvedWalOptions, segments: Segment[], segmentIndex: number): number {
+/**
+ * Epoch of the last record of a sealed segment. Open scans only the tail segment; this one is
+ * verified when first read, so its end is not judged here.
+ */
+export function epochOfLastRecord(options: ResolvedWalOptions, segment: Segment): number {
   const fileSystem = options.platform.fileSystem;
-  const segment = segments[segmentIndex]!;
   const fd = fileSystem.open(path.join(options.dir, segment.name), 'r');
   try {
-    let epoch = 0;
-    const scan = scanFrames(fileSystem, fd, {
-      fromOffset: segmentHeaderBytes,
+    const walked = walkWholeSegment(fileSystem, fd, {
+      segment,
       fileBytes: fileSystem.sizeOf(fd),
-      expectedLsn: segment.firstLsn,
       frameBytesMax: frameBytesMaxOf(options),
+      ending: 'open',
     });
-    for (const frame of scan) epoch = frame.epoch;
-    return epoch;
+    return walked.lastEpoch;
   } finally {
     fileSystem.close(fd);
   }
@@ -167,64 +161,37 @@ interface ScannedTail {
 
 function scanTail(options: ResolvedWalOptions, fd: number, segment: Segment): ScannedTail {
   const fileSystem = options.platform.fileSystem;
-  const frameBytesMax = frameBytesMaxOf(options);
-  const header = readSegmentHeader(fileSystem, fd, segment.name);
-  if (header.firstLsn !== segment.firstLsn) {
-    throw corruptAt(segment.name, 0, segment.firstLsn, `header says first LSN ${header.firstLsn}`);
-  }
   const fileBytes = fileSystem.sizeOf(fd);
-  const index: SparseEntry[] = [];
-  let nextIndexOffset = segmentHeaderBytes;
-  let lastLsn = segment.firstLsn - 1;
-  let lastEpoch = 0;
-  const scan = scanFrames(fileSystem, fd, {
-    fromOffset: segmentHeaderBytes,
+  const walked = walkWholeSegment(fileSystem, fd, {
+    segment,
     fileBytes,
-    expectedLsn: segment.firstLsn,
-    frameBytesMax,
+    frameBytesMax: frameBytesMaxOf(options),
+    ending: 'tail',
   });
-  let stop;
-  for (;;) {
-    const next = scan.next();
-    if (next.done === true) {
-      stop = next.value;
-      break;
-    }
-    const frame = next.value;
-    if (frame.epoch < lastEpoch) {
-      throw corruptAt(segment.name, frame.offset, frame.lsn, `epoch ${frame.epoch} after epoch ${lastEpoch}`);
-    }
-    if (frame.offset >= nextIndexOffset) {
-      index.push({ lsn: frame.lsn, offset: frame.offset });
-      nextIndexOffset = frame.offset + indexEveryBytes;
-    }
-    lastLsn = frame.lsn;
-    lastEpoch = frame.epoch;
-  }
-  const endOffset = stop.offset;
-  const garbageEnd = nonZeroExtentEnd(fileSystem, fd, endOffset, fileBytes);
+  const { lastLsn, lastEpoch, endOffset, index, end } = walked;
   const result = { lastLsn, lastEpoch, endOffset, fileBytes, index };
-  if (stop.kind === 'end' && garbageEnd === endOffset) return { ...result, tail: { state: 'clean' } };
-  const reason = stop.kind === 'bad' ? stop.reason : 'non-zero bytes after the last record';
-  const later = findValidFrameAfter(fileSystem, fd, {
-    fromOffset: endOffset + 1,
-    fileBytes,
-    lsnAbove: lastLsn,
-    frameBytesMax,
-  });
-  if (later !== undefined) {
-    throw corruptAt(segment.name, endOffset, lastLsn + 1, `${reason}; a valid record follows at offset ${later}`);
+  switch (end.state) {
+    case 'clean':
+      return { ...result, tail: { state: 'clean' } };
+    case 'corrupt':
+      throw corruptAt(segment.name, end.offset, end.lsn, end.reason);
+    case 'torn': {
+      const torn = { segment: segment.name, offset: end.offset, bytes: end.bytes, reason: end.reason };
+      if (options.readOnly) return { ...result, tail: { state: 'torn', ...torn } };
+      zeroRange(fileSystem, fd, end.offset, end.offset + end.bytes);
+      fileSystem.fdatasync(fd);
+      return { ...result, tail: { state: 'cut', ...torn } };
+    }
+    default:
+      return assertNever(end, 'segment end');
   }
-  const bytes = garbageEnd - endOffset;
-  if (options.readOnly) return { ...result, tail: { state: 'torn', segment: segment.name, offset: endOffset, bytes, reason } };
-  zeroRange(fileSystem, fd, endOffset, garbageEnd);
-  fileSystem.fdatasync(fd);
-  return { ...result, tail: { state: 'cut', segment: segment.name, offset: endOffset, bytes, reason } };
 }
 
 /**
  * Creates a segment atomically: the header is written and synced under a temporary name, then
  * renamed, and the directory synced, so a crash never leaves a segment with a torn header.
+ * A disk error (a disk too small for a preallocated segment, most often) is `IO_ERROR` naming
+ * the path and the bytes needed; the temporary file is removed, so it does not hold the space.
  */
 export function createSegment(
   options: ResolvedWalOptions,
@@ -234,24 +201,53 @@ export function createSegment(
   const fileSystem = options.platform.fileSystem;
   const name = segmentFileName(firstLsn);
   const finalPath = path.join(options.dir, name);
-  let temporaryPath = sparePath;
-  let fd: number;
-  let fileBytes: number;
-  if (temporaryPath !== undefined) {
-    fd = fileSystem.open(temporaryPath, 'r+');
-    fileBytes = fileSystem.sizeOf(fd);
-  } else {
-    temporaryPath = `${finalPath}.tmp`;
-    fd = fileSystem.open(temporaryPath, 'wx');
-    fileBytes = segmentHeaderBytes;
-    if (options.preallocate) {
-      zeroRange(fileSystem, fd, 0, options.segmentBytes);
-      fileBytes = options.segmentBytes;
+  const temporaryPath = sparePath ?? `${finalPath}.tmp`;
+  const bytesNeeded = sparePath === undefined && options.preallocate ? options.segmentBytes : segmentHeaderBytes;
+  let fd: number | undefined;
+  try {
+    let fileBytes: number;
+    if (sparePath !== undefined) {
+      fd = fileSystem.open(sparePath, 'r+');
+      fileBytes = fileSystem.sizeOf(fd);
+    } else {
+      fd = fileSystem.open(temporaryPath, 'wx');
+      fileBytes = segmentHeaderBytes;
+      if (options.preallocate) {
+        zeroRange(fileSystem, fd, 0, options.segmentBytes);
+        fileBytes = options.segmentBytes;
+      }
     }
+    fileSystem.writev(fd, [encodeSegmentHeader(firstLsn)], 0);
+    fileSystem.fdatasync(fd);
+    fileSystem.rename(temporaryPath, finalPath);
+    fileSystem.syncDirectory(options.dir);
+    return { name, fd, fileBytes: Math.max(fileBytes, segmentHeaderBytes) };
+  } catch (error) {
+    if (fd !== undefined) closeQuietly(fileSystem, fd);
+    // A spare that failed is left for the next open to check (by its size) or replace.
+    if (sparePath === undefined) removeQuietly(fileSystem, temporaryPath);
+    throw txlogError(
+      'IO_ERROR',
+      `cannot create WAL segment ${finalPath} (${bytesNeeded} bytes needed): ${String(error)}`,
+      { path: finalPath, bytesNeeded },
+      error,
+    );
   }
-  fileSystem.writev(fd, [encodeSegmentHeader(firstLsn)], 0);
-  fileSystem.fdatasync(fd);
-  fileSystem.rename(temporaryPath, finalPath);
-  fileSystem.syncDirectory(options.dir);
-  return { name, fd, fileBytes: Math.max(fileBytes, segmentHeaderBytes) };
+}
+
+/** Cleanup on an error path: the first error is the one worth reporting. */
+function closeQuietly(fileSystem: FileSystem, fd: number): void {
+  try {
+    fileSystem.close(fd);
+  } catch {
+    // The descriptor is released by the kernel either way.
+  }
+}
+
+function removeQuietly(fileSystem: FileSystem, filePath: string): void {
+  try {
+    if (fileSystem.stat(filePath) !== undefined) fileSystem.unlink(filePath);
+  } catch {
+    // Left behind, it is removed as a stale `*.tmp` at the next open.
+  }
 }
