@@ -8,9 +8,9 @@
  * (a JSON array of node ids). Every change is a transaction that compares modification
  * revisions, so two nodes racing can never both win.
  */
-import type { Etcd3, ICompare, IKeyValue, IOptions, IRequestOp } from 'etcd3';
+import type { ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import { assert } from '../wal/assert.js';
-import { TxlogError, txlogError } from '../wal/errors.js';
+import { txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import {
   inSyncMembersMax,
@@ -23,12 +23,11 @@ import {
   type LeaderKey,
   type ResolvedArbiterOptions,
 } from './arbiter.js';
+import { EtcdRequests } from './arbiter-etcd-requests.js';
 import { decodeEpoch, decodeInSync, decodeLeader, revisionOf } from './arbiter-values.js';
 
 /** Rounds of read-then-compare-and-swap a campaign makes before it reports the key as busy. */
 const campaignAttemptsMax = 3;
-
-type Policy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
 
 /** What one consistent read of the three keys found (all at one etcd revision). */
 interface Snapshot {
@@ -47,34 +46,13 @@ interface Holding {
   renewal: TimerHandle | undefined;
 }
 
-/**
- * etcd3 calls only `execute` on its fault-handling policies (connection-pool.js). Its defaults
- * retry and open a circuit breaker for 5 s after failures, which would hide an etcd that came
- * back; our own loops retry and every request is bounded, so one attempt per endpoint suffices.
- */
-function attemptsPolicy(attempts: number, isRecoverable: (error: Error) => boolean): Policy {
-  const policy = {
-    async execute(run: () => Promise<unknown>): Promise<unknown> {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await run();
-        } catch (error) {
-          if (attempt >= attempts || !(error instanceof Error) || !isRecoverable(error)) throw error;
-        }
-      }
-    },
-  };
-  return policy as unknown as Policy;
-}
-
 export class EtcdArbiter implements Arbiter {
   private holding: Holding | undefined;
-  private closed = false;
   private readonly keys: { leader: Buffer; epoch: Buffer; inSync: Buffer };
 
   private constructor(
     private readonly options: ResolvedArbiterOptions,
-    private readonly client: Etcd3,
+    private readonly etcd: EtcdRequests,
   ) {
     this.keys = {
       leader: Buffer.from(`${options.prefix}/leader`),
@@ -83,20 +61,9 @@ export class EtcdArbiter implements Arbiter {
     };
   }
 
+
   static async open(options: ResolvedArbiterOptions): Promise<EtcdArbiter> {
-    const etcd = await import('etcd3');
-    const client = new etcd.Etcd3({
-      hosts: options.endpoints.map((endpoint) => `http://${endpoint}`),
-      dialTimeout: options.requestTimeoutMs,
-      faultHandling: {
-        host: () => attemptsPolicy(1, etcd.isRecoverableError),
-        global: attemptsPolicy(options.endpoints.length, etcd.isRecoverableError),
-      },
-      // gRPC's reconnect backoff grows to 120 s by default; an etcd that restarts must be found
-      // again within a renewal or two.
-      grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 200, 'grpc.max_reconnect_backoff_ms': options.requestTimeoutMs },
-    });
-    return new EtcdArbiter(options, client);
+    return new EtcdArbiter(options, await EtcdRequests.open(options));
   }
 
   async campaign(request: CampaignRequest): Promise<CampaignOutcome> {
@@ -105,7 +72,7 @@ export class EtcdArbiter implements Arbiter {
     assert(Number.isSafeInteger(request.epochAbove) && request.epochAbove >= 0, 'epochAbove must be a whole number');
     for (let attempt = 1; attempt <= campaignAttemptsMax; attempt++) {
       const snapshot = await this.readSnapshot();
-      if (snapshot.leader !== undefined && (await this.leaseAlive(snapshot.leader.leaseId))) {
+      if (snapshot.leader !== undefined && (await this.etcd.leaseAlive(snapshot.leader.leaseId))) {
         return { outcome: 'held', holder: { nodeId: snapshot.leader.nodeId, epoch: snapshot.leader.epoch } };
       }
       const mayLead = snapshot.inSync.revision === 0 ? request.bootstrap : snapshot.inSync.members.includes(request.nodeId);
@@ -130,11 +97,11 @@ export class EtcdArbiter implements Arbiter {
     this.drop(holding);
     // Revoking the lease deletes the leader key with it, atomically; if etcd cannot be reached
     // the lease simply runs out, and nothing acknowledges meanwhile (the holding is gone).
-    await this.revokeQuietly(holding.leaseId);
+    await this.etcd.revokeQuietly(holding.leaseId);
   }
 
   async readInSync(): Promise<InSyncSet> {
-    const response = await this.request('read in-sync', (callOptions) => this.client.kv.range({ key: this.keys.inSync }, callOptions));
+    const response = await this.etcd.request('read in-sync', (callOptions) => this.etcd.client.kv.range({ key: this.keys.inSync }, callOptions));
     return decodeInSync(response.kvs[0]);
   }
 
@@ -146,8 +113,8 @@ export class EtcdArbiter implements Arbiter {
     const holding = this.holding;
     if (holding === undefined) return { ok: false, reason: 'not-leader' };
     const value = Buffer.from(JSON.stringify([...members].sort()));
-    const response = await this.request('set in-sync', (callOptions) =>
-      this.client.kv.txn(
+    const response = await this.etcd.request('set in-sync', (callOptions) =>
+      this.etcd.client.kv.txn(
         {
           compare: [this.modifiedAt(this.keys.inSync, expectedRevision), this.modifiedAt(this.keys.leader, holding.leaderRevision)],
           success: [{ request_put: { key: this.keys.inSync, value } }],
@@ -173,7 +140,7 @@ export class EtcdArbiter implements Arbiter {
       const snapshot = await this.readSnapshot();
       const status: ArbiterStatus = { reachable: true, inSync: snapshot.inSync, epoch: snapshot.epoch.value, self };
       if (snapshot.leader !== undefined) {
-        const remainingMs = await this.leaseRemainingMs(snapshot.leader.leaseId);
+        const remainingMs = await this.etcd.leaseRemainingMs(snapshot.leader.leaseId);
         status.leader = { nodeId: snapshot.leader.nodeId, epoch: snapshot.leader.epoch, leaseRemainingMs: remainingMs };
       }
       return status;
@@ -183,25 +150,20 @@ export class EtcdArbiter implements Arbiter {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
     if (this.holding !== undefined) this.drop(this.holding);
-    this.client.close();
+    this.etcd.close();
   }
 
   /** Grants a lease and takes the leader key with it, raising the epoch; undefined: lost the race. */
   private async takeLeaderKey(request: CampaignRequest, snapshot: Snapshot): Promise<CampaignOutcome | undefined> {
     const grantSentMs = this.options.clock.monotonicMs();
-    const grant = await this.request('lease grant', (callOptions) =>
-      this.client.leaseClient.leaseGrant({ TTL: this.options.leaseTtlMs / 1000 }, callOptions),
-    );
-    const grantedTtlMs = Number(grant.TTL) * 1000;
+    const { leaseId, grantedTtlMs } = await this.etcd.grantLease(this.options.leaseTtlMs);
     const key: LeaderKey = { nodeId: request.nodeId, epoch: Math.max(snapshot.epoch.value, request.epochAbove) + 1 };
     let succeeded: boolean;
     let revision: number;
     try {
-      const response = await this.request('campaign', (callOptions) =>
-        this.client.kv.txn(
+      const response = await this.etcd.request('campaign', (callOptions) =>
+        this.etcd.client.kv.txn(
           {
             compare: [
               this.modifiedAt(this.keys.leader, snapshot.leader?.revision ?? 0),
@@ -209,7 +171,7 @@ export class EtcdArbiter implements Arbiter {
               this.modifiedAt(this.keys.inSync, snapshot.inSync.revision),
             ],
             success: [
-              { request_put: { key: this.keys.leader, value: Buffer.from(JSON.stringify(key)), lease: grant.ID } },
+              { request_put: { key: this.keys.leader, value: Buffer.from(JSON.stringify(key)), lease: leaseId } },
               { request_put: { key: this.keys.epoch, value: Buffer.from(String(key.epoch)) } },
             ],
           },
@@ -221,17 +183,18 @@ export class EtcdArbiter implements Arbiter {
     } catch (error) {
       // The transaction may have landed without our hearing it: revoking the lease releases
       // the key in that case too (the epoch stays raised, which costs nothing).
-      await this.revokeQuietly(grant.ID);
+      await this.etcd.revokeQuietly(leaseId);
       throw error;
     }
-    if (!succeeded || this.closed || !(grantedTtlMs > 0)) {
-      await this.revokeQuietly(grant.ID);
-      if (this.closed) throw txlogError('CLOSED', 'the arbiter was closed during a campaign');
+    // After the await: the arbiter may have been closed meanwhile.
+    if (!succeeded || this.etcd.isClosed || !(grantedTtlMs > 0)) {
+      await this.etcd.revokeQuietly(leaseId);
+      if (this.etcd.isClosed) throw txlogError('CLOSED', 'the arbiter was closed during a campaign');
       return undefined;
     }
     const holding: Holding = {
       key,
-      leaseId: grant.ID,
+      leaseId,
       leaderRevision: revision,
       validUntilMs: grantSentMs + grantedTtlMs - this.options.marginMs,
       renewal: undefined,
@@ -256,7 +219,7 @@ export class EtcdArbiter implements Arbiter {
     const sentMs = this.options.clock.monotonicMs();
     let ttlSeconds: number;
     try {
-      ttlSeconds = await this.keepAliveOnce(holding.leaseId);
+      ttlSeconds = await this.etcd.keepAliveOnce(holding.leaseId);
     } catch {
       // Unreachable or slow: the validity runs down by itself, and we keep trying, because
       // the lease may well outlive the outage (etcd extends leases when it elects a leader).
@@ -271,6 +234,7 @@ export class EtcdArbiter implements Arbiter {
     }
     holding.validUntilMs = Math.max(holding.validUntilMs, sentMs + ttlSeconds * 1000 - this.options.marginMs);
     this.scheduleRenewal(holding);
+    this.options.onLeaseRenewed(holding.validUntilMs);
   }
 
   private drop(holding: Holding): void {
@@ -280,47 +244,10 @@ export class EtcdArbiter implements Arbiter {
     this.holding = undefined;
   }
 
-  /** Sends one keep-alive on its own stream and returns the TTL etcd answered (0: lease gone). */
-  private keepAliveOnce(leaseId: string): Promise<number> {
-    return this.request('lease renewal', async (callOptions) => {
-      const stream = await this.client.leaseClient.leaseKeepAlive(callOptions);
-      try {
-        return await new Promise<number>((resolve, reject) => {
-          stream.on('data', (response) => resolve(Number(response.TTL)));
-          stream.on('error', reject);
-          stream.on('end', () => reject(new Error('the keep-alive stream ended without an answer')));
-          stream.write({ ID: leaseId });
-        });
-      } finally {
-        stream.end();
-      }
-    });
-  }
-
-  private async leaseAlive(leaseId: string): Promise<boolean> {
-    // A leader key without a lease was written by hand: it never expires, so it stays held.
-    if (leaseId === '0') return true;
-    return (await this.leaseRemainingMs(leaseId)) > 0;
-  }
-
-  /** What etcd says is left of a lease, in whole seconds as it counts them; 0: gone. */
-  private async leaseRemainingMs(leaseId: string): Promise<number> {
-    const response = await this.request('lease lookup', (callOptions) => this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, callOptions));
-    return Math.max(0, Number(response.TTL) * 1000);
-  }
-
-  private async revokeQuietly(leaseId: string): Promise<void> {
-    try {
-      await this.request('lease revoke', (callOptions) => this.client.leaseClient.leaseRevoke({ ID: leaseId }, callOptions));
-    } catch {
-      // Unreachable: the lease runs out by itself within its TTL.
-    }
-  }
-
   /** The three keys in one transaction, so they are read at one revision. */
   private async readSnapshot(): Promise<Snapshot> {
     const ranges: IRequestOp[] = [this.keys.leader, this.keys.epoch, this.keys.inSync].map((key) => ({ request_range: { key } }));
-    const response = await this.request('read', (callOptions) => this.client.kv.txn({ success: ranges }, callOptions));
+    const response = await this.etcd.request('read', (callOptions) => this.etcd.client.kv.txn({ success: ranges }, callOptions));
     const found = (index: number): IKeyValue | undefined => response.responses[index]?.response_range.kvs[0];
     return { leader: decodeLeader(found(0)), epoch: decodeEpoch(found(1)), inSync: decodeInSync(found(2)) };
   }
@@ -328,30 +255,5 @@ export class EtcdArbiter implements Arbiter {
   private modifiedAt(key: Buffer, revision: number): ICompare {
     // An absent key compares with modification revision 0, so 0 means "still absent".
     return { key, target: 'Mod', result: 'Equal', mod_revision: revision };
-  }
-
-  /**
-   * Runs one etcd call bounded by `requestTimeoutMs` on our clock (and by a gRPC deadline, so
-   * etcd drops it too). Every failure becomes a retryable `TIMEOUT` naming what was asked.
-   */
-  private async request<T>(what: string, operation: (callOptions: { deadline: number }) => Promise<T>): Promise<T> {
-    if (this.closed) throw txlogError('CLOSED', 'the arbiter is closed');
-    const timeoutMs = this.options.requestTimeoutMs;
-    let timer: TimerHandle | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = this.options.clock.setTimeout(
-        () => reject(txlogError('TIMEOUT', `etcd did not answer (${what}) within ${timeoutMs} ms`, { endpoints: this.options.endpoints })),
-        timeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([operation({ deadline: this.options.clock.nowMs() + timeoutMs }), timeout]);
-    } catch (error) {
-      if (error instanceof TxlogError) throw error;
-      const message = error instanceof Error ? error.message : String(error);
-      throw txlogError('TIMEOUT', `etcd failed (${what}): ${message}`, { endpoints: this.options.endpoints }, error);
-    } finally {
-      timer?.cancel();
-    }
   }
 }

@@ -126,6 +126,11 @@ export interface ArbiterOptions {
   requestTimeoutMs?: number;
   /** Called once when etcd says the lease is gone (this node no longer leads). */
   onLeadershipLost?: (reason: string) => void;
+  /**
+   * Called after each answered renewal with the new `leaseValidUntilMs`: a primary that held
+   * releases while its validity had run out releases them again from here.
+   */
+  onLeaseRenewed?: (leaseValidUntilMs: number) => void;
   clock?: Clock;
 }
 
@@ -137,6 +142,7 @@ export interface ResolvedArbiterOptions {
   marginMs: number;
   requestTimeoutMs: number;
   onLeadershipLost: (reason: string) => void;
+  onLeaseRenewed: (leaseValidUntilMs: number) => void;
   clock: Clock;
 }
 
@@ -158,7 +164,7 @@ export const inSyncMembersMax = 16;
  * The relations that keep a leader leading: one renewal may take its full timeout and still
  * land before the validity of the previous one ends.
  */
-function checkTimingRelations(options: Omit<ResolvedArbiterOptions, 'endpoints' | 'prefix' | 'onLeadershipLost' | 'clock'>): string | undefined {
+function checkTimingRelations(options: Pick<ResolvedArbiterOptions, 'leaseTtlMs' | 'renewIntervalMs' | 'marginMs' | 'requestTimeoutMs'>): string | undefined {
   const { leaseTtlMs, renewIntervalMs, marginMs, requestTimeoutMs } = options;
   if (leaseTtlMs % 1000 !== 0 || leaseTtlMs < 2000) return 'leaseTtlMs must be a whole number of seconds, at least 2000';
   if (marginMs >= leaseTtlMs) return 'marginMs must be shorter than leaseTtlMs';
@@ -184,6 +190,7 @@ export function resolveArbiterOptions(options: ArbiterOptions): ResolvedArbiterO
     marginMs: options.marginMs ?? arbiterDefaults.marginMs,
     requestTimeoutMs: options.requestTimeoutMs ?? arbiterDefaults.requestTimeoutMs,
     onLeadershipLost: options.onLeadershipLost ?? (() => {}),
+    onLeaseRenewed: options.onLeaseRenewed ?? (() => {}),
     clock: options.clock ?? nodeClock,
   };
   for (const key of ['leaseTtlMs', 'renewIntervalMs', 'marginMs', 'requestTimeoutMs'] as const) {

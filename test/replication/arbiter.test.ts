@@ -85,7 +85,11 @@ describe('campaigns', () => {
     const etcd = await startEtcd();
     const link = await proxy(etcd.endpoint);
     const lost: string[] = [];
-    const leader = await arbiterOn(link.address, { onLeadershipLost: (reason) => lost.push(reason) });
+    const renewals: number[] = [];
+    const leader = await arbiterOn(link.address, {
+      onLeadershipLost: (reason) => lost.push(reason),
+      onLeaseRenewed: (validUntilMs) => renewals.push(validUntilMs),
+    });
     const observer = await arbiterOn(etcd.endpoint);
 
     const campaigned = await leader.campaign({ nodeId: 'a', epochAbove: 0, bootstrap: true });
@@ -94,6 +98,7 @@ describe('campaigns', () => {
     const first = leader.leaseValidUntilMs();
     await waitFor('a renewal', () => leader.leaseValidUntilMs() > first);
     expect(leader.leaseValidUntilMs()).toBeGreaterThan(performance.now());
+    expect(renewals.at(-1)).toBe(leader.leaseValidUntilMs());
 
     link.cut();
     await sleep(200);
@@ -118,6 +123,8 @@ describe('campaigns', () => {
     expect(lost).toHaveLength(1);
     expect(leader.leaseValidUntilMs()).toBe(-Infinity);
     expect(await observer.readInSync()).toEqual({ members: [], revision: 0 });
+    // No renewal landed after the cut: the last one reported is the validity that ran out.
+    expect(renewals.at(-1)).toBe(validUntilMs);
   });
 });
 
