@@ -29,7 +29,8 @@ export function findPostgresBin(): string | undefined {
   return versions[0] === undefined ? undefined : path.join(root, versions[0], 'bin');
 }
 
-async function freePort(): Promise<number> {
+/** A port the OS had free a moment ago (bound to port 0, then released for a server to take). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -3,3 +3,17 @@ export { connect, Client, type ClientOptions } from './client.js';
 export { type NodeOptions } from './options.js';
 export { protocolVersion, parseAddress } from './protocol.js';
 export { nodeNetwork, type Network } from './connection.js';
+export {
+  openArbiter,
+  parseArbiterUrl,
+  arbiterDefaults,
+  type Arbiter,
+  type ArbiterOptions,
+  type ArbiterStatus,
+  type ArbiterUrl,
+  type CampaignOutcome,
+  type CampaignRequest,
+  type InSyncSet,
+  type InSyncUpdate,
+  type LeaderKey,
+} from './arbiter.js';
