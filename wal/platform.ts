@@ -50,6 +50,8 @@ export interface Clock {
   /** Monotonic milliseconds, for timeouts and latency; never goes backwards. */
   monotonicMs(): number;
   setTimeout(callback: () => void, delayMs: number): TimerHandle;
+  /** Runs `callback` in the next turn of the event loop, after pending I/O (yielding a turn). */
+  setImmediate(callback: () => void): TimerHandle;
 }
 
 export interface Random {
@@ -135,6 +137,10 @@ export const nodeClock: Clock = {
   setTimeout(callback, delayMs) {
     const handle = setTimeout(callback, delayMs);
     return { cancel: () => clearTimeout(handle) };
+  },
+  setImmediate(callback) {
+    const handle = setImmediate(callback);
+    return { cancel: () => clearImmediate(handle) };
   },
 };
 
