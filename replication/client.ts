@@ -10,8 +10,8 @@ import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
-import { dial, type Connection } from './connection.js';
 import { subscribePages, type PageSource } from '../engine/subscription.js';
+import { dial, type Connection } from './connection.js';
 import {
   clientBusyRetryDelayMs,
   clientRetryDelayMsMax,

@@ -126,8 +126,8 @@ export class Connection {
    * Queues a message. Past `sendBufferBytesMax` queued bytes the reader is too slow: drop it.
    *
    * Messages sent in one turn of the event loop leave in one `writev` at its end (the transport
-   * is corked until `process.nextTick`, which runs before any timer, so a simulated clock needs
-   * no part in it): a batch of replies or acknowledgements costs one
+   * is corked until `process.nextTick`, which no clock drives: it runs before any timer, so a
+   * simulated clock needs no part in it): a batch of replies or acknowledgements costs one
    * system call, not one each. Call `flush()` before blocking the thread (an fdatasync) when
    * what was sent must be on its way meanwhile.
    */
