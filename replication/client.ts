@@ -10,8 +10,18 @@ import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
-import { dial, nodeNetwork, type Connection, type Network } from './connection.js';
-import { frameBytesMaxDefault, type Message, type Operation } from './protocol.js';
+import { subscribePages, type PageSource } from '../engine/subscription.js';
+import { dial, type Connection } from './connection.js';
+import {
+  clientBusyRetryDelayMs,
+  clientRetryDelayMsMax,
+  clientRetryDelayMsMin,
+  frameBytesMaxDefault,
+  subscribePageEventsMax,
+  subscribeWaitMs,
+} from './limits.js';
+import type { Message, Operation } from './protocol.js';
+import { nodeNetwork, type Network } from './transport.js';
 import type { NodeStatus } from './node.js';
 
 export interface ClientOptions {
@@ -62,8 +72,6 @@ interface Call {
  * committed, so the caller hears OUTCOME_UNKNOWN.
  */
 const attemptRefusals: ReadonlySet<string> = new Set(['STORE_FAILED', 'CLOSED', 'IO_ERROR', 'CORRUPT_LOG', 'STALE_EPOCH', 'PROTOCOL_ERROR']);
-
-const retryDelayMsMax = 500;
 
 export async function connect(options: ClientOptions): Promise<Client> {
   const client = new Client(options);
@@ -165,20 +173,15 @@ export class Client {
   }
 
   /** Events in global order from `fromPosition`, then live ones (long-polling the primary). */
-  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void } = {}): AsyncGenerator<RecordedEvent> {
-    let next = options.fromPosition ?? 0;
-    let caughtUp = false;
-    while (!this.closed && options.signal?.aborted !== true) {
-      const page = await this.readAll({ fromPosition: next, maxCount: 512, waitMs: caughtUp ? 1000 : 0 });
-      for (const event of page) {
-        yield event;
-        next = event.position + 1;
-      }
-      if (page.length === 0 && !caughtUp) {
-        caughtUp = true;
-        options.onCaughtUp?.();
-      }
-    }
+  subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void } = {}): AsyncGenerator<RecordedEvent> {
+    const source: PageSource = {
+      // Once caught up, each page is a long poll: the primary answers when events arrive.
+      page: (fromPosition, caughtUp) =>
+        this.readAll({ fromPosition, maxCount: subscribePageEventsMax, waitMs: caughtUp ? subscribeWaitMs : 0 }),
+      waitForMore: () => Promise.resolve(),
+      stopped: () => this.closed || options.signal?.aborted === true,
+    };
+    return subscribePages(options.fromPosition ?? 0, source, options.onCaughtUp);
   }
 
   /** The status of the node this client is connected to. */
@@ -252,7 +255,7 @@ export class Client {
   }
 
   private async connectLoop(): Promise<Connection> {
-    let delayMs = 20;
+    let delayMs = clientRetryDelayMsMin;
     let lastError: unknown;
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw txlogError('CLOSED', 'the client is closed');
@@ -268,6 +271,7 @@ export class Client {
           frameBytesMax: frameBytesMaxDefault,
           timeoutMs: this.connectTimeoutMs,
           random: this.platform.random,
+          clock: this.platform.clock,
           kind: 'client',
           id: this.clientId,
         });
@@ -286,7 +290,7 @@ export class Client {
       }
       if ((attempt + 1) % this.servers.length === 0) {
         await new Promise<void>((resolve) => this.platform.clock.setTimeout(resolve, delayMs));
-        delayMs = Math.min(delayMs * 2, retryDelayMsMax);
+        delayMs = Math.min(delayMs * 2, clientRetryDelayMsMax);
       }
     }
   }
@@ -341,7 +345,7 @@ export class Client {
     // REPLICA_UNAVAILABLE, BUSY: the same request again a little later, until the deadline.
     this.platform.clock.setTimeout(() => {
       if (this.calls.has(call.callId)) void this.send(call, true);
-    }, 50);
+    }, clientBusyRetryDelayMs);
   }
 
   private finish(call: Call): void {

@@ -1,11 +1,11 @@
 /**
  * One authenticated, framed connection, and the handshake that opens it from either side.
- * Sockets reach this file through the `Network` seam; the Node implementation is the only real
- * one, a simulator may supply its own.
+ * Bytes reach this file through the `Transport` seam (`transport.ts`); timers through `Clock`.
  */
-import * as net from 'node:net';
+import { AssertionFailed } from '../wal/assert.js';
 import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
-import type { Random } from '../wal/platform.js';
+import type { Clock, Random } from '../wal/platform.js';
+import { sendBufferBytesMax } from './limits.js';
 import {
   FrameDecoder,
   authProof,
@@ -18,39 +18,7 @@ import {
   type ConnectionKind,
   type Message,
 } from './protocol.js';
-
-/** Bytes queued for a slow reader before the connection is dropped. @default 64 MiB */
-export const sendBufferBytesMax = 64 * 1024 * 1024;
-
-export interface Network {
-  listen(host: string, port: number, onSocket: (socket: net.Socket) => void): Promise<{ port: number; close: () => Promise<void> }>;
-  connect(host: string, port: number): net.Socket;
-}
-
-export const nodeNetwork: Network = {
-  listen(host, port, onSocket) {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, onSocket);
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        const address = server.address();
-        const boundPort = typeof address === 'object' && address !== null ? address.port : port;
-        resolve({
-          port: boundPort,
-          close: () =>
-            new Promise<void>((done) => {
-              server.close(() => done());
-            }),
-        });
-      });
-    });
-  },
-  connect(host, port) {
-    const socket = net.connect({ host, port, noDelay: true });
-    return socket;
-  },
-};
+import type { Network, Transport } from './transport.js';
 
 export class Connection {
   private readonly decoder: FrameDecoder;
@@ -64,13 +32,14 @@ export class Connection {
   private early: Message[] = [];
 
   constructor(
-    readonly socket: net.Socket,
+    private readonly transport: Transport,
     frameBytesMax: number,
+    private readonly clock: Clock,
   ) {
     this.decoder = new FrameDecoder(frameBytesMax);
-    socket.on('data', (chunk: Buffer) => this.receive(chunk));
-    socket.on('error', (error) => this.close(error));
-    socket.on('close', () => this.close(undefined));
+    transport.onData((chunk) => this.receive(chunk));
+    transport.onError((error) => this.close(error));
+    transport.onClose(() => this.close(undefined));
   }
 
   get closed(): boolean {
@@ -78,7 +47,20 @@ export class Connection {
   }
 
   get remote(): string {
-    return `${this.socket.remoteAddress ?? '?'}:${this.socket.remotePort ?? '?'}`;
+    return this.transport.remoteAddress;
+  }
+
+  /** Bytes sent and not yet taken by the other side. */
+  get bufferedBytes(): number {
+    return this.transport.bufferedBytes;
+  }
+
+  /** Resolves when what is queued has drained, or when the connection closes. */
+  whenDrained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.transport.onceDrained(resolve);
+      this.onClose(() => resolve());
+    });
   }
 
   private receive(chunk: Buffer): void {
@@ -106,6 +88,8 @@ export class Connection {
       try {
         this.handler(message);
       } catch (error) {
+        // A broken invariant is ours, not the peer's: it must stop the process, not a link.
+        if (error instanceof AssertionFailed) throw error;
         // A message we could not act on must not take the process down: drop this connection.
         this.reject(error);
         return;
@@ -117,7 +101,7 @@ export class Connection {
   reject(error: unknown): void {
     const coded = error instanceof TxlogError ? error : txlogError('PROTOCOL_ERROR', String(error));
     this.send({ t: 'error', error: coded.toJSON() });
-    this.socket.end();
+    this.transport.close();
     this.close(coded);
   }
 
@@ -141,40 +125,41 @@ export class Connection {
   /**
    * Queues a message. Past `sendBufferBytesMax` queued bytes the reader is too slow: drop it.
    *
-   * Messages sent in one turn of the event loop leave in one `writev` at its end (the socket
-   * is corked until `process.nextTick`): a batch of replies or acknowledgements costs one
+   * Messages sent in one turn of the event loop leave in one `writev` at its end (the transport
+   * is corked until `process.nextTick`, which no clock drives: it runs before any timer, so a
+   * simulated clock needs no part in it): a batch of replies or acknowledgements costs one
    * system call, not one each. Call `flush()` before blocking the thread (an fdatasync) when
    * what was sent must be on its way meanwhile.
    */
   send(message: Message): void {
     if (this.isClosed) return;
-    if (this.socket.writableLength > sendBufferBytesMax) {
+    if (this.transport.bufferedBytes > sendBufferBytesMax) {
       this.close(txlogError('BUSY', `${this.remote} reads too slowly; dropping the connection`));
       return;
     }
     if (!this.corked) {
       this.corked = true;
-      this.socket.cork();
+      this.transport.cork();
       process.nextTick(() => this.flush());
     }
-    this.socket.write(encodeMessage(message));
+    this.transport.write(encodeMessage(message));
   }
 
   /** Hands everything sent so far to the kernel now. */
   flush(): void {
     if (!this.corked) return;
     this.corked = false;
-    this.socket.uncork();
+    this.transport.uncork();
   }
 
   close(error: Error | undefined): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closedError = error;
-    if (error !== undefined) this.socket.destroy();
-    else this.socket.end();
-    // A closed socket never emits again; also make sure no half-open socket lingers.
-    setImmediate(() => this.socket.destroy());
+    if (error !== undefined) this.transport.destroy();
+    else this.transport.close();
+    // A closed transport never emits again; also make sure no half-open one lingers.
+    this.clock.setImmediate(() => this.transport.destroy());
     for (const listener of this.closeListeners) listener(error);
     this.closeListeners.clear();
   }
@@ -186,17 +171,18 @@ export interface HandshakeOptions {
   frameBytesMax: number;
   timeoutMs: number;
   random: Random;
+  clock: Clock;
 }
 
-function nextMessage(connection: Connection, timeoutMs: number): Promise<Message> {
+function nextMessage(connection: Connection, clock: Clock, timeoutMs: number): Promise<Message> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(txlogError('TIMEOUT', `no answer from ${connection.remote} in ${timeoutMs} ms`)), timeoutMs);
+    const timer = clock.setTimeout(() => reject(txlogError('TIMEOUT', `no answer from ${connection.remote} in ${timeoutMs} ms`)), timeoutMs);
     connection.onClose((error) => {
-      clearTimeout(timer);
+      timer.cancel();
       reject(error ?? txlogError('PROTOCOL_ERROR', `${connection.remote} closed the connection during the handshake`));
     });
     connection.setHandler((message) => {
-      clearTimeout(timer);
+      timer.cancel();
       connection.holdMessages();
       resolve(message);
     });
@@ -215,10 +201,9 @@ export async function dial(
   options: HandshakeOptions & { kind: ConnectionKind; id: string },
 ): Promise<{ connection: Connection; nodeId: string }> {
   const { host, port } = parseAddress(address);
-  const socket = network.connect(host, port);
-  const connection = new Connection(socket, options.frameBytesMax);
+  const connection = new Connection(network.connect(host, port), options.frameBytesMax, options.clock);
   try {
-    const hello = await nextMessage(connection, options.timeoutMs);
+    const hello = await nextMessage(connection, options.clock, options.timeoutMs);
     if (hello.t !== 'hello') throw remoteError(hello);
     if (hello.protocol !== protocolVersion) {
       throw txlogError('PROTOCOL_ERROR', `${address} speaks protocol ${hello.protocol}; this client speaks ${protocolVersion}`);
@@ -236,7 +221,7 @@ export async function dial(
       proof: authProof(options.secret, hello.nonce, options.clusterId, options.kind),
       nonce,
     });
-    const welcome = await nextMessage(connection, options.timeoutMs);
+    const welcome = await nextMessage(connection, options.clock, options.timeoutMs);
     if (welcome.t !== 'welcome') throw remoteError(welcome);
     if (!proofMatches(authProof(options.secret, nonce, options.clusterId, 'server'), welcome.proof)) {
       throw txlogError('UNAUTHORIZED', `${address} could not prove it knows the cluster secret`);
@@ -248,17 +233,17 @@ export async function dial(
   }
 }
 
-/** Runs the server side of the handshake on a fresh socket. Rejects (and closes) on failure. */
+/** Runs the server side of the handshake on a fresh transport. Rejects (and closes) on failure. */
 export async function accept(
-  socket: net.Socket,
+  transport: Transport,
   options: HandshakeOptions & { nodeId: string },
 ): Promise<{ connection: Connection; kind: ConnectionKind; id: string }> {
-  const connection = new Connection(socket, options.frameBytesMax);
+  const connection = new Connection(transport, options.frameBytesMax, options.clock);
   const nonce = options.random.bytes(nonceBytes);
   connection.send({ t: 'hello', protocol: protocolVersion, clusterId: options.clusterId, nodeId: options.nodeId, nonce });
   let auth: Message;
   try {
-    auth = await nextMessage(connection, options.timeoutMs);
+    auth = await nextMessage(connection, options.clock, options.timeoutMs);
   } catch (error) {
     connection.close(error instanceof Error ? error : undefined);
     throw error;

@@ -2,7 +2,7 @@ export { startNode, TxlogNode, type NodeStatus } from './node.js';
 export { connect, Client, type ClientOptions } from './client.js';
 export { type NodeOptions } from './options.js';
 export { protocolVersion, parseAddress } from './protocol.js';
-export { nodeNetwork, type Network } from './connection.js';
+export { nodeNetwork, type Network, type Transport } from './transport.js';
 export {
   openArbiter,
   parseArbiterUrl,

@@ -4,8 +4,9 @@
  */
 import { txlogError } from '../wal/errors.js';
 import type { StoreOptions } from '../engine/options.js';
-import { frameBytesMaxDefault, isLoopbackHost, parseAddress } from './protocol.js';
-import { nodeNetwork, type Network } from './connection.js';
+import { frameBytesMaxDefault } from './limits.js';
+import { isLoopbackHost, parseAddress } from './protocol.js';
+import { nodeNetwork, type Network } from './transport.js';
 
 export interface NodeOptions extends StoreOptions {
   /** Addresses to listen on (`host:port`; port 0 picks a free one). Clients and the peer use them. */

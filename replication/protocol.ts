@@ -12,14 +12,13 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { assert } from '../wal/assert.js';
 import { txlogError, type SerializedError } from '../wal/errors.js';
+import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax, readWaitMsMax } from './limits.js';
 
 export const protocolVersion = 1;
-/** Largest frame accepted or sent. @default 16 MiB */
-export const frameBytesMaxDefault = 16 * 1024 * 1024;
-/** Replication messages carry at most this many frame bytes, well under frameBytesMax. */
-export const recordsMessageBytesMax = 4 * 1024 * 1024;
 export const nonceBytes = 32;
+assert(nonceBytes <= handshakeFieldBytesMax, 'a nonce must fit in a handshake field');
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -107,15 +106,18 @@ export type Message =
   /** Primary to backup: from `lsn` on you get the live stream; holding `lsn` makes you in sync. */
   | { t: 'live'; epoch: number; lsn: number };
 
+/** The message of type `T`. */
+export type MessageOf<T extends Message['t']> = Extract<Message, { t: T }>;
+
 function field<T>(record: Record<string, unknown>, name: string, check: (value: unknown) => value is T, what: string): T {
   const value = record[name];
   if (!check(value)) throw txlogError('PROTOCOL_ERROR', `message field ${name} must be ${what}`);
   return value;
 }
 
-const isString = (value: unknown): value is string => typeof value === 'string' && value.length <= 4096;
+const isString = (value: unknown): value is string => typeof value === 'string' && value.length <= messageStringLengthMax;
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8Array && value.length <= 1024;
+const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8Array && value.length <= handshakeFieldBytesMax;
 const isBoolean = (value: unknown): value is boolean => typeof value === 'boolean';
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
@@ -130,7 +132,7 @@ function parsePeerState(value: unknown): PeerState {
     throw txlogError('PROTOCOL_ERROR', 'unknown role');
   }
   const addresses = value['addresses'];
-  if (!Array.isArray(addresses) || addresses.length > 16 || !addresses.every(isString)) {
+  if (!Array.isArray(addresses) || addresses.length > peerAddressesMax || !addresses.every(isString)) {
     throw txlogError('PROTOCOL_ERROR', 'addresses must be a list of strings');
   }
   return {
@@ -263,6 +265,72 @@ export function parseMessage(body: Buffer): Message {
     default:
       throw txlogError('PROTOCOL_ERROR', `unknown message type ${String(type)}`);
   }
+}
+
+// ---------------------------------------------------------------- request bodies
+//
+// `parseMessage` checks that a request's body is a map; what it must hold depends on the
+// operation, and is checked here when the node acts on it (after it knows it may serve it, so a
+// backup answers NOT_PRIMARY before it looks at the body). Only the shape is checked: the store
+// checks values against its limits and answers BAD_REQUEST itself.
+
+export interface ExecuteRequest {
+  command: string;
+  args: unknown;
+  requestId: number;
+}
+
+export interface ReadStreamRequest {
+  stream: string;
+  options: { fromVersion?: number; maxCount?: number };
+}
+
+export interface ReadAllRequest {
+  options: { fromPosition?: number; maxCount?: number };
+  /** How long to wait for new events when there are none; 0 answers at once. */
+  waitMs: number;
+}
+
+function badRequest(message: string): never {
+  throw txlogError('BAD_REQUEST', message);
+}
+
+/** An optional count: absent, or a number (the store checks its range). */
+function optionalCount(body: Record<string, unknown>, name: string): number | undefined {
+  const value = body[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number') badRequest(`${name} must be a non-negative integer`);
+  return value;
+}
+
+export function parseExecuteBody(body: Record<string, unknown>): ExecuteRequest {
+  const requestId = body['requestId'];
+  if (typeof requestId !== 'number') badRequest('execute needs a requestId');
+  const command = body['command'];
+  if (typeof command !== 'string') badRequest('execute needs a command name (a string)');
+  return { command, args: body['args'], requestId };
+}
+
+export function parseReadStreamBody(body: Record<string, unknown>): ReadStreamRequest {
+  const stream = body['stream'];
+  if (typeof stream !== 'string') badRequest('readStream needs a stream name (a string)');
+  const options: ReadStreamRequest['options'] = {};
+  const fromVersion = optionalCount(body, 'fromVersion');
+  const maxCount = optionalCount(body, 'maxCount');
+  if (fromVersion !== undefined) options.fromVersion = fromVersion;
+  if (maxCount !== undefined) options.maxCount = maxCount;
+  return { stream, options };
+}
+
+/** A `waitMs` that is not a number means no wait; a longer one is cut to `readWaitMsMax`. */
+export function parseReadAllBody(body: Record<string, unknown>): ReadAllRequest {
+  const options: ReadAllRequest['options'] = {};
+  const fromPosition = optionalCount(body, 'fromPosition');
+  const maxCount = optionalCount(body, 'maxCount');
+  if (fromPosition !== undefined) options.fromPosition = fromPosition;
+  if (maxCount !== undefined) options.maxCount = maxCount;
+  const waitMs = body['waitMs'];
+  return { options, waitMs: Math.min(typeof waitMs === 'number' ? waitMs : 0, readWaitMsMax) };
 }
 
 /** The proof that the sender knows the shared secret, bound to the nonce and the sender's role. */

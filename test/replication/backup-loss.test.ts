@@ -11,11 +11,10 @@
  *
  * Needs `npm run build`.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
 import { cliMainPath } from '../../dist/cli/spawn-node.js';
-import { exited, useChildProcesses, useTempDir } from '../helpers/temp.js';
+import { exited, useChildProcesses } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
@@ -24,18 +23,15 @@ import {
   lightArgs,
   readAllEvents,
   readWal,
-  requireFreshBuild,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitForPrimaryInSync,
   type Pair,
   type TestNode,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-backup-loss-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-backup-loss-');
 const spawnChild = useChildProcesses();
 
 const accounts = 3;
@@ -67,8 +63,7 @@ async function txlogStatusJson(address: string): Promise<Array<{ server: string;
 
 describe('losing the backup', () => {
   it('fails writes with REPLICA_UNAVAILABLE under the default policy until the backup is back, then resends apply once', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const args = ['--service', bankServicePath, '--replica-timeout-ms', '500', '--heartbeat-timeout-ms', '500'];
     const pair = await startPair(nodes, dirs, { args });
     const client = await connectClient(pair.servers, { clientId: 'writer', deadlineMs: 1500 });
@@ -125,8 +120,7 @@ describe('losing the backup', () => {
   });
 
   it('continues alone under --on-replica-lost continue, says so, and loses no acknowledged write', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const args = ['--service', bankServicePath, '--replica-timeout-ms', '500', '--heartbeat-timeout-ms', '500', '--on-replica-lost', 'continue'];
     const pair = await startPair(nodes, dirs, { args });
     const client = await connectClient(pair.servers, { clientId: 'writer', deadlineMs: 10_000 });

@@ -7,32 +7,26 @@
  *
  * Needs `npm run build`.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useTempDir } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
   depositData,
   depositFor,
   readAllEvents,
-  requireFreshBuild,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitFor,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-determinism-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-determinism-');
 
 const deposits = 20;
 
 describe('determinism check on the backup', () => {
   it('counts violations and keeps the primary outcome', async () => {
-    const root = newDir();
-    const pair = await startPair(nodes, { primary: path.join(root, 'a'), backup: path.join(root, 'b') }, {
+    const pair = await startPair(nodes, pairDirs(), {
       args: ['--service', bankServicePath, '--heartbeat-timeout-ms', '400'],
       backupEnv: { TXLOG_TEST_VARIANT: 'other' },
     });

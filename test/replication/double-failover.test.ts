@@ -9,10 +9,8 @@
  *
  * Needs `npm run build`. Prints its seed; `TXLOG_SEED` replays the timings.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { seededRandom, testSeed } from '../helpers/random.js';
-import { useTempDir } from '../helpers/temp.js';
 import { useTcpProxies } from '../helpers/tcp-proxy.js';
 import {
   bankServicePath,
@@ -21,18 +19,15 @@ import {
   depositFor,
   lightArgs,
   readAllEvents,
-  requireFreshBuild,
   sleep,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitFor,
   waitForPrimaryInSync,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-double-failover-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-double-failover-');
 const startProxy = useTcpProxies();
 
 const accounts = 5;
@@ -41,8 +36,7 @@ const pipelineDepth = 8;
 describe('two failovers in a row', () => {
   it('acknowledges each pipelined request exactly once through A -> B -> A', async () => {
     const random = seededRandom(testSeed('double-failover'));
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const args = ['--service', bankServicePath, '--heartbeat-timeout-ms', '400'];
     const pair = await startPair(nodes, dirs, { args });
     const proxyA = await startProxy(pair.primary.addresses[0]);

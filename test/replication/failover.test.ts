@@ -18,11 +18,9 @@
  * Needs `npm run build`. Prints its seed; `TXLOG_SEED` replays the kill timings and shapes (the
  * interleaving inside real processes stays the kernel's). `TXLOG_FAILOVER_ROUNDS` sets rounds.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
 import { seededRandom, testSeed } from '../helpers/random.js';
-import { useTempDir } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
@@ -30,20 +28,17 @@ import {
   depositFor,
   readAllEvents,
   expectIdenticalLogs,
-  requireFreshBuild,
   sleep,
   startPair,
+  usePairFixture,
   statusOf,
   useExternalSystem,
-  useNodes,
   waitForPrimaryInSync,
   lightArgs,
   type DepositArgs,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-failover-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-failover-');
 const startExternal = useExternalSystem();
 
 const rounds = Number(process.env['TXLOG_FAILOVER_ROUNDS'] ?? 5);
@@ -79,8 +74,7 @@ describe('failover under load', () => {
 
 async function runRound(round: number, clientCount: number, depth: number, killAfterMs: number, runAfterKillMs: number): Promise<void> {
   const external = await startExternal();
-  const root = newDir();
-  const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+  const dirs = pairDirs();
   const nodeArgs = ['--service', bankServicePath, '--fsync', 'always', '--heartbeat-timeout-ms', '500'];
   const env = { TXLOG_TEST_EXTERNAL: external.address };
   const pair = await startPair(nodes, dirs, { args: nodeArgs, env });

@@ -12,51 +12,32 @@
 import { existsSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startNode, type TxlogNode } from '../../replication/node.js';
 import { connect, type Client } from '../../replication/client.js';
 import {
   FrameDecoder,
   authProof,
   encodeMessage,
-  frameBytesMaxDefault,
   nonceBytes,
   parseAddress,
   parseMessage,
   protocolVersion,
   type Message,
 } from '../../replication/protocol.js';
+import { frameBytesMaxDefault } from '../../replication/limits.js';
 import { rejectedError } from '../helpers/wal.js';
-import { useTempDir } from '../helpers/temp.js';
+import { useInProcessNodes } from '../helpers/in-process-pair.js';
 
-const newDir = useTempDir('txlog-handshake-');
+const nodes = useInProcessNodes('txlog-handshake-');
 const secret = 'correct horse battery staple';
-const running: Array<TxlogNode | Client> = [];
-afterEach(async () => {
-  for (const item of running.splice(0).reverse()) await item.close();
-});
 
-async function startTestNode(options: { secret?: string; listen?: string } = {}): Promise<TxlogNode> {
-  const node = await startNode({
-    dir: newDir(),
-    listen: options.listen ?? '127.0.0.1:0',
-    peers: [],
-    role: 'primary',
-    forcePrimary: true,
-    secret: options.secret ?? secret,
-    fsync: 'never',
-    segmentBytes: 1024 * 1024,
-    preallocate: false,
-    log: () => undefined,
-  });
-  running.push(node);
-  return node;
+function startTestNode(options: { secret?: string; listen?: string } = {}): Promise<TxlogNode> {
+  return nodes.start({ secret: options.secret ?? secret, listen: options.listen ?? '127.0.0.1:0' });
 }
 
-async function goodClient(address: string): Promise<Client> {
-  const client = await connect({ servers: [address], secret, clientId: 'good', deadlineMs: 5000 });
-  running.push(client);
-  return client;
+function goodClient(address: string): Promise<Client> {
+  return nodes.connect([address], { secret, clientId: 'good', deadlineMs: 5000 });
 }
 
 /** A socket speaking raw frames: read the next message, watch for the close. */
@@ -253,7 +234,7 @@ describe('startNode without a secret', () => {
       ['10.1.2.3:0', []],
       ['127.0.0.1:0', ['192.168.1.1:7002']],
     ] as const) {
-      const dir = path.join(newDir(), 'store');
+      const dir = path.join(nodes.newDir(), 'store');
       const error = await rejectedError(() =>
         startNode({ dir, listen, peers: [...peers], role: 'primary', forcePrimary: true, fsync: 'never', log: () => undefined }),
       );

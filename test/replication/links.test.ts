@@ -11,9 +11,7 @@
  *
  * Needs `npm run build`.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useTempDir } from '../helpers/temp.js';
 import { useTcpProxies, type TcpProxy } from '../helpers/tcp-proxy.js';
 import {
   bankServicePath,
@@ -22,24 +20,20 @@ import {
   depositFor,
   readAllEvents,
   expectIdenticalLogs,
-  requireFreshBuild,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitFor,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-links-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-links-');
 const startProxy = useTcpProxies();
 
 const cuts = 4;
 
 describe('several replication links', () => {
   it('keeps acknowledging writes while one link at a time is cut, and ends with identical logs', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const proxies: TcpProxy[] = [await startProxy(undefined), await startProxy(undefined)];
     const pair = await startPair(nodes, dirs, {
       listen: '127.0.0.1:0,127.0.0.1:0',

@@ -18,6 +18,7 @@ import { recordTypes, type CommitPayload, type JournalPayload } from '../../engi
 import type { RecordedEvent } from '../../engine/service.js';
 // The compiled helper is what `txlog demo` uses; the nodes it starts run dist/cli/main.js.
 import { spawnNode, type SpawnedNode } from '../../dist/cli/spawn-node.js';
+import { useTempDir } from '../helpers/temp.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repositoryRoot = path.resolve(here, '..', '..');
@@ -47,6 +48,34 @@ export function requireFreshBuild(): void {
       }
     }
   });
+}
+
+export interface PairFixture {
+  /** Starts nodes that die with the test. */
+  nodes: Nodes;
+  /** A fresh directory, removed after the test. */
+  newDir(): string;
+  /** Fresh directories for a pair under one root: `root/a` (primary) and `root/b` (backup). */
+  pairDirs(): { root: string; primary: string; backup: string };
+}
+
+/**
+ * The preamble of every real-process pair test, called at the top level of its file: fails the
+ * file early without a fresh build, and gives it temporary directories and nodes that die with
+ * each test.
+ */
+export function usePairFixture(prefix: string): PairFixture {
+  requireFreshBuild();
+  const newDir = useTempDir(prefix);
+  const nodes = useNodes();
+  return {
+    nodes,
+    newDir,
+    pairDirs() {
+      const root = newDir();
+      return { root, primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    },
+  };
 }
 
 export interface TestNode extends SpawnedNode {

@@ -13,10 +13,8 @@
  *
  * Needs `npm run build`.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
-import { useTempDir } from '../helpers/temp.js';
 import { useTcpProxies } from '../helpers/tcp-proxy.js';
 import {
   bankServicePath,
@@ -25,25 +23,21 @@ import {
   depositFor,
   readAllEvents,
   expectIdenticalLogs,
-  requireFreshBuild,
   sleep,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitFor,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-partition-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-partition-');
 const startProxy = useTcpProxies();
 
 const accounts = 4;
 
 describe('a partition between two live nodes', () => {
   it('never lets both sides acknowledge, and heals into one history', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const link = await startProxy(undefined);
     const pair = await startPair(nodes, dirs, {
       args: ['--service', bankServicePath, '--heartbeat-timeout-ms', '500', '--replica-timeout-ms', '500'],

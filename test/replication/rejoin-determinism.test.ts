@@ -12,19 +12,16 @@ import { existsSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { useTempDir } from '../helpers/temp.js';
-import { connectClient, lightArgs, requireFreshBuild, startPair, statusOf, useNodes, waitFor, waitForPrimaryInSync, type TestNode } from './pair.js';
+import { connectClient, lightArgs, startPair, statusOf, usePairFixture, waitFor, waitForPrimaryInSync, type TestNode } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-rejoin-determinism-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-rejoin-determinism-');
 const gatedServicePath = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gated-service.mjs');
 const rounds = 3;
 
 describe('re-execution after a backup restart', () => {
   it(`finds journal records written before the backup's process started (${rounds} restarts)`, async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
+    const root = dirs.root;
     const args = ['--service', gatedServicePath];
     const pair = await startPair(nodes, dirs, { args });
     const primaryAddress = pair.primary.addresses[0]!;

@@ -13,11 +13,9 @@
  *
  * Needs `npm run build`.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
 import { recordTypes, type EpochPayload } from '../../engine/records.js';
-import { useTempDir } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
@@ -27,22 +25,18 @@ import {
   readAllEvents,
   expectIdenticalLogs,
   readWal,
-  requireFreshBuild,
   sleep,
   startPair,
+  usePairFixture,
   statusOf,
-  useNodes,
   waitForPrimaryInSync,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-rejoin-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-rejoin-');
 
 describe('rejoining with a divergent tail', () => {
   it('cuts the old primary back to the new primary log', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const args = ['--service', bankServicePath, '--heartbeat-timeout-ms', '300'];
     const pair = await startPair(nodes, dirs, { args });
     const [addressA, addressB] = pair.servers as [string, string];

@@ -12,28 +12,24 @@
  */
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useTempDir } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
   depositData,
   lightArgs,
   readAllEvents,
-  requireFreshBuild,
   sleep,
   startPair,
-  useNodes,
+  usePairFixture,
   waitForPrimaryInSync,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-session-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-session-');
 
 describe('a restarted client', () => {
   it('continues after the ids the primary committed, not a lagging backup', async () => {
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
+    const root = dirs.root;
     const args = ['--service', bankServicePath];
     const pair = await startPair(nodes, dirs, { args });
     const [addressA] = pair.servers as [string, string];
@@ -66,8 +62,7 @@ describe('a restarted client', () => {
   });
 
   it('continues after the ids still in flight on the primary', async () => {
-    const root = newDir();
-    const pair = await startPair(nodes, { primary: path.join(root, 'a'), backup: path.join(root, 'b') }, { args: ['--service', bankServicePath] });
+    const pair = await startPair(nodes, pairDirs(), { args: ['--service', bankServicePath] });
     const [addressA] = pair.servers as [string, string];
     const first = await connectClient([addressA], { clientId: 'crashing' });
     await first.execute('deposit', { account: 'old', amount: 1 });

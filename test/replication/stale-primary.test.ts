@@ -12,38 +12,32 @@
  *
  * Needs `npm run build`. Prints its seed; `TXLOG_SEED` replays the timings.
  */
-import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
 import type { Client } from '../../replication/client.js';
 import { seededRandom, testSeed } from '../helpers/random.js';
-import { useTempDir } from '../helpers/temp.js';
 import {
   bankServicePath,
   connectClient,
   depositData,
   depositFor,
   readAllEvents,
-  requireFreshBuild,
   sleep,
   startPair,
+  usePairFixture,
   statusOf,
   useExternalSystem,
-  useNodes,
   waitForPrimaryInSync,
 } from './pair.js';
 
-requireFreshBuild();
-const newDir = useTempDir('txlog-stale-primary-');
-const nodes = useNodes();
+const { nodes, pairDirs } = usePairFixture('txlog-stale-primary-');
 const startExternal = useExternalSystem();
 
 describe('a stale primary', () => {
   it('acknowledges nothing after a takeover, steps down and rejoins as backup', async () => {
     const random = seededRandom(testSeed('stale-primary'));
     const external = await startExternal();
-    const root = newDir();
-    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const dirs = pairDirs();
     const pair = await startPair(nodes, dirs, {
       args: ['--service', bankServicePath, '--heartbeat-timeout-ms', '300'],
       env: { TXLOG_TEST_EXTERNAL: external.address },

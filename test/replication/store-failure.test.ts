@@ -6,40 +6,20 @@
  * - the node closes itself, so a peer would no longer get its heartbeats and could take over;
  * - reopening the directory and resending the same request id finds the commit, applied once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openStore } from '../../engine/index.js';
-import { connect, type Client } from '../../replication/client.js';
-import { startNode, type TxlogNode } from '../../replication/node.js';
 import { TxlogError } from '../../wal/errors.js';
 import { failingSyncPlatform } from '../helpers/faulty-platform.js';
-import { useTempDir } from '../helpers/temp.js';
+import { useInProcessNodes } from '../helpers/in-process-pair.js';
 
-const newDir = useTempDir('txlog-store-failure-');
-const running: Array<TxlogNode | Client> = [];
-afterEach(async () => {
-  for (const item of running.splice(0).reverse()) await item.close();
-});
+const nodes = useInProcessNodes('txlog-store-failure-');
 
 describe('a node whose disk fails', () => {
   it('answers outcome unknown, closes itself, and the commit is found after reopening', async () => {
-    const dir = newDir();
+    const dir = nodes.newDir();
     const faulty = failingSyncPlatform();
-    const messages: string[] = [];
-    const node = await startNode({
-      dir,
-      listen: '127.0.0.1:0',
-      peers: [],
-      role: 'primary',
-      forcePrimary: true,
-      fsync: 'always',
-      segmentBytes: 1024 * 1024,
-      preallocate: false,
-      platform: faulty.platform,
-      log: (message) => messages.push(message),
-    });
-    running.push(node);
-    const client = await connect({ servers: node.addresses, clientId: 'c', deadlineMs: 3000, connectTimeoutMs: 500 });
-    running.push(client);
+    const node = await nodes.start({ dir, fsync: 'always', platform: faulty.platform });
+    const client = await nodes.connect(node.addresses, { clientId: 'c', deadlineMs: 3000 });
     await client.append('s', [{ type: 'Before', data: 1 }]);
 
     faulty.arm();
@@ -51,7 +31,7 @@ describe('a node whose disk fails', () => {
     expect((error as TxlogError).outcomeUnknown, (error as Error).message).toBe(true);
     await node.whenClosed;
     expect(node.storeFailure?.code).toBe('IO_ERROR');
-    expect(messages.join('\n')).toMatch(/closing the node so its peer can take over/);
+    expect(nodes.logs()).toMatch(/closing the node so its peer can take over/);
 
     const store = await openStore({ dir, fsync: 'never', log: () => undefined });
     try {

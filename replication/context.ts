@@ -1,0 +1,77 @@
+/**
+ * Who a node is and what it knows, shared by its parts (links, sender, receiver, determinism
+ * check, request handling): its id, role and epoch, its store's replication port, its clock and
+ * its open peer links. The parts see the read-only `NodeContext`; only the node's role state
+ * machine (`node.ts`) holds the `NodeState` behind it and changes the role and the epoch.
+ */
+import { assert } from '../wal/assert.js';
+import type { Clock, Random } from '../wal/platform.js';
+import type { ReplicatedStore } from './engine-port.js';
+import type { PeerLink } from './links.js';
+import type { ResolvedNodeOptions } from './options.js';
+import type { Role } from './protocol.js';
+
+export interface NodeContext {
+  readonly options: ResolvedNodeOptions;
+  readonly store: ReplicatedStore;
+  readonly clock: Clock;
+  readonly random: Random;
+  /** Open peer links (`PeerLinks` adds and removes them). */
+  readonly links: ReadonlySet<PeerLink>;
+  /** `options.nodeId`, or the first address actually bound. */
+  readonly nodeId: string;
+  readonly role: Role;
+  /** Highest epoch this node has seen anywhere (fencing). */
+  readonly epoch: number;
+  /** The node is closing: loops stop, late connections are dropped. */
+  readonly closed: boolean;
+  /** Raises the epoch this node knows of (never lowers it). */
+  observeEpoch(epoch: number): void;
+  log(message: string): void;
+}
+
+/** The role changes a node may make; anything else is a bug. */
+const allowedRoleChanges: Readonly<Record<Role, readonly Role[]>> = {
+  // Winning the decision (or forced), or following a primary.
+  waiting: ['primary', 'backup'],
+  // Following a new primary, promoting (through waiting), or winning once the primary is gone.
+  backup: ['backup', 'waiting', 'primary'],
+  // Only a higher epoch displaces a primary.
+  primary: ['waiting'],
+};
+
+export class NodeState implements NodeContext {
+  readonly links = new Set<PeerLink>();
+  nodeId: string;
+  epoch: number;
+  closed = false;
+  private roleValue: Role = 'waiting';
+
+  constructor(
+    readonly options: ResolvedNodeOptions,
+    readonly store: ReplicatedStore,
+    readonly clock: Clock,
+    readonly random: Random,
+    private readonly write: (line: string) => void,
+  ) {
+    this.nodeId = options.nodeId;
+    this.epoch = store.epoch;
+  }
+
+  get role(): Role {
+    return this.roleValue;
+  }
+
+  changeRole(next: Role): void {
+    assert(allowedRoleChanges[this.roleValue].includes(next), `role change ${this.roleValue} → ${next} is not allowed`);
+    this.roleValue = next;
+  }
+
+  observeEpoch(epoch: number): void {
+    this.epoch = Math.max(this.epoch, epoch);
+  }
+
+  log(message: string): void {
+    this.write(`[${this.nodeId}] ${message}`);
+  }
+}

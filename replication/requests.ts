@@ -1,0 +1,129 @@
+/**
+ * Client request handling: `req {callId, op, epoch, body}` in, `res` out (answers may leave out
+ * of order). Each connection is one authenticated client id, with at most
+ * `requestsPerConnectionMax` requests running. Writes and reads are served by the primary only:
+ * the node decides whether it may serve (and a lone in-sync backup promotes itself there);
+ * everything else here is checking the body (`protocol.ts`) and calling the public `Store` API.
+ */
+import { TxlogError, txlogError } from '../wal/errors.js';
+import type { Store } from '../engine/store.js';
+import type { Connection } from './connection.js';
+import type { NodeContext } from './context.js';
+import { parseExecuteBody, parseReadAllBody, parseReadStreamBody, type Message, type MessageOf } from './protocol.js';
+
+/** What request handling needs from the node's role state machine. */
+export interface ServingNode {
+  /** A client saw a higher epoch than ours: a primary steps down. */
+  observeClientEpoch(epoch: number): void;
+  /** Resolves when this node may serve as primary now; rejects with NOT_PRIMARY otherwise. */
+  servePrimary(): Promise<void>;
+  /** A primary whose backup is gone past `replicaTimeoutMs` under `onReplicaLost: 'fail'`. */
+  replicaUnavailable(): boolean;
+  /** The primary's client-facing address, for a NOT_PRIMARY answer. */
+  primaryHint(): string | undefined;
+  status(): unknown;
+}
+
+export class ClientRequests {
+  private readonly clients = new Set<Connection>();
+
+  constructor(
+    private readonly context: NodeContext,
+    private readonly store: Store,
+    private readonly node: ServingNode,
+  ) {}
+
+  get count(): number {
+    return this.clients.size;
+  }
+
+  closeAll(): void {
+    for (const client of [...this.clients]) client.close(undefined);
+  }
+
+  /** A client connection passed the handshake as `clientId`. */
+  add(connection: Connection, clientId: string): void {
+    const options = this.context.options;
+    if (this.clients.size >= options.clientConnectionsMax) {
+      connection.reject(txlogError('BUSY', `this node serves at most ${options.clientConnectionsMax} clients`));
+      return;
+    }
+    const clientIdLengthMax = this.store.options.limits.clientIdLengthMax;
+    if (clientId.length === 0 || clientId.length > clientIdLengthMax) {
+      connection.reject(txlogError('BAD_REQUEST', `client id must be 1..${clientIdLengthMax} characters`));
+      return;
+    }
+    this.clients.add(connection);
+    let running = 0;
+    connection.onClose(() => this.clients.delete(connection));
+    connection.setHandler((message) => {
+      if (message.t !== 'req') {
+        connection.reject(txlogError('PROTOCOL_ERROR', `unexpected ${message.t} from a client`));
+        return;
+      }
+      if (running >= options.requestsPerConnectionMax) {
+        this.reply(connection, message.callId, txlogError('BUSY', 'too many requests in flight on this connection'));
+        return;
+      }
+      running += 1;
+      this.handle(clientId, message)
+        .then(
+          (value) => this.reply(connection, message.callId, undefined, value),
+          (error: unknown) => this.reply(connection, message.callId, error),
+        )
+        .finally(() => {
+          running -= 1;
+        });
+    });
+  }
+
+  private reply(connection: Connection, callId: number, error: unknown, value?: unknown): void {
+    const epoch = this.context.epoch;
+    if (error === undefined) {
+      connection.send({ t: 'res', callId, ok: true, value: value ?? null, epoch });
+      return;
+    }
+    const coded = error instanceof TxlogError ? error : txlogError('HANDLER_FAILED', String(error));
+    const message: Message = { t: 'res', callId, ok: false, error: coded.toJSON(), epoch };
+    const hint = this.node.primaryHint();
+    if (coded.code === 'NOT_PRIMARY' && hint !== undefined) message.primary = hint;
+    connection.send(message);
+  }
+
+  private async handle(clientId: string, request: MessageOf<'req'>): Promise<unknown> {
+    this.node.observeClientEpoch(request.epoch);
+    const body = request.body;
+    switch (request.op) {
+      case 'status':
+        return this.node.status();
+      case 'session':
+        // Only the primary knows every request id taken: a lagging backup would hand a restarted
+        // client ids already used, and its new requests would get the old requests' replies.
+        await this.node.servePrimary();
+        return { latestRequestId: this.context.store.latestRequestId(clientId) };
+      case 'execute': {
+        await this.node.servePrimary();
+        if (this.node.replicaUnavailable()) {
+          throw txlogError('REPLICA_UNAVAILABLE', 'no backup is in sync; the outcome is unknown, resend the same request id later');
+        }
+        const { command, args, requestId } = parseExecuteBody(body);
+        return this.store.execute(command, args, { clientId, requestId });
+      }
+      case 'readStream': {
+        await this.node.servePrimary();
+        const { stream, options } = parseReadStreamBody(body);
+        return this.store.readStream(stream, options);
+      }
+      case 'readAll': {
+        await this.node.servePrimary();
+        const { options, waitMs } = parseReadAllBody(body);
+        let events = await this.store.readAll(options);
+        if (events.length === 0 && waitMs > 0) {
+          await this.store.waitForEvents(waitMs);
+          events = await this.store.readAll(options);
+        }
+        return events;
+      }
+    }
+  }
+}

@@ -1,0 +1,267 @@
+/**
+ * The primary's side of replication. It answers a backup's `join` with `truncate` (where the two
+ * logs agree), then sends `records`: read back from the WAL while the backup is behind (the
+ * catch-up pump), then `live` and each WAL batch as it is written, once its fdatasync has
+ * started, so the backup's round trip overlaps the primary's sync. It takes the backup's `ack`s
+ * and sets the release gate from them: a commit is released to its caller only when the backup
+ * has it. If the active link fails it resumes on another link to the same backup, resending
+ * everything not yet acknowledged from the WAL; if none is left, it applies `onReplicaLost`.
+ */
+import { assert } from '../wal/assert.js';
+import { txlogError } from '../wal/errors.js';
+import { catchUpQueueBytesMax, recordsMessageBytesMax } from './limits.js';
+import type { NodeContext } from './context.js';
+import type { PeerLink } from './links.js';
+import type { MessageOf, PeerState } from './protocol.js';
+
+interface ReplicaProgress {
+  link: PeerLink | undefined;
+  /** Highest LSN sent on the active link. */
+  sentLsn: number;
+  /** Highest LSN the backup acknowledged; never above `sentLsn`. */
+  ackedLsn: number;
+  durableLsn: number;
+  mode: 'catchup' | 'live';
+  /** LSN at which the backup switched to the live stream; in sync once acknowledged. */
+  liveLsn: number | undefined;
+  inSync: boolean;
+  pumping: boolean;
+  /** The node that joined (agreed on where the logs meet); only it may be resumed on a spare link. */
+  backupNodeId: string | undefined;
+}
+
+export class PrimarySender {
+  private replica: ReplicaProgress = newReplica(0);
+  /** Committing without a backup: forced at start, or by `onReplicaLost: 'continue'`. */
+  private aloneValue = false;
+  private replicaLostAtMs: number | undefined;
+  private replicaUnavailableValue = false;
+
+  constructor(private readonly context: NodeContext) {}
+
+  /** This node became primary: no backup yet. */
+  begin(alone: boolean): void {
+    this.aloneValue = alone;
+    this.replica = newReplica(0);
+    this.replicaUnavailableValue = false;
+    this.replicaLostAtMs = alone ? undefined : this.context.clock.monotonicMs();
+  }
+
+  /** This node stepped down: whatever it was sending stops (the pump sees a new replica). */
+  stop(lastLsn: number): void {
+    this.aloneValue = false;
+    this.replica = newReplica(lastLsn);
+  }
+
+  get alone(): boolean {
+    return this.aloneValue;
+  }
+
+  get inSync(): boolean {
+    return this.replica.inSync;
+  }
+
+  get ackedLsn(): number {
+    return this.replica.ackedLsn;
+  }
+
+  get durableLsn(): number {
+    return this.replica.durableLsn;
+  }
+
+  /** Past `replicaTimeoutMs` without a backup under `onReplicaLost: 'fail'`. */
+  get replicaUnavailable(): boolean {
+    return this.replicaUnavailableValue;
+  }
+
+  /** `join` from a backup (this node is primary): agree where the logs meet, then send. */
+  onJoin(link: PeerLink, join: MessageOf<'join'>): void {
+    const store = this.context.store;
+    const agreed = Math.min(join.lastLsn, store.endOfEpoch(join.lastEpoch), store.nextLsn - 1);
+    this.replica = { ...newReplica(agreed), link, backupNodeId: link.state?.nodeId };
+    link.connection.send({ t: 'truncate', afterLsn: agreed, epoch: this.context.epoch });
+    this.context.log(`backup joined at LSN ${join.lastLsn} (epoch ${join.lastEpoch}); logs agree up to ${agreed}`);
+    void this.pump();
+  }
+
+  /** Sends from the WAL until the backup has everything written, then switches it to live. */
+  private async pump(): Promise<void> {
+    const replica = this.replica;
+    if (replica.pumping) return;
+    replica.pumping = true;
+    try {
+      while (replica === this.replica && replica.mode === 'catchup' && replica.link !== undefined && !this.context.closed) {
+        const link = replica.link;
+        if (link.connection.closed) return;
+        const lastLsn = this.context.store.lastLsn;
+        if (replica.sentLsn >= lastLsn) {
+          replica.mode = 'live';
+          replica.liveLsn = replica.sentLsn;
+          link.connection.send({ t: 'live', epoch: this.context.epoch, lsn: replica.sentLsn });
+          return;
+        }
+        this.sendFromLog(replica, link, lastLsn);
+        // A slow backup holds the pump, not the primary's memory: wait for its link to drain.
+        if (link.connection.bufferedBytes > catchUpQueueBytesMax) await link.connection.whenDrained();
+        else await new Promise<void>((resolve) => this.context.clock.setImmediate(resolve));
+      }
+    } finally {
+      replica.pumping = false;
+    }
+  }
+
+  /** Sends `records` read back from the WAL up to `lastLsn`, or until the link's queue is full. */
+  private sendFromLog(replica: ReplicaProgress, link: PeerLink, lastLsn: number): void {
+    const epoch = this.context.epoch;
+    let frames: Uint8Array[] = [];
+    let bytes = 0;
+    let firstLsn = replica.sentLsn + 1;
+    for (const record of this.context.store.readFrames(replica.sentLsn + 1, lastLsn)) {
+      frames.push(record.frame);
+      bytes += record.frame.length;
+      replica.sentLsn = record.lsn;
+      if (bytes >= recordsMessageBytesMax) {
+        link.connection.send({ t: 'records', epoch, firstLsn, frames });
+        frames = [];
+        bytes = 0;
+        firstLsn = record.lsn + 1;
+        if (link.connection.bufferedBytes > catchUpQueueBytesMax) break;
+      }
+    }
+    if (frames.length > 0) link.connection.send({ t: 'records', epoch, firstLsn, frames });
+  }
+
+  /**
+   * Live path: the WAL calls this with each batch once it is written and its fdatasync has
+   * started (on a worker thread).
+   */
+  onBatch(frames: readonly Buffer[], firstLsn: number): void {
+    const replica = this.replica;
+    if (this.context.role !== 'primary' || replica.mode !== 'live' || replica.link === undefined) return;
+    if (firstLsn !== replica.sentLsn + 1) {
+      // Should not happen; fall back to reading from the WAL.
+      replica.mode = 'catchup';
+      void this.pump();
+      return;
+    }
+    let start = 0;
+    let bytes = 0;
+    for (let index = 0; index < frames.length; index++) {
+      bytes += frames[index]!.length;
+      if (bytes >= recordsMessageBytesMax || index === frames.length - 1) {
+        replica.link.connection.send({
+          t: 'records',
+          epoch: this.context.epoch,
+          firstLsn: firstLsn + start,
+          frames: frames.slice(start, index + 1),
+        });
+        start = index + 1;
+        bytes = 0;
+      }
+    }
+    replica.sentLsn = firstLsn + frames.length - 1;
+    // Send now, not at the end of the tick, so the backup's round trip overlaps that sync.
+    replica.link.connection.flush();
+  }
+
+  onAck(link: PeerLink, ack: MessageOf<'ack'>): void {
+    const replica = this.replica;
+    if (this.context.role !== 'primary' || replica.link === undefined) return;
+    if (ack.receivedLsn > replica.ackedLsn) replica.ackedLsn = Math.min(ack.receivedLsn, replica.sentLsn);
+    replica.durableLsn = Math.max(replica.durableLsn, ack.durableLsn);
+    assert(replica.ackedLsn <= replica.sentLsn, `acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
+    if (!replica.inSync && replica.liveLsn !== undefined && replica.ackedLsn >= replica.liveLsn) {
+      replica.inSync = true;
+      this.replicaLostAtMs = undefined;
+      this.replicaUnavailableValue = false;
+      if (this.aloneValue) this.context.log(`backup ${link.state?.nodeId ?? link.connection.remote} is in sync; no longer alone`);
+      this.aloneValue = false;
+    }
+    this.context.store.releaseMore();
+  }
+
+  /** How far commits may be released to clients. */
+  releaseLimit(): number {
+    // Not primary: only replicated records are pending, and they apply once written.
+    if (this.context.role !== 'primary' || this.aloneValue) return Number.MAX_SAFE_INTEGER;
+    return this.replica.ackedLsn;
+  }
+
+  onLinkClosed(link: PeerLink): void {
+    if (this.context.role === 'primary' && link === this.replica.link) this.switchLink();
+  }
+
+  /**
+   * The active link failed before this spare link had told us it reaches our backup: the backup
+   * still follows us over it and will not join again, so resume replication on it.
+   */
+  onSpareLinkState(link: PeerLink, peer: PeerState): void {
+    if (
+      peer.role === 'backup' &&
+      peer.epoch === this.context.epoch &&
+      peer.nodeId === this.replica.backupNodeId &&
+      this.replica.link === undefined &&
+      !link.connection.closed
+    ) {
+      this.switchLink();
+    }
+  }
+
+  /** The active link failed: resend what is unacknowledged on another link, or note the loss. */
+  private switchLink(): void {
+    const replica = this.replica;
+    const links = [...this.context.links];
+    const next = links.find((candidate) => candidate.state?.role === 'backup' && !candidate.connection.closed);
+    if (next === undefined) {
+      replica.link = undefined;
+      // No link reaches the backup: it is not in sync any more (status, and the peer state,
+      // must not report a healthy pair); a rejoin starts a fresh replica.
+      replica.inSync = false;
+      this.replicaLostAtMs ??= this.context.clock.monotonicMs();
+      const others = links.map((candidate) => `${candidate.state?.role ?? 'unknown'}${candidate.connection.closed ? ' (closed)' : ''}`);
+      this.context.log(`lost the backup (other peer links: ${others.length === 0 ? 'none' : others.join(', ')})`);
+      return;
+    }
+    replica.link = next;
+    replica.sentLsn = replica.ackedLsn;
+    replica.mode = 'catchup';
+    this.context.log(`replication moves to another link; resending from LSN ${replica.ackedLsn + 1}`);
+    void this.pump();
+  }
+
+  /** Heartbeat tick of a primary: apply `onReplicaLost` once the backup is gone long enough. */
+  checkReplicaLost(nowMs: number): void {
+    if (this.context.role !== 'primary' || this.aloneValue || this.replica.link !== undefined) return;
+    this.replicaLostAtMs ??= nowMs;
+    if (!this.replicaUnavailableValue && nowMs - this.replicaLostAtMs >= this.context.options.replicaTimeoutMs) this.onReplicaLost();
+  }
+
+  private onReplicaLost(): void {
+    const store = this.context.store;
+    if (this.context.options.onReplicaLost === 'continue') {
+      this.aloneValue = true;
+      this.context.log('no backup for replicaTimeoutMs: continuing ALONE (onReplicaLost: continue; unsafe under a partition)');
+      store.releaseMore();
+      return;
+    }
+    this.replicaUnavailableValue = true;
+    this.context.log('no backup for replicaTimeoutMs: failing writes with REPLICA_UNAVAILABLE until a backup is in sync');
+    store.failUnreleased(
+      txlogError('REPLICA_UNAVAILABLE', 'no backup acknowledged this commit in time; its outcome is unknown, resend the same request id'),
+    );
+  }
+}
+
+function newReplica(agreedLsn: number): ReplicaProgress {
+  return {
+    link: undefined,
+    sentLsn: agreedLsn,
+    ackedLsn: agreedLsn,
+    durableLsn: 0,
+    mode: 'catchup',
+    liveLsn: undefined,
+    inSync: false,
+    pumping: false,
+    backupNodeId: undefined,
+  };
+}

@@ -1,0 +1,71 @@
+/** What a node reports about itself (`status`, over the network and in `txlog status`). */
+import type { Divergence } from '../engine/replay.js';
+import type { DeterminismCheck } from './determinism.js';
+import type { ReplicatedStore } from './engine-port.js';
+import type { Role } from './protocol.js';
+import type { BackupReceiver } from './receiver.js';
+import type { PrimarySender } from './sender.js';
+
+export interface NodeStatus {
+  nodeId: string;
+  role: Role;
+  epoch: number;
+  lastLsn: number;
+  appliedLsn: number;
+  /** Primary: no backup in sync (serving alone, or holding/failing writes per policy). */
+  alone: boolean;
+  /** Primary: a backup is in sync and acknowledging. Backup: caught up with its primary. */
+  inSync: boolean;
+  /** Primary: records its backup has not acknowledged yet. */
+  backupLagRecords: number;
+  replicaAckedLsn: number;
+  replicaDurableLsn: number;
+  /** Primary whose backup is gone past replicaTimeoutMs under onReplicaLost 'fail'. */
+  replicaUnavailable: boolean;
+  peerLinks: number;
+  clients: number;
+  checkedCommits: number;
+  skippedChecks: number;
+  determinismViolations: number;
+  lastViolation: Divergence | undefined;
+  addresses: string[];
+}
+
+/** The parts of a node its status is read from. */
+export interface StatusSources {
+  nodeId: string;
+  role: Role;
+  epoch: number;
+  store: ReplicatedStore;
+  sender: PrimarySender;
+  receiver: BackupReceiver;
+  determinism: DeterminismCheck;
+  peerLinks: number;
+  clients: number;
+  addresses: string[];
+}
+
+export function statusOf(sources: StatusSources): NodeStatus {
+  const { store, sender, receiver, determinism } = sources;
+  const isPrimary = sources.role === 'primary';
+  return {
+    nodeId: sources.nodeId,
+    role: sources.role,
+    epoch: sources.epoch,
+    lastLsn: store.lastLsn,
+    appliedLsn: store.appliedLsn,
+    alone: isPrimary && (sender.alone || !sender.inSync),
+    inSync: isPrimary ? sender.inSync : receiver.inSync,
+    backupLagRecords: isPrimary ? Math.max(0, store.lastLsn - sender.ackedLsn) : 0,
+    replicaAckedLsn: sender.ackedLsn,
+    replicaDurableLsn: sender.durableLsn,
+    replicaUnavailable: sender.replicaUnavailable,
+    peerLinks: sources.peerLinks,
+    clients: sources.clients,
+    checkedCommits: determinism.checkedCommits,
+    skippedChecks: determinism.skippedChecks,
+    determinismViolations: determinism.determinismViolations,
+    lastViolation: determinism.lastViolation,
+    addresses: sources.addresses,
+  };
+}
