@@ -190,8 +190,23 @@ export class TxlogNode {
       this.followPrimary(link, peer);
       return;
     }
-    const undecided = this.state.role === 'waiting' || (this.state.role === 'backup' && !this.primaryAlive());
-    if (undecided && peer.role !== 'primary' && this.winsAgainst(peer)) {
+    if (peer.role === 'primary') return;
+    if (this.state.role === 'backup') {
+      // The peer we followed is back but not primary (it restarted or stepped down). Stop
+      // following it and decide afresh, both of us waiting. Deciding while still a backup would
+      // race our own promotion: a client could make us promote alone at the very moment the
+      // peer, taking our state for "not primary", begins the same epoch number with another
+      // history (found by the simulator: two epoch-3 primaries, then an acknowledged commit cut).
+      if (this.primaryAlive()) return;
+      this.state.log(`peer ${peer.nodeId} is back as ${peer.role}; no longer following, deciding who leads`);
+      this.receiver.stop();
+      this.state.changeRole('waiting');
+      this.peers.broadcastState();
+      return;
+    }
+    // Only two waiting nodes decide, and both compute the same answer. A peer that is still a
+    // backup may yet promote itself alone; it will tell us when it waits or leads.
+    if (this.state.role === 'waiting' && peer.role === 'waiting' && this.winsAgainst(peer)) {
       void this.becomePrimary(false);
     }
   }
@@ -297,6 +312,16 @@ export class TxlogNode {
     const now = this.nowMs();
     this.peers.heartbeat(now, this.state.epoch, this.port.lastLsn);
     this.sender.checkReplicaLost(now);
+    // A backup whose primary went silent while its peer's last word was "not primary" decides
+    // again now: nothing else would wake it until a client asks it to promote.
+    if (this.state.role === 'backup' && !this.primaryAlive()) {
+      for (const link of [...this.peers.links]) {
+        if (link.state !== undefined && link.state.role !== 'primary' && !link.connection.closed) {
+          this.onPeerState(link, link.state);
+          break;
+        }
+      }
+    }
   }
 
   // ---------------------------------------------------------------- status and closing

@@ -1,0 +1,381 @@
+/**
+ * Two simulated machines running the real `TxlogNode` pair (unmodified: disk, clock, randomness
+ * and network reach it only through its seams), clients that resend with the same request ids,
+ * the outside gateway, and a fault schedule drawn from the seed: either node is killed (with or
+ * without its machine) and restarted, the link between the nodes is partitioned and heals, a
+ * node is paused as by SIGSTOP and resumed late, links are slow, disks fail and stall.
+ *
+ * Checked while it runs: the gateway is never called again for a key whose journaled result a
+ * handler saw. Checked once the faults stop and the pair settles: every acknowledged transaction
+ * is in the primary's state exactly once and none twice; every event a client read is there;
+ * both logs are identical record for record and both states equal; the backup found no
+ * determinism violation; every acknowledged request resent gets the reply it first got.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { replicationHooksOf } from '../../engine/replication-hooks.js';
+import { Client } from '../../replication/client.js';
+import { startNode, type TxlogNode } from '../../replication/node.js';
+import { TxlogError } from '../../wal/errors.js';
+import type { Platform, Random } from '../../wal/platform.js';
+import { seededRandom, type SeededRandom } from '../helpers/random.js';
+import { Gateway, InvariantViolation, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, depositArgs, sleep, splitTag, tagCounts, accountCount } from './bank.js';
+import { SimDisk, noDiskFaults } from './disk.js';
+import type { SeedSummary } from './embedded-world.js';
+import { SimNetwork, type SimProcess } from './network.js';
+import { Scheduler, type ProcessClock } from './scheduler.js';
+
+interface NodeIncarnation {
+  number: number;
+  machine: MachineName;
+  alive: boolean;
+  clock: ProcessClock;
+  process: SimProcess;
+  stateRoot: string;
+  node: TxlogNode | undefined;
+}
+
+type MachineName = 'a' | 'b';
+const addressOf: Record<MachineName, string> = { a: '127.0.0.1:7001', b: '127.0.0.1:7002' };
+const peerOf: Record<MachineName, MachineName> = { a: 'b', b: 'a' };
+
+export async function runPairSeed(seed: number, options: { durationMs?: number } = {}): Promise<SeedSummary> {
+  const world = new PairWorld(seed, options.durationMs ?? 3000);
+  try {
+    return await world.run();
+  } finally {
+    world.cleanUp();
+  }
+}
+
+class PairWorld {
+  private readonly scheduler = new Scheduler();
+  private readonly random: SeededRandom;
+  private readonly network: SimNetwork;
+  private readonly disks: Record<MachineName, SimDisk>;
+  private readonly nodes: Record<MachineName, NodeIncarnation | undefined> = { a: undefined, b: undefined };
+  private readonly tempRoot = mkdtempSync(path.join(simulationTempRoot(), 'txlog-sim-pair-'));
+  private readonly gateway: Gateway;
+  private readonly acknowledged = new Map<string, unknown>();
+  private readonly observedTags = new Set<string>();
+  private readonly counts = { crashes: 0, machineCrashes: 0, restarts: 0, storeFailures: 0, failovers: 0, partitions: 0 };
+  private incarnations = 0;
+  private faultsOn = true;
+  /** The first broken invariant: thrown where it is found, and again by the run loop. */
+  private violation: InvariantViolation | undefined;
+  private clientsDone = 0;
+  private readonly clientCount: number;
+
+  constructor(
+    private readonly seed: number,
+    private readonly durationMs: number,
+  ) {
+    this.random = seededRandom(seed);
+    this.network = new SimNetwork(this.scheduler, seededRandom(this.random.integer(0, 2 ** 32 - 1)));
+    this.disks = {
+      a: new SimDisk(seededRandom(this.random.integer(0, 2 ** 32 - 1)), 'a'),
+      b: new SimDisk(seededRandom(this.random.integer(0, 2 ** 32 - 1)), 'b'),
+    };
+    for (const disk of Object.values(this.disks)) {
+      disk.faults = { syncFailure: this.random.float() < 0.7 ? 0 : this.random.float() * 0.002, writeFailure: 0, slowSync: this.random.float() * 0.2 };
+    }
+    this.network.latencyMs.slowChance = this.random.float() * 0.05;
+    this.gateway = new Gateway(this.random, (invariant, message) => this.fail(invariant, message));
+    this.clientCount = this.random.integer(1, 4);
+  }
+
+  async run(): Promise<SeedSummary> {
+    this.scheduler.note(`seed ${this.seed}: ${this.clientCount} clients`);
+    this.scheduler.schedule(0, () => void this.startNode('a'));
+    this.scheduler.schedule(0, () => void this.startNode('b'));
+    this.scheduleFault();
+    for (let client = 0; client < this.clientCount; client++) this.scheduler.schedule(this.random.integer(5, 50), () => void this.client(client));
+    this.scheduler.schedule(this.durationMs, () => (this.faultsOn = false));
+    const settled = await this.scheduler.runUntil(() => this.violation !== undefined || (!this.faultsOn && this.clientsDone === this.clientCount), this.durationMs * 40);
+    if (this.violation !== undefined) throw this.violation;
+    if (!settled || this.clientsDone < this.clientCount) this.fail('progress', `clients finished ${this.clientsDone} of ${this.clientCount} by virtual ${Math.round(this.scheduler.nowMs)} ms`);
+    await this.settle();
+    await this.finalCheck();
+    return {
+      seed: this.seed,
+      steps: this.scheduler.steps,
+      simulatedMs: Math.round(this.scheduler.nowMs),
+      ...this.counts,
+      acknowledged: this.acknowledged.size,
+      diskFaults: { ...this.disks.a.injected },
+      traceHash: this.scheduler.traceHash(),
+    };
+  }
+
+  cleanUp(): void {
+    closeLmdbUnder(this.tempRoot);
+    rmSync(this.tempRoot, { recursive: true, force: true });
+  }
+
+  // ------------------------------------------------------------------ nodes
+
+  private async startNode(machine: MachineName): Promise<void> {
+    const number = ++this.incarnations;
+    const clock = this.scheduler.clockOf(`${machine}${number}`);
+    const process: SimProcess = { machine, clock };
+    const stateRoot = path.join(this.tempRoot, `${machine}-${number}`);
+    const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined };
+    this.nodes[machine] = incarnation;
+    const random: Random = { float: () => this.random.float(), bytes: (count) => this.random.bytes(count) };
+    const platform: Platform = { fileSystem: this.disks[machine].fileSystemFor(clock, stateRoot), clock, random };
+    try {
+      const node = await startNode({
+        dir: stateRoot,
+        listen: addressOf[machine],
+        peers: [addressOf[peerOf[machine]]],
+        role: machine === 'a' ? 'primary' : 'backup',
+        nodeId: machine.toUpperCase(),
+        service: this.gateway.service(incarnation),
+        fsync: 'always',
+        segmentBytes: 64 * 1024,
+        preallocate: false,
+        stateMapBytes: 64 * 1024 * 1024,
+        heartbeatIntervalMs: 20,
+        heartbeatTimeoutMs: 150,
+        replicaTimeoutMs: 300,
+        connectTimeoutMs: 100,
+        network: this.network.networkFor(process),
+        platform,
+        log: (message) => this.onNodeLog(incarnation, message),
+      });
+      if (!incarnation.alive) return;
+      incarnation.node = node;
+      void node.whenClosed.then(() => {
+        // The node closed itself (its disk failed): the operator restarts it.
+        if (incarnation.alive && this.nodes[machine] === incarnation) {
+          this.counts.storeFailures += 1;
+          this.kill(machine, false);
+        }
+      });
+    } catch (error) {
+      if (!incarnation.alive) return;
+      this.scheduler.note(`${machine}${number} failed to start: ${String(error)}`);
+      this.counts.storeFailures += 1;
+      this.kill(machine, false);
+    }
+  }
+
+  private onNodeLog(incarnation: NodeIncarnation, message: string): void {
+    if (!incarnation.alive) return;
+    this.scheduler.note(`[${incarnation.machine}${incarnation.number}] ${message}`);
+    const promoted = /becoming primary with epoch (\d+)/.exec(message);
+    if (promoted !== null && Number(promoted[1]) > 1) this.counts.failovers += 1;
+  }
+
+  /** SIGKILL of a node (with `machine`, a power loss too); it restarts a little later. */
+  private kill(machine: MachineName, withMachine: boolean): void {
+    const incarnation = this.nodes[machine];
+    if (incarnation === undefined || !incarnation.alive) return;
+    incarnation.alive = false;
+    incarnation.clock.kill();
+    this.network.killProcess(incarnation.process);
+    this.counts.crashes += 1;
+    if (withMachine) {
+      this.counts.machineCrashes += 1;
+      this.disks[machine].crash();
+    } else {
+      this.disks[machine].processCrash();
+    }
+    this.scheduler.note(`kill ${machine}${incarnation.number}${withMachine ? ' with its machine' : ''}`);
+    closeLmdbUnder(incarnation.stateRoot);
+    this.nodes[machine] = undefined;
+    this.scheduler.schedule(this.random.integer(5, 120), () => {
+      this.counts.restarts += 1;
+      void this.startNode(machine);
+    });
+  }
+
+  private scheduleFault(): void {
+    this.scheduler.schedule(this.random.integer(20, 200), () => {
+      if (!this.faultsOn) return;
+      const roll = this.random.float();
+      const target = this.primaryMachine() ?? (this.random.float() < 0.5 ? 'a' : 'b');
+      const victim: MachineName = this.random.float() < 0.85 ? target : peerOf[target];
+      if (roll < 0.7) {
+        this.kill(victim, this.random.float() < 0.3);
+      } else if (roll < 0.8 && !this.network.isCut('a', 'b')) {
+        this.counts.partitions += 1;
+        this.scheduler.note('partition a|b');
+        this.network.partition('a', 'b');
+        this.scheduler.schedule(this.random.integer(50, 600), () => {
+          this.scheduler.note('heal a|b');
+          this.network.heal('a', 'b');
+        });
+      } else {
+        const incarnation = this.nodes[victim];
+        if (incarnation !== undefined && !incarnation.clock.paused) {
+          this.scheduler.note(`pause ${victim}${incarnation.number}`);
+          incarnation.clock.pause();
+          this.scheduler.schedule(this.random.integer(50, 800), () => {
+            this.scheduler.note(`resume ${victim}${incarnation.number}`);
+            incarnation.clock.resume();
+          });
+        }
+      }
+      this.scheduleFault();
+    });
+  }
+
+  private primaryMachine(): MachineName | undefined {
+    for (const machine of ['a', 'b'] as const) {
+      const node = this.nodes[machine]?.node;
+      if (node !== undefined && node.status().role === 'primary') return machine;
+    }
+    return undefined;
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  private clientPlatform(name: string): { platform: Platform; process: SimProcess } {
+    const clock = this.scheduler.clockOf(name);
+    const random: Random = { float: () => this.random.float(), bytes: (count) => this.random.bytes(count) };
+    return { platform: { fileSystem: this.disks.a.fileSystemFor(clock, '/unused'), clock, random }, process: { machine: 'c', clock } };
+  }
+
+  private newClient(clientId: string, firstRequestId: number): Client {
+    const { platform, process } = this.clientPlatform(`client-${clientId}-${firstRequestId}`);
+    return new Client({
+      servers: [addressOf.a, addressOf.b],
+      clientId,
+      firstRequestId,
+      deadlineMs: 1500,
+      connectTimeoutMs: 100,
+      network: this.network.networkFor(process),
+      platform,
+    });
+  }
+
+  private async client(index: number): Promise<void> {
+    const clientId = `client-${index}`;
+    const requests = this.random.integer(8, 30);
+    let client: Client | undefined;
+    for (let requestId = 1; requestId <= requests; requestId++) {
+      const args = depositArgs(this.random, clientId, requestId);
+      for (let attempt = 0; ; attempt++) {
+        client ??= this.newClient(clientId, requestId);
+        const outcome = await client.execute('deposit', args).then(
+          (reply) => ({ reply }),
+          (error: unknown) => ({ error }),
+        );
+        if ('reply' in outcome) {
+          this.acknowledged.set(args.tag, outcome.reply);
+          this.scheduler.note(`ack ${args.tag}`);
+          break;
+        }
+        const error = outcome.error;
+        const code = error instanceof TxlogError ? error.code : String(error);
+        if (code === 'WRONG_EXPECTED_VERSION') {
+          this.acknowledged.set(args.tag, { error: code });
+          break;
+        }
+        this.scheduler.note(`attempt ${attempt} of ${args.tag}: ${code}`);
+        if (!(error instanceof TxlogError) || (!error.retryable && !error.outcomeUnknown)) {
+          this.fail('unexpected-error', `${args.tag} failed with ${code}: ${String(error)}`);
+        }
+        // Outcome unknown: a new client session resends the same request id.
+        await client.close();
+        client = undefined;
+        await sleep(this.scheduler, this.random.integer(1, 50));
+      }
+      if (this.random.float() < 0.1) await this.readSome(client!);
+      await sleep(this.scheduler, this.random.float() * 10);
+    }
+    await client?.close();
+    this.clientsDone += 1;
+  }
+
+  private async readSome(client: Client): Promise<void> {
+    try {
+      const slice = await client.readStream(`account-${this.random.integer(0, accountCount - 1)}`);
+      for (const event of slice.events) this.observedTags.add((event.data as { tag: string }).tag);
+    } catch {
+      // Nothing shown.
+    }
+  }
+
+  // ------------------------------------------------------------------ the end
+
+  /** Faults have stopped: heal, start what is down, and wait until both nodes hold the same log. */
+  private async settle(): Promise<void> {
+    this.network.healAll();
+    for (const disk of Object.values(this.disks)) disk.faults = noDiskFaults;
+    for (const machine of ['a', 'b'] as const) {
+      const incarnation = this.nodes[machine];
+      if (incarnation?.clock.paused === true) incarnation.clock.resume();
+    }
+    const synced = deferred();
+    const check = (): void => {
+      const a = this.nodes.a?.node;
+      const b = this.nodes.b?.node;
+      if (a !== undefined && b !== undefined) {
+        const [sa, sb] = [a.status(), b.status()];
+        const primary = sa.role === 'primary' ? sa : sb.role === 'primary' ? sb : undefined;
+        const backup = primary === sa ? sb : sa;
+        if (primary !== undefined && primary.inSync && !primary.alone && backup.appliedLsn === primary.appliedLsn && backup.lastLsn === primary.lastLsn && primary.lastLsn === primary.appliedLsn) {
+          synced.resolve();
+          return;
+        }
+      }
+      this.scheduler.schedule(10, check);
+    };
+    this.scheduler.schedule(0, check);
+    let done = false;
+    void synced.promise.then(() => (done = true));
+    await this.scheduler.runUntil(() => done || this.violation !== undefined, this.scheduler.nowMs + 30_000);
+    if (this.violation !== undefined) throw this.violation;
+    if (!done) this.fail('settle', 'the pair did not settle with identical logs within 30 s of virtual time after the faults stopped');
+  }
+
+  private async finalCheck(): Promise<void> {
+    const fail = (invariant: string, message: string): never => this.fail(invariant, message);
+    const a = this.nodes.a!.node!;
+    const b = this.nodes.b!.node!;
+    const primary = a.status().role === 'primary' ? a : b;
+    const counts = await tagCounts((fromPosition) => primary.store.readAll({ fromPosition, maxCount: 4096 }));
+    checkTagCounts(counts, this.acknowledged, this.observedTags, fail);
+    const framesOf = (node: TxlogNode): string[] => [...replicationHooksOf(node.store).readRecords(1)].map((record) => record.frame.toString('base64'));
+    const [framesA, framesB] = [framesOf(a), framesOf(b)];
+    if (framesA.length !== framesB.length || framesA.some((frame, index) => frame !== framesB[index])) {
+      fail('logs-differ', `the two logs differ (${framesA.length} and ${framesB.length} records)`);
+    }
+    if (JSON.stringify(a.store.dumpState()) !== JSON.stringify(b.store.dumpState())) fail('states-differ', 'the two states differ');
+    for (const node of [a, b]) {
+      const status = node.status();
+      if (status.determinismViolations !== 0) fail('determinism', `${status.nodeId} counted ${status.determinismViolations} violations: ${JSON.stringify(status.lastViolation)}`);
+    }
+    await this.resendAll();
+  }
+
+  private async resendAll(): Promise<void> {
+    let done = false;
+    const resend = async (): Promise<void> => {
+      for (const [tag, first] of this.acknowledged) {
+        const [clientId, requestId] = splitTag(tag);
+        const client = this.newClient(clientId, requestId);
+        const again = await client.execute('deposit', {}).then(
+          (reply) => reply,
+          (error: unknown) => ({ error: error instanceof TxlogError ? error.code : String(error) }),
+        );
+        await client.close();
+        if (JSON.stringify(again) !== JSON.stringify(first)) this.fail('reply-changed', `${tag} first got ${JSON.stringify(first)}, its resend ${JSON.stringify(again)}`);
+      }
+      done = true;
+    };
+    let failure: unknown;
+    this.scheduler.schedule(0, () => void resend().catch((error: unknown) => (failure = error)));
+    await this.scheduler.runUntil(() => done || failure !== undefined || this.violation !== undefined, this.scheduler.nowMs + 60_000);
+    if (this.violation !== undefined) throw this.violation;
+    if (failure !== undefined) throw failure;
+    if (!done) this.fail('progress', 'resending the acknowledged requests did not finish');
+  }
+
+  private fail(invariant: string, message: string): never {
+    this.violation ??= new InvariantViolation(invariant, `seed ${this.seed}: ${message}`, this.scheduler.lastTraceLines());
+    throw this.violation;
+  }
+}
