@@ -147,7 +147,7 @@ export class TxlogNode {
   private onPeerMessage(link: PeerLink, message: Message): void {
     link.lastHeardMs = this.nowMs();
     // Fencing: replication from a primary of an older epoch is refused outright.
-    const fromPrimary = message.t === 'records' || message.t === 'truncate' || message.t === 'live';
+    const fromPrimary = message.t === 'records' || message.t === 'truncate' || message.t === 'live' || message.t === 'synced';
     if (fromPrimary && message.epoch < this.state.epoch) {
       link.connection.reject(txlogError('STALE_EPOCH', `epoch ${message.epoch} is below ${this.state.epoch}`));
       return;
@@ -171,6 +171,7 @@ export class TxlogNode {
       case 'truncate':
       case 'records':
       case 'live':
+      case 'synced':
         this.receiver.onReplicationMessage(link, message);
         return;
       default:

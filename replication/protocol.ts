@@ -16,7 +16,7 @@ import { assert } from '../wal/assert.js';
 import { txlogError, type SerializedError } from '../wal/errors.js';
 import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax, readWaitMsMax } from './limits.js';
 
-export const protocolVersion = 1;
+export const protocolVersion = 2;
 export const nonceBytes = 32;
 assert(nonceBytes <= handshakeFieldBytesMax, 'a nonce must fit in a handshake field');
 
@@ -103,8 +103,13 @@ export type Message =
   | { t: 'records'; epoch: number; firstLsn: number; frames: Uint8Array[] }
   | { t: 'ack'; epoch: number; receivedLsn: number; durableLsn: number }
   | { t: 'heartbeat'; epoch: number; lastLsn: number }
-  /** Primary to backup: from `lsn` on you get the live stream; holding `lsn` makes you in sync. */
-  | { t: 'live'; epoch: number; lsn: number };
+  /** Primary to backup: from `lsn` on you get the live stream. */
+  | { t: 'live'; epoch: number; lsn: number }
+  /**
+   * Primary to backup: from here on every commit I release waits for your acknowledgement (I no
+   * longer commit alone); holding `lsn` makes you in sync, and so able to take over.
+   */
+  | { t: 'synced'; epoch: number; lsn: number };
 
 /** The message of type `T`. */
 export type MessageOf<T extends Message['t']> = Extract<Message, { t: T }>;
@@ -257,8 +262,9 @@ export function parseMessage(body: Buffer): Message {
         lastLsn: field(decoded, 'lastLsn', isCount, 'a count'),
       };
     case 'live':
+    case 'synced':
       return {
-        t: 'live',
+        t: type,
         epoch: field(decoded, 'epoch', isCount, 'a count'),
         lsn: field(decoded, 'lsn', isCount, 'a count'),
       };

@@ -20,6 +20,8 @@ export class BackupReceiver {
   /** The current primary answered our join (truncate): its records may be taken from here on. */
   private joinedPrimary = false;
   private liveLsnFromPrimary: number | undefined;
+  /** Where the primary said it stopped committing alone (`synced`); holding it makes this node in sync. */
+  private syncedLsnFromPrimary: number | undefined;
   /** A cut of the log (a truncate, or dropping an unreleased tail) in progress. */
   private truncating: Promise<void> | undefined;
   /** Replication messages waiting for a cut of the log to finish. */
@@ -60,6 +62,7 @@ export class BackupReceiver {
     this.primaryLinkValue = link;
     this.inSyncValue = false;
     this.liveLsnFromPrimary = undefined;
+    this.syncedLsnFromPrimary = undefined;
     this.joinedPrimary = false;
     this.context.log(`following primary ${peer.nodeId} (epoch ${peer.epoch})`);
     void this.sendJoin(link);
@@ -97,7 +100,7 @@ export class BackupReceiver {
   }
 
   /** `truncate`, `records` or `live` from a primary whose epoch passed the fencing check. */
-  onReplicationMessage(link: PeerLink, message: MessageOf<'truncate' | 'records' | 'live'>): void {
+  onReplicationMessage(link: PeerLink, message: MessageOf<'truncate' | 'records' | 'live' | 'synced'>): void {
     if (this.context.role !== 'backup') return;
     if (this.truncating !== undefined) {
       // A cut is short; a primary that keeps sending meanwhile gets its link dropped, not an
@@ -127,6 +130,13 @@ export class BackupReceiver {
       case 'live':
         if (!this.joinedPrimary) return; // Not ours yet: a live marker before the join means nothing.
         this.liveLsnFromPrimary = message.lsn;
+        return;
+      case 'synced':
+        // Only the primary knows when it stopped committing alone: until then it may release
+        // commits this node lacks, so reaching the live marker is not enough to take over
+        // (found by the simulator: a promoted backup and a still-alone primary both acknowledged).
+        if (!this.joinedPrimary || this.liveLsnFromPrimary === undefined) return;
+        this.syncedLsnFromPrimary = message.lsn;
         this.checkInSync();
         return;
     }
@@ -180,7 +190,7 @@ export class BackupReceiver {
   }
 
   private checkInSync(): void {
-    if (!this.inSyncValue && this.liveLsnFromPrimary !== undefined && this.receivedLsn >= this.liveLsnFromPrimary) {
+    if (!this.inSyncValue && this.syncedLsnFromPrimary !== undefined && this.receivedLsn >= this.syncedLsnFromPrimary) {
       this.inSyncValue = true;
       this.context.log(`in sync with the primary at LSN ${this.receivedLsn}`);
     }

@@ -176,6 +176,9 @@ export class PrimarySender {
       this.replicaUnavailableValue = false;
       if (this.aloneValue) this.context.log(`backup ${link.state?.nodeId ?? link.connection.remote} is in sync; no longer alone`);
       this.aloneValue = false;
+      // After every record sent so far (the link keeps order), so the backup holds all that was
+      // released alone before it counts itself in sync.
+      link.connection.send({ t: 'synced', epoch: this.context.epoch, lsn: replica.sentLsn });
     }
     this.context.store.releaseMore();
   }

@@ -106,6 +106,11 @@ export function recover(options: ResolvedWalOptions): OpenedState {
       lastEpoch = epochOfLastRecord(options, segments[segments.length - 2]!);
     }
     keepOpen = !options.readOnly;
+    // The tail may hold records a process that died wrote but never synced: they are in the
+    // page cache only. Make them durable before anything follows them, or a machine crash
+    // could later drop them while records after them (in a newer segment) survive, leaving a
+    // hole that no open gets past (found by the simulator).
+    if (keepOpen && scanned.tail.state === 'clean') fileSystem.fdatasync(fd);
     return {
       segments,
       activeFd: keepOpen ? fd : undefined,

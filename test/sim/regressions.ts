@@ -17,4 +17,20 @@ export const regressionSeeds: RegressionSeed[] = [
       'reading the backup\'s "not primary" state, began epoch 3 too; the promoted one acknowledged commits ' +
       'that were cut when it rejoined the other (replication/node.ts onPeerState: only two waiting nodes decide)',
   },
+  {
+    world: 'embedded',
+    seed: 5001,
+    found:
+      'a hole in the log after a process crash then a machine crash: the new process took the dead one\'s ' +
+      'unsynced tail as durable and wrote on in a new segment; the machine crash dropped the tail but kept ' +
+      'the new segment, and no open got past the gap (wal/segments.ts recover: fdatasync the tail at open)',
+  },
+  {
+    world: 'pair',
+    seed: 1074,
+    found:
+      'a backup counted itself in sync on reaching the live marker while its primary, promoted alone, still ' +
+      'released commits without it; cut off then, the backup promoted and the alone primary\'s acknowledged ' +
+      'commits were lost (protocol 2: the backup is in sync only once the primary says `synced`)',
+  },
 ];
