@@ -91,7 +91,10 @@ class PairWorld {
     this.scheduleFault();
     for (let client = 0; client < this.clientCount; client++) this.scheduler.schedule(this.random.integer(5, 50), () => void this.client(client));
     this.scheduler.schedule(this.durationMs, () => (this.faultsOn = false));
-    const settled = await this.scheduler.runUntil(() => this.violation !== undefined || (!this.faultsOn && this.clientsDone === this.clientCount), this.durationMs * 40);
+    const settled = await this.scheduler.runUntil(
+      () => (this.checkStep(), this.violation !== undefined || (!this.faultsOn && this.clientsDone === this.clientCount)),
+      this.durationMs * 40,
+    );
     if (this.violation !== undefined) throw this.violation;
     if (!settled || this.clientsDone < this.clientCount) this.fail('progress', `clients finished ${this.clientsDone} of ${this.clientCount} by virtual ${Math.round(this.scheduler.nowMs)} ms`);
     await this.settle();
@@ -219,6 +222,20 @@ class PairWorld {
       }
       this.scheduleFault();
     });
+  }
+
+  /**
+   * After every step: two live nodes are never primaries of the same epoch (an epoch names one
+   * history; two of them would be two ackers of one fencing token).
+   */
+  private checkStep(): void {
+    const a = this.nodes.a;
+    const b = this.nodes.b;
+    if (a?.node === undefined || b?.node === undefined || !a.alive || !b.alive) return;
+    const [statusA, statusB] = [a.node.status(), b.node.status()];
+    if (statusA.role === 'primary' && statusB.role === 'primary' && statusA.epoch === statusB.epoch) {
+      this.fail('one-primary-per-epoch', `A and B are both primary with epoch ${statusA.epoch}`);
+    }
   }
 
   private primaryMachine(): MachineName | undefined {
