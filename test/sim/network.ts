@@ -29,6 +29,8 @@ export interface SimProcess {
 export class SimNetwork {
   private readonly listeners = new Map<string, Listener>();
   private readonly cut = new Set<string>();
+  /** Listen addresses cut off: one link of several fails while the others carry on. */
+  private readonly cutAddresses = new Set<string>();
   private readonly open = new Set<SimEnd>();
   /** Latency range of one delivery, in ms; a slow link is drawn now and then. */
   latencyMs = { min: 0.05, max: 0.4, slowChance: 0.01, slowMs: 20 };
@@ -64,12 +66,23 @@ export class SimNetwork {
     }
   }
 
+  /** Cuts the links to one listen address (one of several links between two nodes). */
+  cutAddress(address: string): void {
+    this.cutAddresses.add(address);
+    for (const end of [...this.open]) if (end.listenAddress === address) end.reset();
+  }
+
+  healAddress(address: string): void {
+    this.cutAddresses.delete(address);
+  }
+
   heal(machineA: string, machineB: string): void {
     this.cut.delete(linkKey(machineA, machineB));
   }
 
   healAll(): void {
     this.cut.clear();
+    this.cutAddresses.clear();
   }
 
   isCut(machineA: string, machineB: string): boolean {
@@ -104,15 +117,15 @@ export class SimNetwork {
   }
 
   private connect(dialer: SimProcess, address: string): Transport {
-    const near = new SimEnd(this, dialer, address);
+    const near = new SimEnd(this, dialer, address, address);
     const listener = this.listeners.get(address);
-    const reachable = listener !== undefined && !this.isCut(dialer.machine, listener.process.machine);
+    const reachable = listener !== undefined && !this.isCut(dialer.machine, listener.process.machine) && !this.cutAddresses.has(address);
     if (!reachable) {
       // Refused (or lost in a partition): the dialer hears of it after a round trip.
       this.schedule(this.deliveryDelayMs(0) * 2, () => near.fail(new Error(`ECONNREFUSED ${address}`)), dialer.clock);
       return near;
     }
-    const far = new SimEnd(this, listener.process, `${dialer.machine}:dialer`);
+    const far = new SimEnd(this, listener.process, `${dialer.machine}:dialer`, address);
     near.peer = far;
     far.peer = near;
     this.track(near, true);
@@ -142,6 +155,8 @@ export class SimEnd implements Transport {
     private readonly network: SimNetwork,
     readonly process: SimProcess,
     readonly remoteAddress: string,
+    /** The listen address this connection was made to. */
+    readonly listenAddress: string,
   ) {}
 
   get bufferedBytes(): number {

@@ -37,6 +37,8 @@ interface NodeIncarnation {
 
 type MachineName = 'a' | 'b';
 const addressOf: Record<MachineName, string> = { a: '127.0.0.1:7001', b: '127.0.0.1:7002' };
+/** A second listen address per node: two replication links, so one can fail alone. */
+const secondAddressOf: Record<MachineName, string> = { a: '127.0.0.1:7101', b: '127.0.0.1:7102' };
 const peerOf: Record<MachineName, MachineName> = { a: 'b', b: 'a' };
 
 export async function runPairSeed(seed: number, options: { durationMs?: number } = {}): Promise<SeedSummary> {
@@ -77,7 +79,11 @@ class PairWorld {
       b: new SimDisk(seededRandom(this.random.integer(0, 2 ** 32 - 1)), 'b'),
     };
     for (const disk of Object.values(this.disks)) {
-      disk.faults = { syncFailure: this.random.float() < 0.7 ? 0 : this.random.float() * 0.002, writeFailure: 0, slowSync: this.random.float() * 0.2 };
+      disk.faults = {
+        syncFailure: this.random.float() < 0.7 ? 0 : this.random.float() * 0.002,
+        writeFailure: this.random.float() < 0.7 ? 0 : this.random.float() * 0.002,
+        slowSync: this.random.float() * 0.2,
+      };
     }
     this.network.latencyMs.slowChance = this.random.float() * 0.05;
     this.gateway = new Gateway(this.random, (invariant, message) => this.fail(invariant, message));
@@ -129,8 +135,8 @@ class PairWorld {
     try {
       const node = await startNode({
         dir: stateRoot,
-        listen: addressOf[machine],
-        peers: [addressOf[peerOf[machine]]],
+        listen: [addressOf[machine], secondAddressOf[machine]],
+        peers: [addressOf[peerOf[machine]], secondAddressOf[peerOf[machine]]],
         role: machine === 'a' ? 'primary' : 'backup',
         nodeId: machine.toUpperCase(),
         service: this.gateway.service(incarnation),
@@ -201,7 +207,15 @@ class PairWorld {
       const victim: MachineName = this.random.float() < 0.85 ? target : peerOf[target];
       if (roll < 0.7) {
         this.kill(victim, this.random.float() < 0.3);
-      } else if (roll < 0.8 && !this.network.isCut('a', 'b')) {
+      } else if (roll < 0.75) {
+        const address = this.random.pick([addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b]);
+        this.scheduler.note(`cut link ${address}`);
+        this.network.cutAddress(address);
+        this.scheduler.schedule(this.random.integer(20, 400), () => {
+          this.scheduler.note(`heal link ${address}`);
+          this.network.healAddress(address);
+        });
+      } else if (roll < 0.85 && !this.network.isCut('a', 'b')) {
         this.counts.partitions += 1;
         this.scheduler.note('partition a|b');
         this.network.partition('a', 'b');
