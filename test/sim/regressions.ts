@@ -33,4 +33,12 @@ export const regressionSeeds: RegressionSeed[] = [
       'released commits without it; cut off then, the backup promoted and the alone primary\'s acknowledged ' +
       'commits were lost (protocol 2: the backup is in sync only once the primary says `synced`)',
   },
+  {
+    world: 'pair',
+    seed: 3120,
+    found:
+      'a primary that stepped down opened its release gate while its unreleased tail was still being ' +
+      'dropped (after the WAL settled): a commit its backup never had was applied and answered, then cut ' +
+      '(replication/sender.ts releaseLimit: a waiting node releases nothing)',
+  },
 ];
