@@ -22,6 +22,7 @@
  *      then is the caller answered: a reader never sees a commit that could still be lost.
  */
 import { errorFromSerialized, txlogError, type TxlogError } from '../wal/errors.js';
+import { backupStoreDirectory, type BackupManifest, type BackupOptions } from './backup.js';
 import type { Wal } from '../wal/wal.js';
 import { CommitAssembler } from './commit-assembler.js';
 import { CommitPipeline } from './commit-pipeline.js';
@@ -251,6 +252,21 @@ export class Store {
       }
       await this.pipeline.waitForApply(options.signal);
     }
+  }
+
+  /**
+   * Writes a consistent copy of this store into `outDir` (absent or empty) while it keeps
+   * serving: the state as of one LMDB snapshot and the WAL to its last whole record (see
+   * `backup.ts`). Resolves with the manifest once the copy is complete and durable; opening
+   * `outDir` with `openStore` is the restore.
+   */
+  backup(outDir: string, options: BackupOptions = {}): Promise<BackupManifest> {
+    try {
+      this.pipeline.checkOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return backupStoreDirectory(this.options.dir, outDir, options, this.pipeline.state);
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */

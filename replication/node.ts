@@ -19,6 +19,7 @@
  * acknowledged, read back from its WAL; the backup drops what it already has by LSN.
  */
 import type * as net from 'node:net';
+import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
@@ -858,6 +859,10 @@ export class TxlogNode {
         if (body['maxCount'] !== undefined) options.maxCount = body['maxCount'] as number;
         return this.store.readStream(body['stream'] as string, options);
       }
+      case 'backup':
+        // Any role: the node copies its own store to a path on its own machine (see cli/backup.ts).
+        if (typeof body['out'] !== 'string' || !path.isAbsolute(body['out'])) throw txlogError('BAD_REQUEST', 'backup needs an absolute out path');
+        return this.store.backup(body['out']);
       case 'readAll': {
         await this.servePrimary();
         const options: { fromPosition?: number; maxCount?: number } = {};
