@@ -15,4 +15,5 @@ export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, t
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';
 export { backupStoreDirectory, type BackupOptions, type BackupProgress, type BackupManifest } from './backup.js';
 export { verifyBackup, readManifest } from './backup-manifest.js';
+export { nullMetrics, type StoreMetrics } from './metrics.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';

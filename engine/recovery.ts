@@ -23,6 +23,7 @@ export function openWal(options: ResolvedStoreOptions): Promise<Wal> {
     fsync: options.fsync,
     platform: options.platform,
     log: options.log,
+    metrics: options.metrics,
   };
   if (options.fsyncIntervalMs !== undefined) walOptions.fsyncIntervalMs = options.fsyncIntervalMs;
   if (options.segmentBytes !== undefined) walOptions.segmentBytes = options.segmentBytes;

@@ -21,7 +21,7 @@
  *      and the release gate allows (the backup's acknowledgement, when replicated), and only
  *      then is the caller answered: a reader never sees a commit that could still be lost.
  */
-import { errorFromSerialized, txlogError, type TxlogError } from '../wal/errors.js';
+import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
 import { backupStoreDirectory, type BackupManifest, type BackupOptions } from './backup.js';
 import type { Wal } from '../wal/wal.js';
 import { CommitAssembler } from './commit-assembler.js';
@@ -101,6 +101,11 @@ export class Store {
     return this.pipeline.isClosed;
   }
 
+  /** Client sessions kept with their reply windows (not evicted). */
+  get clientSessions(): number {
+    return this.pipeline.state.sessionTable.liveCount;
+  }
+
   /** The failure that stopped the store (a disk or state write), if any. */
   get failedWith(): TxlogError | undefined {
     return this.pipeline.failedWith;
@@ -135,10 +140,21 @@ export class Store {
         if (key !== undefined) this.inFlight.delete(key);
       });
       if (key !== undefined) this.inFlight.set(key, running);
+      if (this.options.metrics.enabled) this.observeTransaction(running);
       return running;
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  private observeTransaction(running: Promise<unknown>): void {
+    const clock = this.options.platform.clock;
+    const metrics = this.options.metrics;
+    const startedMs = clock.monotonicMs();
+    running.then(
+      () => metrics.transactionFinished((clock.monotonicMs() - startedMs) / 1000, undefined),
+      (error: unknown) => metrics.transactionFinished((clock.monotonicMs() - startedMs) / 1000, error instanceof TxlogError ? error.code : 'HANDLER_FAILED'),
+    );
   }
 
   /** Appends events to one stream (the built-in `append` command). */

@@ -84,6 +84,8 @@ export interface NodeStatus {
   replicaUnavailable: boolean;
   peerLinks: number;
   clients: number;
+  /** Client sessions the store keeps (their reply windows), live in memory. */
+  clientSessions: number;
   checkedCommits: number;
   skippedChecks: number;
   determinismViolations: number;
@@ -434,6 +436,7 @@ export class TxlogNode {
     if (this.role === 'primary') return;
     for (const link of [...this.links]) link.connection.close(txlogError('STALE_EPOCH', 'promoting'));
     this.role = 'waiting';
+    this.store.options.metrics.failover();
     await this.becomePrimary(true);
   }
 
@@ -821,6 +824,7 @@ export class TxlogNode {
       return;
     }
     const coded = error instanceof TxlogError ? error : txlogError('HANDLER_FAILED', String(error));
+    this.store.options.metrics.errorReturned(coded.code);
     const message: Message = { t: 'res', callId, ok: false, error: coded.toJSON(), epoch: this.epoch };
     const hint = this.primaryHint();
     if (coded.code === 'NOT_PRIMARY' && hint !== undefined) message.primary = hint;
@@ -912,6 +916,7 @@ export class TxlogNode {
       replicaUnavailable: this.replicaUnavailable,
       peerLinks: this.links.size,
       clients: this.clients.size,
+      clientSessions: this.store.clientSessions,
       checkedCommits: this.checkedCommits,
       skippedChecks: this.skippedChecks,
       determinismViolations: this.violationCount,

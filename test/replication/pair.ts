@@ -30,7 +30,7 @@ export const lightArgs = ['--segment-bytes', String(1024 * 1024), '--fsync', 'ne
 export function requireFreshBuild(): void {
   beforeAll(() => {
     const sources = [
-      ...['engine', 'wal', 'replication'].flatMap((dir) =>
+      ...['engine', 'wal', 'replication', 'metrics'].flatMap((dir) =>
         readdirSync(path.join(repositoryRoot, dir))
           .filter((name) => name.endsWith('.ts'))
           .map((name) => path.join(dir, name)),
