@@ -25,8 +25,9 @@ one snapshot, the WAL to its last whole record (LSN in the manifest), and manife
 Opening DIR as a store (openStore, txlog serve --dir DIR) is the restore.
 
   --dir STORE          a store directory, closed or in use by a running process
-  --servers H:P        ask a running node to back up its own store; DIR is a path on the
-                       node's machine and must be absolute
+  --servers H:P        ask a running node (the first that answers, whatever its role) to
+                       back up its own store; DIR is a path on that node's machine and must
+                       be absolute
   --out DIR            where the backup goes
   --verify DIR         check a backup against its manifest's checksums
   --timeout-ms N       with --servers, how long to wait for the node (default 3600000)
