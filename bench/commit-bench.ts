@@ -115,6 +115,8 @@ export interface BenchOptions {
   backupCpus: string | undefined;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
   primaryNodeArgs: string[] | undefined;
+  /** txlog with Prometheus metrics on (a sink for the embedded store, `--metrics-listen` for the pair). */
+  metrics: boolean;
   /** Substrings of `system-mode` (e.g. `txlog-replicated`, `lmdb`): run only matching scenarios. */
   only: string[] | undefined;
   /** Called before each step with a short description and the step's index and total. */
@@ -199,7 +201,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       steps.push({
         label: `txlog embedded, fsync ${fsync}, ${concurrency} in flight`,
         run: async () => {
-          const subject = await openEmbedded(path.join(root, `embedded-${fsync}-${concurrency}`), fsync, event);
+          const subject = await openEmbedded(path.join(root, `embedded-${fsync}-${concurrency}`), fsync, event, options.metrics);
           try {
             await measure(txlogBase('embedded', fsync, concurrency), subject.transaction);
           } finally {
@@ -216,7 +218,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       steps.push({
         label: `txlog replicated, fsync ${fsync}, ${concurrency} in flight`,
         run: async () => {
-          pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeArgs);
+          pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeArgs, options.metrics);
           try {
             await measure(txlogBase('replicated', fsync, concurrency), pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
           } finally {
@@ -323,7 +325,7 @@ interface CpuMeter {
 }
 
 /** CPU time of a process from /proc (Linux), in µs; null where it cannot be read. */
-function processCpuUs(pid: number): number | null {
+export function processCpuUs(pid: number): number | null {
   try {
     const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
     // utime and stime, fields 14 and 15 of stat, in clock ticks (USER_HZ, 100 on Linux).

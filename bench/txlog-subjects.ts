@@ -6,7 +6,8 @@
  */
 import * as path from 'node:path';
 import { encodePayload, type FsyncPolicy } from '../wal/index.js';
-import { openStore, type Store } from '../engine/index.js';
+import { openStore, type Store, type StoreOptions } from '../engine/index.js';
+import { createPrometheusMetrics } from '../replication/metrics.js';
 import type { CommitPayload } from '../engine/records.js';
 import { connect, type Client } from '../replication/client.js';
 import { spawnNode, type SpawnedNode } from '../cli/spawn-node.js';
@@ -54,8 +55,10 @@ export interface TxlogSubject {
 }
 
 /** One embedded store per fsync policy, reused across concurrencies (request ids continue). */
-export async function openEmbedded(dir: string, fsync: FsyncPolicy, event: BenchEvent): Promise<TxlogSubject & { store: Store }> {
-  const store = await openStore({ dir, fsync, log: () => {} });
+export async function openEmbedded(dir: string, fsync: FsyncPolicy, event: BenchEvent, metrics = false): Promise<TxlogSubject & { store: Store }> {
+  const options: StoreOptions = { dir, fsync, log: () => {} };
+  if (metrics) options.metrics = await createPrometheusMetrics();
+  const store = await openStore(options);
   await settleSpare(path.join(dir, 'wal'));
   const nextRequestId: number[] = [];
   const argsOf: Array<{ stream: string; events: BenchEvent[] }> = [];
@@ -93,8 +96,9 @@ export async function startReplicated(
   event: BenchEvent,
   placement: PairPlacement,
   primaryNodeArgs: string[] | undefined,
+  metrics = false,
 ): Promise<ReplicatedSubject> {
-  const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024)];
+  const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024), ...(metrics ? ['--metrics-listen', '127.0.0.1:0'] : [])];
   const primary = await spawnNode({
     args: ['--dir', path.join(dir, 'primary'), '--listen', '127.0.0.1:0', '--expect-peer', '--role', 'primary', '--node-id', 'P', ...common],
     ...(primaryNodeArgs === undefined ? {} : { nodeArgs: primaryNodeArgs }),

@@ -16,7 +16,7 @@ import { progressWanted } from './progress.js';
 export const benchHelp = `Usage: txlog bench [--quick] [--duration-ms N | --count N] [--warmup-ms N] [--floor-ms N]
                    [--event-bytes N] [--concurrency 1,8,64,256] [--with-postgres]
                    [--cpus PRIMARY:BACKUP | --no-pin] [--only FILTER[,FILTER...]]
-                   [--profile-primary DIR] [--dir D] [--json] [--report FILE.html]
+                   [--profile-primary DIR] [--metrics] [--dir D] [--json] [--report FILE.html]
 
 Measures commit latency (p50, p99, p999, max, in µs) and throughput of one-event transactions
 (the built-in append): txlog embedded (openStore in this process) and replicated (a primary and
@@ -41,6 +41,8 @@ with a note.
   --only LIST          run only scenarios whose system-mode contains one of these, e.g.
                        txlog-replicated,sqlite (floors always run)
   --profile-primary D  run the replicated primaries with --cpu-prof into directory D
+  --metrics            with Prometheus metrics on (the embedded stores get a sink, the
+                       pair's nodes --metrics-listen): compare with a run without it
   --dir D              where data goes (default: the OS temporary directory)
   --json               print one JSON document on stdout
   --report FILE        also write a self-contained HTML page with the table and a chart
@@ -59,6 +61,7 @@ const benchOptions = {
   'no-pin': { type: 'boolean' },
   only: { type: 'string' },
   'profile-primary': { type: 'string' },
+  metrics: { type: 'boolean' },
   dir: { type: 'string' },
   json: { type: 'boolean' },
   report: { type: 'string' },
@@ -116,6 +119,7 @@ export async function runBench(args: string[]): Promise<number> {
     withPostgres: values['with-postgres'] === true,
     ...pairCpus(values.cpus, values['no-pin'] === true),
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    metrics: values.metrics === true,
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
     onStep: (label, index, total) => {
       if (showProgress) process.stderr.write(`\r\x1b[K[${index + 1}/${total}] ${label}`);

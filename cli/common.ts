@@ -38,6 +38,7 @@ const exitCodeByErrorCode: Partial<Record<ErrorCode, ExitCode>> = {
   NOT_FOUND: exitCodes.usage,
   NOT_A_LOG: exitCodes.usage,
   UNSUPPORTED_FORMAT: exitCodes.usage,
+  TARGET_NOT_EMPTY: exitCodes.usage,
   CORRUPT_LOG: exitCodes.corrupt,
   NOT_PRIMARY: exitCodes.noPrimary,
 };

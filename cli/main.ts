@@ -41,6 +41,10 @@ const commands: Record<string, CommandEntry> = {
     summary: "each node's role, epoch, last LSN, backup lag, sync state and violations",
     load: async () => (await import('./client-commands.js')).runStatus,
   },
+  backup: {
+    summary: 'write a consistent copy of a store (closed, running, or a node), or verify one',
+    load: async () => (await import('./backup.js')).runBackup,
+  },
   replay: {
     summary: 're-run every recorded transaction through a service and report divergences',
     load: async () => (await import('./replay.js')).runReplay,

@@ -4,7 +4,9 @@
  * stderr, and closes cleanly on SIGTERM or SIGINT.
  */
 import { parseArgs } from 'node:util';
+import type { MetricsServer, PrometheusMetrics } from '../replication/metrics.js';
 import { startNode } from '../replication/node.js';
+import { parseAddress } from '../replication/protocol.js';
 import type { NodeOptions } from '../replication/options.js';
 import { fsyncPolicies, type FsyncPolicy } from '../wal/options.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
@@ -15,7 +17,7 @@ export const serveHelp = `Usage: txlog serve --dir D --listen H:P[,H:P...] [--pe
                    [--secret-file F] [--cluster-id ID] [--node-id ID]
                    [--heartbeat-timeout-ms N] [--replica-timeout-ms N]
                    [--on-replica-lost fail|continue] [--force-primary] [--expect-peer]
-                   [--segment-bytes N]
+                   [--segment-bytes N] [--metrics-listen H:P]
 
 Runs a node. With --peer it is one of a primary/backup pair: several addresses after --listen
 and --peer are several replication links. Without --peer it serves alone (no replica: a
@@ -34,6 +36,8 @@ machine loss loses what its fsync policy allows).
   --force-primary         become primary at once, without waiting for the peer
   --expect-peer           no --peer, but a peer will dial in (its --peer names this node):
                           wait for it instead of serving alone
+  --metrics-listen H:P    serve Prometheus metrics at http://H:P/metrics (port 0 picks a
+                          free one, printed on stdout as "metrics"); needs prom-client
   --exit-on-stdin-eof     close when standard input ends: a parent that starts this node with
                           a pipe (tests, bench, demo) takes it down even when it is killed
   -h, --help              show this help`;
@@ -56,6 +60,7 @@ const serveOptions = {
   'expect-peer': { type: 'boolean' },
   'exit-on-stdin-eof': { type: 'boolean' },
   'segment-bytes': { type: 'string' },
+  'metrics-listen': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -110,8 +115,21 @@ export async function runServe(args: string[]): Promise<number> {
     process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');
   }
 
-  const node = await startNode(options);
-  process.stdout.write(`${JSON.stringify({ event: 'listening', addresses: node.addresses, pid: process.pid })}\n`);
+  // Metrics listen before the node starts: a port in use fails here, before the store is opened.
+  const metrics = values['metrics-listen'] === undefined ? undefined : await startMetrics(values['metrics-listen']);
+  if (metrics !== undefined) options.metrics = metrics.sink;
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(options);
+  } catch (error) {
+    await metrics?.server.close();
+    throw error;
+  }
+  const started = node;
+  metrics?.sink.observeNode(() => started.status());
+  const listening: Record<string, unknown> = { event: 'listening', addresses: node.addresses, pid: process.pid };
+  if (metrics !== undefined) listening['metrics'] = metrics.server.address;
+  process.stdout.write(`${JSON.stringify(listening)}\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     // A node whose store failed closes itself (so its peer can take over): the process ends too.
@@ -125,6 +143,7 @@ export async function runServe(args: string[]): Promise<number> {
     }
   });
   await node.close();
+  await metrics?.server.close();
   // A stdin still being read would keep the process alive after the close.
   if (values['exit-on-stdin-eof'] === true) process.stdin.destroy();
   const failure = node.storeFailure;
@@ -133,4 +152,17 @@ export async function runServe(args: string[]): Promise<number> {
     return exitCodes.failed;
   }
   return exitCodes.done;
+}
+
+async function startMetrics(address: string): Promise<{ sink: PrometheusMetrics; server: MetricsServer }> {
+  let host: string;
+  let port: number;
+  try {
+    ({ host, port } = parseAddress(address));
+  } catch {
+    throw usageError(`--metrics-listen ${address} is not host:port`, 'serve');
+  }
+  const { createPrometheusMetrics, serveMetrics } = await import('../replication/metrics.js');
+  const sink = await createPrometheusMetrics();
+  return { sink, server: await serveMetrics(sink, host, port) };
 }

@@ -12,6 +12,8 @@ export interface SpawnedNode {
   process: ChildProcess;
   pid: number;
   addresses: string[];
+  /** Where it serves `/metrics` (`host:port`), when started with `--metrics-listen`. */
+  metricsAddress: string | undefined;
   /** Everything the node wrote to stderr so far (its log), for reports and failed tests. */
   log(): string;
   /** SIGTERM and wait for exit (a clean close). */
@@ -58,7 +60,7 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode>
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
   };
-  const addresses = await new Promise<string[]>((resolve, reject) => {
+  const listening = await new Promise<{ addresses: string[]; metrics?: string }>((resolve, reject) => {
     let buffered = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -71,8 +73,7 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode>
       if (newline < 0) return;
       clearTimeout(timer);
       try {
-        const line = JSON.parse(buffered.slice(0, newline)) as { addresses: string[] };
-        resolve(line.addresses);
+        resolve(JSON.parse(buffered.slice(0, newline)) as { addresses: string[]; metrics?: string });
       } catch (error) {
         reject(error);
       }
@@ -85,7 +86,8 @@ export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode>
   return {
     process: child,
     pid: child.pid!,
-    addresses,
+    addresses: listening.addresses,
+    metricsAddress: listening.metrics,
     log: () => logLines.join(''),
     stop: () => waitExit('SIGTERM'),
     kill: () => waitExit('SIGKILL'),

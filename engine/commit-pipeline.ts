@@ -116,6 +116,7 @@ export class CommitPipeline {
 
   /** The gate moved: apply what it now allows. */
   releaseMore(): void {
+    if (this.options.metrics.enabled) this.options.metrics.released(this.releaseGate());
     this.scheduleApply();
   }
 
@@ -156,12 +157,15 @@ export class CommitPipeline {
       batch.push(record);
     }
     if (batch.length === 0) return;
+    const metrics = this.options.metrics;
+    const startedMs = metrics.enabled ? this.options.platform.clock.monotonicMs() : 0;
     try {
       this.state.apply(batch, this.options.sessions);
     } catch (error) {
       this.fail(error);
       return;
     }
+    if (metrics.enabled) metrics.applied(batch, (this.options.platform.clock.monotonicMs() - startedMs) / 1000);
     for (const record of batch) {
       this.pending.delete(record.lsn);
       const waiters = this.appliedWaiters.get(record.lsn);

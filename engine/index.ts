@@ -13,4 +13,7 @@ export {
 } from './service.js';
 export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';
+export { backupStoreDirectory, type BackupOptions, type BackupProgress, type BackupManifest } from './backup.js';
+export { verifyBackup, readManifest } from './backup-manifest.js';
+export { nullMetrics, type StoreMetrics } from './metrics.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';

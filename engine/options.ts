@@ -6,6 +6,7 @@ import { txlogError } from '../wal/errors.js';
 import type { FsyncPolicy } from '../wal/options.js';
 import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { Service } from './service.js';
+import { nullMetrics, type StoreMetrics } from './metrics.js';
 
 export interface StoreLimits {
   /** Events one transaction may write, over all streams. @default 1000 */
@@ -77,6 +78,12 @@ export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimit
   /** LMDB map size: the most state the store can hold. @default 64 GiB (sparse) */
   stateMapBytes?: number;
   platform?: Platform;
+  /**
+   * Where the store reports commit latencies by phase, batch sizes, counts and errors: a sink
+   * from `createPrometheusMetrics` (or your own). @default none (off: no clock is read for it,
+   * and prom-client is never loaded)
+   */
+  metrics?: StoreMetrics;
   /** Where warnings go (a cut tail, a rebuilt state). @default stderr */
   log?: (message: string) => void;
 }
@@ -114,6 +121,7 @@ export interface ResolvedStoreOptions {
   syncOnWorkerThread: boolean | undefined;
   stateMapBytes: number;
   platform: Platform;
+  metrics: StoreMetrics;
   log: (message: string) => void;
 }
 
@@ -144,6 +152,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     syncOnWorkerThread: options.syncOnWorkerThread,
     stateMapBytes: options.stateMapBytes ?? 64 * 1024 ** 3,
     platform: options.platform ?? nodePlatform,
+    metrics: options.metrics ?? nullMetrics,
     log: options.log ?? ((message) => process.stderr.write(`txlog: ${message}\n`)),
   };
 }

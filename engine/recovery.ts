@@ -10,17 +10,20 @@ import { Wal, recordPayload } from '../wal/wal.js';
 import type { WalOptions } from '../wal/options.js';
 import { txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
+import { refuseIncompleteBackup } from './backup-manifest.js';
 import { State, currentBootId, type ApplicableRecord } from './state.js';
 
 /** Records applied per LMDB transaction while recovering. */
 const recoveryBatchRecords = 1024;
 
 export function openWal(options: ResolvedStoreOptions): Promise<Wal> {
+  refuseIncompleteBackup(options.dir);
   const walOptions: WalOptions = {
     dir: path.join(options.dir, 'wal'),
     fsync: options.fsync,
     platform: options.platform,
     log: options.log,
+    metrics: options.metrics,
   };
   if (options.fsyncIntervalMs !== undefined) walOptions.fsyncIntervalMs = options.fsyncIntervalMs;
   if (options.segmentBytes !== undefined) walOptions.segmentBytes = options.segmentBytes;

@@ -172,6 +172,9 @@ export class StoreReplicationHooks implements ReplicationHooks {
 
   setReleaseGate(gate: () => number): void {
     this.pipeline.setReleaseGate(gate);
+    // Only a node sets a gate: from here on its batches wait for the backup's acknowledgement.
+    const metrics = this.options.metrics;
+    if (metrics.enabled) this.wal.onBatch((_frames, _firstLsn, lastLsn) => metrics.batchSent(lastLsn));
   }
 
   releaseMore(): void {

@@ -80,6 +80,11 @@ export class SessionTable {
     for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
   }
 
+  /** Sessions kept with their reply windows (not evicted). */
+  get liveCount(): number {
+    return this.liveSessions.size;
+  }
+
   lookup(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
     const session = this.sessionOf(clientId);
     if (session === undefined) return { kind: 'unknown' };

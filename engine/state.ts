@@ -105,6 +105,37 @@ export class State {
     fsyncFile(this.dataPath);
   }
 
+  /**
+   * Copies this environment as of one LMDB read snapshot into the empty directory `dir`
+   * (`mdb_env_copy2` on a thread of lmdb-js: the event loop and the writers go on meanwhile).
+   */
+  async copyTo(dir: string): Promise<void> {
+    fs.mkdirSync(dir, { recursive: true });
+    await this.root.backup(dir, false);
+  }
+
+  /**
+   * Copies the state at `sourceDir` while another process may hold it open (LMDB is safe to
+   * read from several processes: readers take their snapshot through its lock file). Returns
+   * false, copying nothing, when there is no state or it cannot be trusted (left open under
+   * another boot: see `mayBeDamagedByMachineCrash`), so the restored store rebuilds it.
+   */
+  static async copyDirectory(sourceDir: string, targetDir: string, mapBytes: number): Promise<boolean> {
+    if (!fs.existsSync(path.join(sourceDir, 'data.mdb'))) return false;
+    checkDataFile(sourceDir);
+    const root = open({ path: sourceDir, maxDbs: 16, mapSize: mapBytes, noSync: true, compression: false, readOnly: true });
+    try {
+      const meta: Database<number | string, string> = root.openDB({ name: 'meta' });
+      const trusted = meta.get(metaKeys.cleanClose) === 1 || meta.get(metaKeys.bootId) === currentBootId();
+      if (!trusted) return false;
+      fs.mkdirSync(targetDir, { recursive: true });
+      await root.backup(targetDir, false);
+      return true;
+    } finally {
+      await root.close();
+    }
+  }
+
   /** Removes the LMDB files so the next `open` starts empty (a rebuild from the WAL). */
   static destroy(dir: string): void {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -21,7 +21,8 @@
  *      and the release gate allows (the backup's acknowledgement, when replicated), and only
  *      then is the caller answered: a reader never sees a commit that could still be lost.
  */
-import { errorFromSerialized, txlogError, type TxlogError } from '../wal/errors.js';
+import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
+import { backupStoreDirectory, type BackupManifest, type BackupOptions } from './backup.js';
 import type { Wal } from '../wal/wal.js';
 import { CommitAssembler } from './commit-assembler.js';
 import { CommitPipeline } from './commit-pipeline.js';
@@ -100,6 +101,11 @@ export class Store {
     return this.pipeline.isClosed;
   }
 
+  /** Client sessions kept with their reply windows (not evicted). */
+  get clientSessions(): number {
+    return this.pipeline.state.sessionTable.liveCount;
+  }
+
   /** The failure that stopped the store (a disk or state write), if any. */
   get failedWith(): TxlogError | undefined {
     return this.pipeline.failedWith;
@@ -134,10 +140,21 @@ export class Store {
         if (key !== undefined) this.inFlight.delete(key);
       });
       if (key !== undefined) this.inFlight.set(key, running);
+      if (this.options.metrics.enabled) this.observeTransaction(running);
       return running;
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  private observeTransaction(running: Promise<unknown>): void {
+    const clock = this.options.platform.clock;
+    const metrics = this.options.metrics;
+    const startedMs = clock.monotonicMs();
+    running.then(
+      () => metrics.transactionFinished((clock.monotonicMs() - startedMs) / 1000, undefined),
+      (error: unknown) => metrics.transactionFinished((clock.monotonicMs() - startedMs) / 1000, error instanceof TxlogError ? error.code : 'HANDLER_FAILED'),
+    );
   }
 
   /** Appends events to one stream (the built-in `append` command). */
@@ -251,6 +268,21 @@ export class Store {
       }
       await this.pipeline.waitForApply(options.signal);
     }
+  }
+
+  /**
+   * Writes a consistent copy of this store into `outDir` (absent or empty) while it keeps
+   * serving: the state as of one LMDB snapshot and the WAL to its last whole record (see
+   * `backup.ts`). Resolves with the manifest once the copy is complete and durable; opening
+   * `outDir` with `openStore` is the restore.
+   */
+  backup(outDir: string, options: BackupOptions = {}): Promise<BackupManifest> {
+    try {
+      this.pipeline.checkOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return backupStoreDirectory(this.options.dir, outDir, options, this.pipeline.state);
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */

@@ -184,6 +184,14 @@ export class Client {
     return subscribePages(options.fromPosition ?? 0, source, options.onCaughtUp);
   }
 
+  /**
+   * Makes the node this client is connected to write a backup of its store to `out`, an
+   * absolute path on that node's machine; resolves with the backup's manifest.
+   */
+  async backup(out: string, deadlineMs = this.deadlineMs): Promise<unknown> {
+    return this.call('backup', { out }, undefined, deadlineMs);
+  }
+
   /** The status of the node this client is connected to. */
   async status(): Promise<NodeStatus> {
     return (await this.call('status', {}, undefined)) as NodeStatus;

@@ -282,6 +282,7 @@ export class TxlogNode {
     if (this.state.role === 'primary') return;
     for (const link of [...this.peers.links]) link.connection.close(txlogError('STALE_EPOCH', 'promoting'));
     this.state.changeRole('waiting');
+    this.store.options.metrics.failover();
     await this.becomePrimary(true);
   }
 
@@ -338,6 +339,7 @@ export class TxlogNode {
       determinism: this.determinism,
       peerLinks: this.peers.links.size,
       clients: this.clients.count,
+      clientSessions: this.store.clientSessions,
       addresses: this.peers.addresses,
     });
   }

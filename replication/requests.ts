@@ -5,6 +5,7 @@
  * the node decides whether it may serve (and a lone in-sync backup promotes itself there);
  * everything else here is checking the body (`protocol.ts`) and calling the public `Store` API.
  */
+import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { Store } from '../engine/store.js';
 import type { Connection } from './connection.js';
@@ -84,6 +85,7 @@ export class ClientRequests {
       return;
     }
     const coded = error instanceof TxlogError ? error : txlogError('HANDLER_FAILED', String(error));
+    this.store.options.metrics.errorReturned(coded.code);
     const message: Message = { t: 'res', callId, ok: false, error: coded.toJSON(), epoch };
     const hint = this.node.primaryHint();
     if (coded.code === 'NOT_PRIMARY' && hint !== undefined) message.primary = hint;
@@ -113,6 +115,12 @@ export class ClientRequests {
         await this.node.servePrimary();
         const { stream, options } = parseReadStreamBody(body);
         return this.store.readStream(stream, options);
+      }
+      case 'backup': {
+        // Any role: the node copies its own store to a path on its own machine (see cli/backup.ts).
+        const out = body['out'];
+        if (typeof out !== 'string' || !path.isAbsolute(out)) throw txlogError('BAD_REQUEST', 'backup needs an absolute out path');
+        return this.store.backup(out);
       }
       case 'readAll': {
         await this.node.servePrimary();

@@ -24,6 +24,8 @@ export interface NodeStatus {
   replicaUnavailable: boolean;
   peerLinks: number;
   clients: number;
+  /** Client sessions the store keeps (their reply windows), live in memory. */
+  clientSessions: number;
   checkedCommits: number;
   skippedChecks: number;
   determinismViolations: number;
@@ -42,6 +44,7 @@ export interface StatusSources {
   determinism: DeterminismCheck;
   peerLinks: number;
   clients: number;
+  clientSessions: number;
   addresses: string[];
 }
 
@@ -62,6 +65,7 @@ export function statusOf(sources: StatusSources): NodeStatus {
     replicaUnavailable: sender.replicaUnavailable,
     peerLinks: sources.peerLinks,
     clients: sources.clients,
+    clientSessions: sources.clientSessions,
     checkedCommits: determinism.checkedCommits,
     skippedChecks: determinism.skippedChecks,
     determinismViolations: determinism.determinismViolations,

@@ -185,6 +185,9 @@ export class GroupCommit {
     const frames = batch.map((pending) => pending.frame);
     const lastLsn = batch[batch.length - 1]!.lsn;
     assert(state.activeFd !== undefined, 'no active segment');
+    const metrics = state.options.metrics;
+    const startedMs = metrics.enabled ? state.options.platform.clock.monotonicMs() : 0;
+    const startOffset = state.writeOffset;
     state.fileSystem.writev(state.activeFd, frames, state.writeOffset);
     const active = activeSegment(state);
     for (const pending of batch) {
@@ -197,6 +200,9 @@ export class GroupCommit {
     state.activeFileBytes = Math.max(state.activeFileBytes, state.writeOffset);
     active.lastLsn = lastLsn;
     state.writtenLsn = lastLsn;
+    if (metrics.enabled) {
+      metrics.walBatchWritten(batch.length, state.writeOffset - startOffset, (state.options.platform.clock.monotonicMs() - startedMs) / 1000);
+    }
     this.changed();
   }
 

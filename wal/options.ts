@@ -5,6 +5,7 @@
 import { nodePlatform, type Platform } from './platform.js';
 import { frameHeaderBytes, segmentHeaderBytes } from './format.js';
 import { txlogError } from './errors.js';
+import { nullWalMetrics, type WalMetrics } from './metrics.js';
 
 export type FsyncPolicy = 'always' | 'interval' | 'never';
 export const fsyncPolicies: readonly FsyncPolicy[] = ['always', 'interval', 'never'];
@@ -60,6 +61,11 @@ export interface WalOptions {
   platform?: Platform;
   /** Where recovery reports (a cut tail) and background failures go. @default stderr */
   log?: (message: string) => void;
+  /**
+   * Where batch sizes, write and fdatasync latencies go. @default nullWalMetrics (off: no clock
+   * is read for them)
+   */
+  metrics?: WalMetrics;
 }
 
 export type ResolvedWalOptions = Required<WalOptions>;
@@ -100,6 +106,7 @@ export function resolveWalOptions(options: WalOptions): ResolvedWalOptions {
     readOnly: options.readOnly ?? walDefaults.readOnly,
     platform: options.platform ?? nodePlatform,
     log: options.log ?? ((message) => process.stderr.write(`txlog wal: ${message}\n`)),
+    metrics: options.metrics ?? nullWalMetrics,
   };
   const problems: string[] = [];
   if (typeof resolved.dir !== 'string' || resolved.dir.length === 0) problems.push('dir must be a non-empty string');

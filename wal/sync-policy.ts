@@ -72,6 +72,8 @@ export class SyncPolicy {
     assert(fd !== undefined, 'sync without an active segment');
     // Started before the batch leaves `awaitingSync`: if it throws, the batch is still there
     // for rejectAwaiting.
+    const metrics = this.state.options.metrics;
+    const startedMs = metrics.enabled ? this.monotonicMs() : 0;
     const synced = this.state.fileSystem.fdatasyncAsync(fd);
     const batch = this.awaitingSync;
     this.awaitingSync = [];
@@ -79,6 +81,7 @@ export class SyncPolicy {
     this.syncInFlight = synced.then(
       () => {
         this.syncInFlight = undefined;
+        if (metrics.enabled) metrics.walSynced((this.monotonicMs() - startedMs) / 1000);
         if (lastLsn > this.state.durableLsn) this.state.durableLsn = lastLsn;
         for (const pending of batch) pending.resolve(pending.lsn);
         this.hooks.synced();
@@ -109,8 +112,15 @@ export class SyncPolicy {
   /** fdatasyncs the active segment now, whatever the policy. */
   syncNow(): void {
     if (this.state.activeFd === undefined || this.state.durableLsn === this.state.writtenLsn) return;
+    const metrics = this.state.options.metrics;
+    const startedMs = metrics.enabled ? this.monotonicMs() : 0;
     this.state.fileSystem.fdatasync(this.state.activeFd);
+    if (metrics.enabled) metrics.walSynced((this.monotonicMs() - startedMs) / 1000);
     this.state.durableLsn = this.state.writtenLsn;
+  }
+
+  private monotonicMs(): number {
+    return this.state.options.platform.clock.monotonicMs();
   }
 
   /**
