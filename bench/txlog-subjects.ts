@@ -9,7 +9,7 @@ import { encodePayload, type FsyncPolicy } from '../wal/index.js';
 import { openStore, type Store } from '../engine/index.js';
 import type { CommitPayload } from '../engine/records.js';
 import { connect, type Client } from '../replication/client.js';
-import { spawnNode, type SpawnedNode } from '../cli/spawn-node.js';
+import { spawnNode, type SpawnedNode } from '../replication/spawn-node.js';
 import type { Transaction } from './load.js';
 import { settleSpare } from './spare.js';
 

@@ -12,10 +12,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect, type Client } from '../replication/client.js';
+import { spawnNode, type SpawnedNode } from '../replication/spawn-node.js';
 import type { RecordedEvent } from '../engine/service.js';
 import { TxlogError } from '../wal/errors.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag } from './common.js';
-import { spawnNode, type SpawnedNode } from './spawn-node.js';
 
 export const demoHelp = `Usage: txlog demo [--clients N] [--duration-ms N] [--kill-at-ms N] [--accounts N] [--json] [--keep]
 

@@ -17,7 +17,7 @@ import { Wal, recordPayload } from '../../wal/wal.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from '../../engine/records.js';
 import type { RecordedEvent } from '../../engine/service.js';
 // The compiled helper is what `txlog demo` uses; the nodes it starts run dist/cli/main.js.
-import { spawnNode, type SpawnedNode } from '../../dist/cli/spawn-node.js';
+import { spawnNode, type SpawnedNode } from '../../dist/replication/spawn-node.js';
 import { useTempDir } from '../helpers/temp.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,7 +37,6 @@ export function requireFreshBuild(): void {
           .map((name) => path.join(dir, name)),
       ),
       'cli/serve.ts',
-      'cli/spawn-node.ts',
       'cli/main.ts',
     ];
     for (const source of sources) {
