@@ -34,6 +34,7 @@ export const errorCodes = [
   'STORE_FAILED',
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
+  'INTERNAL_ERROR',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -83,6 +84,7 @@ export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'STORE_FAILED',
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
+  'INTERNAL_ERROR',
 ]);
 
 export interface TxlogErrorOptions {
