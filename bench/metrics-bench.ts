@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { FsyncPolicy } from '../wal/options.js';
-import { processCpuUs } from './commit-bench.js';
+import { processCpuUs } from './cpu-meter.js';
 import { runLoad } from './load.js';
 import { eventOf, openEmbedded, startReplicated, type TxlogSubject } from './txlog-subjects.js';
 

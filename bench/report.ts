@@ -3,7 +3,7 @@
  * self-contained HTML page (the same table and a latency-percentile chart drawn as inline SVG,
  * log scale, one line per scenario; nothing loaded from the network).
  */
-import type { BenchReport, ScenarioResult } from './commit-bench.js';
+import type { BenchReport, ScenarioResult } from './bench-types.js';
 
 const fixed = (value: number | null, digits = 1): string => (value === null || Number.isNaN(value) ? '-' : value.toFixed(digits));
 const integer = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '-');

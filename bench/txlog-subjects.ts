@@ -10,7 +10,7 @@ import { openStore, type Store, type StoreOptions } from '../engine/index.js';
 import { createPrometheusMetrics } from '../replication/metrics.js';
 import type { CommitPayload } from '../engine/records.js';
 import { connect, type Client } from '../replication/client.js';
-import { spawnNode, type SpawnedNode } from '../cli/spawn-node.js';
+import { spawnNode, type SpawnedNode } from '../replication/spawn-node.js';
 import type { Transaction } from './load.js';
 import { settleSpare } from './spare.js';
 

@@ -6,16 +6,16 @@
  * calls per idempotency key, and the failover time.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { connect, type Client } from '../replication/client.js';
+import { spawnNode, type SpawnedNode } from '../replication/spawn-node.js';
 import type { RecordedEvent } from '../engine/service.js';
 import { TxlogError } from '../wal/errors.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag } from './common.js';
-import { spawnNode, type SpawnedNode } from './spawn-node.js';
+import { startPaymentGateway } from './payment-gateway.js';
 
 export const demoHelp = `Usage: txlog demo [--clients N] [--duration-ms N] [--kill-at-ms N] [--accounts N] [--json] [--keep]
 
@@ -34,50 +34,6 @@ interface Acknowledged {
   clientId: string;
   chargeId: string;
   atMs: number;
-}
-
-interface Gateway {
-  address: string;
-  /** Requests per idempotency key. */
-  requests: Map<string, number>;
-  close(): Promise<void>;
-}
-
-async function startGateway(): Promise<Gateway> {
-  const requests = new Map<string, number>();
-  const chargeIds = new Map<string, string>();
-  const server = http.createServer((request, response) => {
-    let body = '';
-    request.setEncoding('utf8');
-    request.on('data', (chunk: string) => {
-      body += chunk;
-    });
-    request.on('end', () => {
-      let key: string;
-      try {
-        key = String((JSON.parse(body) as { idempotencyKey: unknown }).idempotencyKey);
-      } catch {
-        response.writeHead(400).end();
-        return;
-      }
-      requests.set(key, (requests.get(key) ?? 0) + 1);
-      // A repeat of a key is answered with the same charge: the gateway deduplicates.
-      let chargeId = chargeIds.get(key);
-      if (chargeId === undefined) {
-        chargeId = `charge-${chargeIds.size + 1}`;
-        chargeIds.set(key, chargeId);
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ chargeId }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  return {
-    address: `127.0.0.1:${port}`,
-    requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -135,7 +91,7 @@ export async function runDemo(args: string[]): Promise<number> {
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-demo-'));
   const serviceFile = fileURLToPath(new URL('./demo-service.js', import.meta.url));
-  const gateway = await startGateway();
+  const gateway = await startPaymentGateway({ deduplicate: true });
   const env = { ...process.env, TXLOG_DEMO_GATEWAY: gateway.address };
   const nodes: SpawnedNode[] = [];
   const common = ['--service', serviceFile, '--fsync', 'always', '--segment-bytes', String(8 * 1024 * 1024), '--heartbeat-timeout-ms', '500'];

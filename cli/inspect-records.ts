@@ -10,9 +10,7 @@ import { exitCodes, LineOutput, printWarning } from './common.js';
 import { buildLogReport, finishReport } from './log-report.js';
 import { matchesFilter, recordJson, recordLine, recordLineHeadings, viewRecord, type RecordFilter, type RecordView } from './record-view.js';
 import { findWalFiles, segmentFrames, type SegmentScan } from './wal-files.js';
-import type { InspectRequest } from './inspect.js';
-
-type RecordsRequest = Extract<InspectRequest, { mode: 'records' }>;
+import type { RecordsRequest } from './inspect-request.js';
 
 /** Text columns have fixed widths: the listing streams, so it cannot measure the rows first. */
 const columnWidths = [12, 6, 8, 8];

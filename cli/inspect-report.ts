@@ -15,9 +15,7 @@ import { formatTable, LineOutput, printWarning } from './common.js';
 import { buildLogReport, describeTail, finishReport, type LogProblem, type LogReport } from './log-report.js';
 import { startProgress } from './progress.js';
 import { findWalFiles, scanSegmentFile, type SegmentScan, type SegmentTask, type WalFiles } from './wal-files.js';
-import type { InspectRequest } from './inspect.js';
-
-type ReportRequest = Extract<InspectRequest, { mode: 'summary' | 'verify' }>;
+import type { ReportRequest } from './inspect-request.js';
 
 export async function printSummary(request: ReportRequest): Promise<number> {
   const files = openWalFiles(request.dir);

@@ -1,12 +1,13 @@
 /**
  * `txlog inspect DIR`: what is in a store's write-ahead log, read without writing a byte. The
- * arguments become one `InspectRequest`; the three modes live in their own files.
+ * arguments become one `InspectRequest` (`inspect-request.ts`); the three modes live in their own files.
  */
 import { parseArgs } from 'node:util';
 import { lsnMax } from '../wal/format.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { printRecords } from './inspect-records.js';
 import { printSummary, printVerification } from './inspect-report.js';
+import type { InspectRequest, RecordsRequest } from './inspect-request.js';
 
 export const inspectHelp = `Usage: txlog inspect DIR [--json] [--strict]
        txlog inspect DIR --records [--from LSN] [--limit N] [--stream S] [--client C] [--json]
@@ -59,20 +60,6 @@ const inspectOptions = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export type InspectRequest =
-  | { mode: 'summary' | 'verify'; dir: string; json: boolean; strict: boolean }
-  | {
-      mode: 'records';
-      dir: string;
-      json: boolean;
-      strict: boolean;
-      fromLsn: number;
-      /** Infinity when no --limit was given. */
-      limit: number;
-      stream?: string;
-      clientId?: string;
-    };
-
 export async function runInspect(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('inspect', () => parseInspectArgs(args));
   if (values.help === true) {
@@ -110,7 +97,7 @@ function toRequest(dir: string, values: InspectValues): InspectRequest {
     }
     return { mode: values.verify === true ? 'verify' : 'summary', dir, json, strict };
   }
-  const request: InspectRequest = {
+  const request: RecordsRequest = {
     mode: 'records',
     dir,
     json,

@@ -4,7 +4,7 @@
  * execution and re-execution; only its `Sources` differ, so a handler cannot tell them apart.
  */
 import { errorFromSerialized, infrastructureCodes, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
-import type { EventInput } from './records.js';
+import type { EventInput, RecordedInputs } from './records.js';
 import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
@@ -38,18 +38,11 @@ export class TransactionAborted extends Error {
   }
 }
 
-export interface HandlerOutcome {
+/** What a handler did (its writes, reply or error) and what it recorded on the way. */
+export interface HandlerOutcome extends RecordedInputs {
   writes: PendingWrite[];
   reply?: unknown;
   error?: SerializedError;
-  now: number[];
-  random: number[];
-  readSet: Array<[string, number]>;
-  calls: number;
-  /** LSN of each call's journal record, in call order; undefined when one is not known. */
-  callLsns: number[] | undefined;
-  /** Digest of writes and reply or error: what re-execution must reproduce. */
-  digest: string;
 }
 
 export class TransactionContext implements Context {
@@ -184,6 +177,16 @@ export class TransactionContext implements Context {
   finish(): void {
     this.finished = true;
   }
+
+  /**
+   * What this run recorded, with `digest` of what it did: copies, so that a call still settling
+   * after the handler returned or timed out cannot change a commit record already assembled.
+   */
+  recorded(digest: string): RecordedInputs {
+    const recorded: RecordedInputs = { now: [...this.nowValues], random: [...this.randomValues], readSet: [...this.readSet], calls: this.callCount, digest };
+    if (this.callLsns !== undefined) recorded.callLsns = [...this.callLsns];
+    return recorded;
+  }
 }
 
 export function checkStreamName(stream: unknown, limits: StoreLimits): asserts stream is string {
@@ -248,15 +251,7 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
     reply = undefined;
   }
   const writes = error === undefined ? context.writes : [];
-  const outcome: HandlerOutcome = {
-    writes,
-    now: context.nowValues,
-    random: context.randomValues,
-    readSet: context.readSet,
-    calls: context.calls,
-    callLsns: context.callLsns,
-    digest: digestOf([writes, error === undefined ? reply : null, error?.code ?? null]),
-  };
+  const outcome: HandlerOutcome = { writes, ...context.recorded(digestOf([writes, error === undefined ? reply : null, error?.code ?? null])) };
   if (error !== undefined) outcome.error = error;
   else outcome.reply = reply;
   return outcome;

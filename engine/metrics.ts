@@ -7,7 +7,7 @@
  */
 import type { ErrorCode } from '../wal/errors.js';
 import { nullWalMetrics, type WalMetrics } from '../wal/metrics.js';
-import type { ApplicableRecord } from './state.js';
+import type { ApplicableRecord } from './records.js';
 
 export interface StoreMetrics extends WalMetrics {
   /** A batch applied to LMDB (one transaction) and how long the apply took. */

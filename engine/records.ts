@@ -36,7 +36,33 @@ export interface StreamWrite {
   events: EventInput[];
 }
 
-export interface CommitPayload {
+/**
+ * What one run of a handler recorded besides its writes and its reply or error: the values it
+ * was handed (clock, randomness, the versions it read, its journaled calls) and the digest of
+ * what it did. A handler's outcome carries them into its commit record; re-execution hands them
+ * back to the handler and compares the digest.
+ */
+export interface RecordedInputs {
+  /** Values `ctx.now()` returned, in order. */
+  now: number[];
+  /** Values `ctx.random()` returned, in order. */
+  random: number[];
+  /** Each stream the handler read and the version it saw ([stream, version] pairs). */
+  readSet: Array<[string, number]>;
+  /** Number of journaled external calls the handler made. */
+  calls: number;
+  /**
+   * LSN of each call's journal record, in call order (absent when one is not known: a call
+   * journaled in a log written before this field; in a commit record, also when `calls` is 0).
+   * Re-execution finds the commit's call results by these, wherever the records came from
+   * (before a rejoin, a restart, or among concurrent one-off requests).
+   */
+  callLsns?: number[];
+  /** Hex digest of the outcome (events and reply or error), compared on re-execution. */
+  digest: string;
+}
+
+export interface CommitPayload extends RecordedInputs {
   clientId: string;
   requestId: number;
   command: string;
@@ -47,22 +73,6 @@ export interface CommitPayload {
   firstPosition: number;
   reply?: unknown;
   error?: SerializedError;
-  /** Values `ctx.now()` returned, in order. */
-  now: number[];
-  /** Values `ctx.random()` returned, in order. */
-  random: number[];
-  /** Each stream the handler read and the version it saw ([stream, version] pairs). */
-  readSet: Array<[string, number]>;
-  /** Number of journaled external calls the handler made. */
-  calls: number;
-  /**
-   * LSN of each call's journal record, in call order (absent when `calls` is 0, or in logs
-   * written before this field). Re-execution finds the commit's call results by these, wherever
-   * the records came from (before a rejoin, a restart, or among concurrent one-off requests).
-   */
-  callLsns?: number[];
-  /** Hex digest of the outcome (events and reply or error), compared on re-execution. */
-  digest: string;
 }
 
 export interface JournalPayload {
@@ -87,4 +97,11 @@ export interface EpochPayload {
   fromLsn: number;
   nodeId: string;
   atMs: number;
+}
+
+/** A record as the state applies it: its LSN, type and decoded payload. */
+export interface ApplicableRecord {
+  lsn: number;
+  type: number;
+  payload: unknown;
 }

@@ -12,17 +12,13 @@ import * as path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { assert } from '../wal/assert.js';
 import type { RecordedEvent, StreamSlice } from './service.js';
-import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
+import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf } from './session-table.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
 
-export interface ApplicableRecord {
-  lsn: number;
-  type: number;
-  payload: unknown;
-}
+export type { ApplicableRecord } from './records.js';
 
 interface StoredEvent {
   stream: string;

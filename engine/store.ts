@@ -34,6 +34,7 @@ import { StoreReplicationHooks, registerReplicationHooks } from './replication-h
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
 import type { AppendResult, ReadStreamOptions, RecordedEvent, StreamSlice } from './service.js';
 import type { State } from './state.js';
+import { subscribePages, type PageSource } from './subscription.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
 
 export type { RequestIds } from './requests.js';
@@ -247,27 +248,17 @@ export class Store {
    * the consumer stops, or the store closes.
    */
   async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
-    let next = options.fromPosition ?? 0;
-    checkCount(next, 'fromPosition');
-    let caughtUp = false;
-    const stopped = (): boolean => this.pipeline.isClosed || options.signal?.aborted === true;
-    while (!stopped()) {
-      this.pipeline.checkOpen();
-      const page = this.pipeline.state.readAll(next, subscribePageEvents);
-      if (page.length > 0) {
-        for (const event of page) {
-          yield event;
-          next = event.position + 1;
-          if (stopped()) return;
-        }
-        continue;
-      }
-      if (!caughtUp) {
-        caughtUp = true;
-        options.onCaughtUp?.();
-      }
-      await this.pipeline.waitForApply(options.signal);
-    }
+    const fromPosition = options.fromPosition ?? 0;
+    checkCount(fromPosition, 'fromPosition');
+    const source: PageSource = {
+      page: (position) => {
+        this.pipeline.checkOpen();
+        return this.pipeline.state.readAll(position, subscribePageEvents);
+      },
+      waitForMore: () => this.pipeline.waitForApply(options.signal),
+      stopped: () => this.pipeline.isClosed || options.signal?.aborted === true,
+    };
+    yield* subscribePages(fromPosition, source, options.onCaughtUp);
   }
 
   /**

@@ -2,8 +2,8 @@
  * The subscribe loop: events in global order from a position, page by page, with `onCaughtUp`
  * called once when the first empty page shows the live edge, then live events as they arrive.
  * Where pages come from and how to wait for more is the caller's: the network client long-polls
- * the primary's `readAll` (`Client.subscribe`); the embedded store can read LMDB and wait for an
- * apply the same way.
+ * the primary's `readAll` (`Client.subscribe`); the embedded store reads LMDB and waits for the
+ * next apply (`Store.subscribe`).
  */
 import type { RecordedEvent } from './service.js';
 

@@ -159,19 +159,10 @@ function abort(error: unknown): never {
 
 function timedOutOutcome(context: TransactionContext, timeoutMs: number): HandlerOutcome {
   const error = txlogError('HANDLER_FAILED', `the handler did not finish within ${timeoutMs} ms`, { timedOut: true, timeoutMs }).toJSON();
-  return {
-    writes: [],
-    error,
-    now: [...context.nowValues],
-    random: [...context.randomValues],
-    readSet: [...context.readSet],
-    calls: context.calls,
-    callLsns: context.callLsns === undefined ? undefined : [...context.callLsns],
-    digest: '',
-  };
+  return { writes: [], error, ...context.recorded('') };
 }
 
 function unknownCommandOutcome(command: string): HandlerOutcome {
   const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
-  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, callLsns: [], digest: '' };
+  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, digest: '' };
 }

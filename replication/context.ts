@@ -6,10 +6,19 @@
  */
 import { assert } from '../wal/assert.js';
 import type { Clock, Random } from '../wal/platform.js';
+import type { Connection } from './connection.js';
 import type { ReplicatedStore } from './engine-port.js';
-import type { PeerLink } from './links.js';
 import type { ResolvedNodeOptions } from './options.js';
-import type { Role } from './protocol.js';
+import type { PeerState, Role } from './protocol.js';
+
+/** One open connection to a peer node (`links.ts` opens and closes them). */
+export interface PeerLink {
+  connection: Connection;
+  /** Set when the peer told us its state. */
+  state: PeerState | undefined;
+  lastHeardMs: number;
+  dialed: boolean;
+}
 
 export interface NodeContext {
   readonly options: ResolvedNodeOptions;

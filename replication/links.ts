@@ -5,19 +5,11 @@
  * the node.
  */
 import { TxlogError, txlogError } from '../wal/errors.js';
-import type { NodeContext } from './context.js';
+import type { NodeContext, PeerLink } from './context.js';
 import { accept, dial, type Connection, type HandshakeOptions } from './connection.js';
 import { dialBackoffMsMax, dialBackoffMsMin } from './limits.js';
 import type { Message, PeerState } from './protocol.js';
 import type { Transport } from './transport.js';
-
-export interface PeerLink {
-  connection: Connection;
-  /** Set when the peer told us its state. */
-  state: PeerState | undefined;
-  lastHeardMs: number;
-  dialed: boolean;
-}
 
 /** What the links hand to the node. */
 export interface LinkEvents {

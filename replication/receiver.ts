@@ -9,8 +9,7 @@
 import { assert } from '../wal/assert.js';
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import { deferredMessagesMax } from './limits.js';
-import type { NodeContext } from './context.js';
-import type { PeerLink } from './links.js';
+import type { NodeContext, PeerLink } from './context.js';
 import type { MessageOf, PeerState } from './protocol.js';
 
 export class BackupReceiver {

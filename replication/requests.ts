@@ -70,7 +70,7 @@ export class ClientRequests {
       this.handle(clientId, message)
         .then(
           (value) => this.reply(connection, message.callId, undefined, value),
-          (error: unknown) => this.reply(connection, message.callId, error),
+          (error: unknown) => this.reply(connection, message.callId, this.answerFor(clientId, message, error)),
         )
         .finally(() => {
           running -= 1;
@@ -78,18 +78,36 @@ export class ClientRequests {
     });
   }
 
-  private reply(connection: Connection, callId: number, error: unknown, value?: unknown): void {
+  private reply(connection: Connection, callId: number, error: TxlogError | undefined, value?: unknown): void {
     const epoch = this.context.epoch;
     if (error === undefined) {
       connection.send({ t: 'res', callId, ok: true, value: value ?? null, epoch });
       return;
     }
-    const coded = error instanceof TxlogError ? error : txlogError('HANDLER_FAILED', String(error));
-    this.store.options.metrics.errorReturned(coded.code);
-    const message: Message = { t: 'res', callId, ok: false, error: coded.toJSON(), epoch };
+    this.store.options.metrics.errorReturned(error.code);
+    const message: Message = { t: 'res', callId, ok: false, error: error.toJSON(), epoch };
     const hint = this.node.primaryHint();
-    if (coded.code === 'NOT_PRIMARY' && hint !== undefined) message.primary = hint;
+    if (error.code === 'NOT_PRIMARY' && hint !== undefined) message.primary = hint;
     connection.send(message);
+  }
+
+  /**
+   * A `TxlogError` is an answer. Anything else thrown while serving a request is a bug of this
+   * node's, never the request's recorded outcome (`HANDLER_FAILED` would read as final): a write
+   * may or may not have committed before it struck, so the client hears `OUTCOME_UNKNOWN` and
+   * resends the same request id to learn the outcome; a read or status changed nothing and gets
+   * `INTERNAL_ERROR`. Either way the node logs it with its stack.
+   */
+  private answerFor(clientId: string, request: MessageOf<'req'>, error: unknown): TxlogError {
+    if (error instanceof TxlogError) return error;
+    const thrown = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const stack = error instanceof Error && error.stack !== undefined ? `\n${error.stack}` : '';
+    this.context.log(`INTERNAL ERROR (a bug) serving ${request.op} of client ${clientId}: ${thrown}${stack}`);
+    const details = { internalError: true, op: request.op, thrown };
+    if (request.op === 'execute') {
+      return txlogError('OUTCOME_UNKNOWN', `outcome unknown, resend the same request id: an internal error of the node struck while serving it (${thrown})`, details, error);
+    }
+    return txlogError('INTERNAL_ERROR', `an internal error of the node struck while serving ${request.op} (${thrown}); nothing was changed`, details, error);
   }
 
   private async handle(clientId: string, request: MessageOf<'req'>): Promise<unknown> {

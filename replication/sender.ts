@@ -10,8 +10,7 @@
 import { assert } from '../wal/assert.js';
 import { txlogError } from '../wal/errors.js';
 import { catchUpQueueBytesMax, recordsMessageBytesMax } from './limits.js';
-import type { NodeContext } from './context.js';
-import type { PeerLink } from './links.js';
+import type { NodeContext, PeerLink } from './context.js';
 import type { MessageOf, PeerState } from './protocol.js';
 
 interface ReplicaProgress {

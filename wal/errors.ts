@@ -35,6 +35,7 @@ export const errorCodes = [
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
   'TARGET_NOT_EMPTY',
+  'INTERNAL_ERROR',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -85,6 +86,7 @@ export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
   'TARGET_NOT_EMPTY',
+  'INTERNAL_ERROR',
 ]);
 
 export interface TxlogErrorOptions {

@@ -13,7 +13,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
-import { cliMainPath } from '../../dist/cli/spawn-node.js';
+import { cliMainPath } from '../../dist/replication/spawn-node.js';
 import { exited, useChildProcesses } from '../helpers/temp.js';
 import {
   bankServicePath,

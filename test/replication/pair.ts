@@ -7,17 +7,17 @@
  * printed when the test failed.
  */
 import { existsSync, statSync, readdirSync } from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, expect } from 'vitest';
+import { startPaymentGateway, type PaymentGateway } from '../../cli/payment-gateway.js';
 import { connect, type Client, type ClientOptions } from '../../replication/client.js';
 import type { NodeStatus } from '../../replication/node.js';
 import { Wal, recordPayload } from '../../wal/wal.js';
 import { recordTypes, type CommitPayload, type JournalPayload } from '../../engine/records.js';
 import type { RecordedEvent } from '../../engine/service.js';
 // The compiled helper is what `txlog demo` uses; the nodes it starts run dist/cli/main.js.
-import { spawnNode, type SpawnedNode } from '../../dist/cli/spawn-node.js';
+import { spawnNode, type SpawnedNode } from '../../dist/replication/spawn-node.js';
 import { useTempDir } from '../helpers/temp.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,7 +37,6 @@ export function requireFreshBuild(): void {
           .map((name) => path.join(dir, name)),
       ),
       'cli/serve.ts',
-      'cli/spawn-node.ts',
       'cli/main.ts',
     ];
     for (const source of sources) {
@@ -279,18 +278,11 @@ export async function expectIdenticalLogs(dirA: string, dirB: string): Promise<W
 
 // ------------------------------------------------------------------ the external system
 
-export interface ExternalSystem {
-  address: string;
-  /** Requests per idempotency key. */
-  requests: Map<string, number>;
-  /** Every charge id issued, with the key it was issued for. */
-  charges: Map<string, string>;
-  close(): Promise<void>;
-}
+export type ExternalSystem = PaymentGateway;
 
 /**
  * A payment gateway on loopback that does NOT deduplicate: every request gets a fresh charge
- * id (`key#n`), so a charge made twice shows up as two different results.
+ * id (`key#n`), so a charge made twice shows up as two different results. Closed after the test.
  */
 export function useExternalSystem(): () => Promise<ExternalSystem> {
   const open: ExternalSystem[] = [];
@@ -298,40 +290,7 @@ export function useExternalSystem(): () => Promise<ExternalSystem> {
     await Promise.all(open.splice(0).map((system) => system.close()));
   });
   return async () => {
-    const requests = new Map<string, number>();
-    const charges = new Map<string, string>();
-    const server = http.createServer((request, response) => {
-      let body = '';
-      request.setEncoding('utf8');
-      request.on('data', (chunk: string) => (body += chunk));
-      request.on('end', () => {
-        let key: string;
-        try {
-          key = String((JSON.parse(body) as { idempotencyKey: unknown }).idempotencyKey);
-        } catch {
-          response.writeHead(400).end();
-          return;
-        }
-        const count = (requests.get(key) ?? 0) + 1;
-        requests.set(key, count);
-        const chargeId = `${key}#${count}`;
-        charges.set(chargeId, key);
-        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ chargeId }));
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const address = server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : 0;
-    const system: ExternalSystem = {
-      address: `127.0.0.1:${port}`,
-      requests,
-      charges,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    };
+    const system = await startPaymentGateway({ deduplicate: false });
     open.push(system);
     return system;
   };

@@ -1,12 +1,15 @@
 /**
  * Starting `txlog serve` as a child process and waiting for its "listening" line: used by
- * `txlog demo`, `txlog bench` and the failover tests, so all of them run real processes.
+ * `txlog demo`, `txlog bench` and the failover tests, so all of them run real processes. It
+ * imports nothing of `cli/` (it runs the built `cli/main.js` by path), so the CLI and the benches
+ * can both use it without depending on each other.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { txlogError } from '../wal/errors.js';
 
-export const cliMainPath = fileURLToPath(new URL('./main.js', import.meta.url));
+/** The built `txlog` command (dist/cli/main.js beside this file's dist/replication/). */
+export const cliMainPath = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export interface SpawnedNode {
   process: ChildProcess;
