@@ -9,7 +9,7 @@ import type { Clock, Random } from '../wal/platform.js';
 import type { ReplicatedStore } from './engine-port.js';
 import type { PeerLink } from './links.js';
 import type { ResolvedNodeOptions } from './options.js';
-import type { Role } from './protocol.js';
+import type { PeerState, Role } from './protocol.js';
 
 export interface NodeContext {
   readonly options: ResolvedNodeOptions;
@@ -39,6 +39,14 @@ const allowedRoleChanges: Readonly<Record<Role, readonly Role[]>> = {
   // Only a higher epoch displaces a primary.
   primary: ['waiting'],
 };
+
+/** Who leads between two waiting nodes, the same on both sides: higher epoch, more log, configured primary, lower id. */
+export function winsAgainst(mine: PeerState, peer: PeerState): boolean {
+  if (mine.lastEpoch !== peer.lastEpoch) return mine.lastEpoch > peer.lastEpoch;
+  if (mine.lastLsn !== peer.lastLsn) return mine.lastLsn > peer.lastLsn;
+  if (mine.configuredRole !== peer.configuredRole) return mine.configuredRole === 'primary';
+  return mine.nodeId < peer.nodeId;
+}
 
 export class NodeState implements NodeContext {
   readonly links = new Set<PeerLink>();

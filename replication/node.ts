@@ -24,7 +24,7 @@ import { resolveStoreOptions } from '../engine/options.js';
 import { DeterminismCheck } from './determinism.js';
 import { ArbiterLeadership, notServingError } from './leadership.js';
 import { replicatedStoreOf, type ReplicatedStore } from './engine-port.js';
-import { NodeState } from './context.js';
+import { NodeState, winsAgainst } from './context.js';
 import { PeerLinks, type PeerLink } from './links.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import type { Message, PeerState } from './protocol.js';
@@ -229,7 +229,7 @@ export class TxlogNode {
     // arbiter both campaign, and the decision only says who may start a fresh cluster.
     if (this.state.role !== 'waiting' || peer.role !== 'waiting') return;
     if (this.leadership !== undefined) this.leadership.campaignSoon();
-    else if (this.winsAgainst(peer)) void this.becomePrimary(false);
+    else if (winsAgainst(this.peerState(), peer)) void this.becomePrimary(false);
   }
 
   private onLinkClosed(link: PeerLink): void {
@@ -237,20 +237,11 @@ export class TxlogNode {
     this.sender.onLinkClosed(link);
   }
 
-  /** The same decision on both sides: higher epoch, more log, configured primary, lower id. */
-  private winsAgainst(peer: PeerState): boolean {
-    const mine = this.peerState();
-    if (mine.lastEpoch !== peer.lastEpoch) return mine.lastEpoch > peer.lastEpoch;
-    if (mine.lastLsn !== peer.lastLsn) return mine.lastLsn > peer.lastLsn;
-    if (mine.configuredRole !== peer.configuredRole) return mine.configuredRole === 'primary';
-    return mine.nodeId < peer.nodeId;
-  }
-
   /** With an arbiter: an operator's forced start, or the peer decision between two waiting nodes. */
   private mayBootstrap(): boolean {
     if (this.options.forcePrimary) return true;
     if (this.state.role !== 'waiting') return false;
-    return [...this.peers.links].some((link) => !link.connection.closed && link.state?.role === 'waiting' && this.winsAgainst(link.state));
+    return [...this.peers.links].some((link) => !link.connection.closed && link.state?.role === 'waiting' && winsAgainst(this.peerState(), link.state));
   }
 
   /** The arbiter made this node leader with `epoch` (above every epoch it knew when it asked). */
@@ -273,8 +264,7 @@ export class TxlogNode {
   }
 
   private stepDown(epoch: number, cause: string): void {
-    if (epoch > this.state.epoch) this.state.log(`stepping down: ${cause} has epoch ${epoch}, above this primary's ${this.state.epoch}`);
-    else this.state.log(`stepping down: ${cause}`);
+    this.state.log(`stepping down: ${cause}${epoch > this.state.epoch ? ` has epoch ${epoch}, above this primary's ${this.state.epoch}` : ''}`);
     void this.leadership?.resign();
     this.state.observeEpoch(epoch);
     this.port.observeEpoch(epoch);

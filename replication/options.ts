@@ -41,12 +41,14 @@ export interface NodeOptions extends StoreOptions {
    *   unknown; the client resends the same id) until a backup is back in sync.
    * - `continue`: commit alone, saying so in logs and `status`. Unsafe under a network partition:
    *   a backup that promoted itself meanwhile makes two histories, and the one it discards held
-   *   acknowledged commits.
+   *   acknowledged commits. With an `arbiter` it is safe: the primary goes on alone only after
+   *   etcd has taken the backup out of the in-sync set, and a node out of it never leads.
    */
   onReplicaLost?: 'fail' | 'continue';
   /**
    * Become primary at once without waiting for the peer (an operator's decision after losing a
-   * node for good). @default false
+   * node for good). With an `arbiter` it only lets this node start a fresh cluster (campaign with
+   * `bootstrap`); it still leads only if its campaign wins. @default false
    */
   forcePrimary?: boolean;
   /** Largest wire frame. @default 16 MiB */
