@@ -61,6 +61,8 @@ export class ArbiterLeadership implements SenderArbiter {
   private changes: Promise<unknown> = Promise.resolve();
   /** A backup to add to the set once a change can be made (retried on the timer). */
   private backupToAdd: string | undefined;
+  /** An add is queued or running: the timer's retries never pile up behind a slow etcd. */
+  private adding = false;
   private lastStatus: ArbiterStatus | undefined;
   private lastStatusAtMs = 0;
   private statusInFlight = false;
@@ -182,11 +184,14 @@ export class ArbiterLeadership implements SenderArbiter {
   /** Rule 4: the backup holds everything released; add it to the set (retried until it is in). */
   backupInSync(nodeId: string): void {
     this.backupToAdd = nodeId;
+    if (this.adding) return;
+    this.adding = true;
     void this.changeSet(`add ${nodeId}`, (members) => {
       // After the read: a backup lost meanwhile is not added.
       if (!this.node.backupHoldsAll(nodeId)) return null;
       return members.includes(nodeId) ? undefined : [...members, nodeId];
     }).then((result) => {
+      this.adding = false;
       if (result !== 'failed' && this.backupToAdd === nodeId) this.backupToAdd = undefined;
     });
   }
@@ -203,17 +208,17 @@ export class ArbiterLeadership implements SenderArbiter {
 
   /**
    * One change of the set, after every change before it: `next` gets the members read and says
-   * the new set (undefined: already so; null: give up).
+   * the new set (undefined: already so; null: give up, it no longer applies).
    */
-  private changeSet(what: string, next: (members: string[]) => string[] | undefined | null): Promise<'done' | 'failed'> {
-    const run = async (): Promise<'done' | 'failed'> => {
+  private changeSet(what: string, next: (members: string[]) => string[] | undefined | null): Promise<'done' | 'given-up' | 'failed'> {
+    const run = async (): Promise<'done' | 'given-up' | 'failed'> => {
       const arbiter = this.arbiter;
       if (arbiter === undefined || this.context.role !== 'primary') return 'failed';
       try {
         for (let attempt = 1; attempt <= setChangeAttemptsMax; attempt++) {
           const read = await arbiter.readInSync();
           const members = next(read.members);
-          if (members === null) return 'failed';
+          if (members === null) return 'given-up';
           if (members === undefined) return 'done';
           const update = await arbiter.setInSync(members, read.revision);
           if (update.ok) {
