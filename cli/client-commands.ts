@@ -48,7 +48,9 @@ ${connectionHelp}`;
 export const statusHelp = `Usage: txlog status --servers H:P[,...] [--json]
 
 Asks every node for its role, epoch, last LSN, backup lag, sync state, whether it serves alone,
-and determinism violations seen. Exit 4 when no node answers.
+and determinism violations seen; for a node with an arbiter, one more line: whether etcd answers,
+the leader key's holder and its lease, the in-sync set, this node's lease, and why it does not
+lead. Exit 4 when no node answers.
 ${connectionHelp}`;
 
 type ParsedValues = Record<string, string | boolean | undefined>;
@@ -223,6 +225,23 @@ function printStatusTable(results: Array<{ server: string; status?: NodeStatus; 
     ]);
   }
   process.stdout.write(`${formatTable(rows).join('\n')}\n`);
+  for (const result of results) {
+    if (result.status?.arbiter !== undefined) process.stdout.write(`${arbiterLine(result.server, result.status.arbiter)}\n`);
+  }
+}
+
+/** One line per node with an arbiter: etcd's view and this node's own. */
+function arbiterLine(server: string, arbiter: NonNullable<NodeStatus['arbiter']>): string {
+  const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
+  const etcd = arbiter.reachable
+    ? [
+        arbiter.leader === undefined ? 'no leader' : `leader ${arbiter.leader.nodeId} epoch ${arbiter.leader.epoch} (lease ${seconds(arbiter.leader.leaseRemainingMs)} left)`,
+        `in-sync [${(arbiter.inSync?.members ?? []).join(', ')}]`,
+      ].join(', ')
+    : `UNREACHABLE (${arbiter.error ?? 'no answer'})`;
+  const self = arbiter.leading ? `leading, lease certainly valid ${seconds(arbiter.leaseValidForMs)}` : 'not leading';
+  const waiting = arbiter.waiting === undefined ? '' : `; ${arbiter.waiting}`;
+  return `arbiter seen from ${server}: ${etcd}; this node: ${self}${waiting} (checked ${seconds(arbiter.checkedAgoMs)} ago)`;
 }
 
 function help(text: string): number {

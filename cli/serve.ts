@@ -7,7 +7,9 @@ import { parseArgs } from 'node:util';
 import type { MetricsServer, PrometheusMetrics } from '../replication/metrics.js';
 import { startNode } from '../replication/node.js';
 import { parseAddress } from '../replication/protocol.js';
-import type { NodeOptions } from '../replication/options.js';
+import { parseArbiterUrl, resolveArbiterOptions } from '../replication/arbiter.js';
+import type { NodeArbiterOptions, NodeOptions } from '../replication/options.js';
+import { TxlogError } from '../wal/errors.js';
 import { fsyncPolicies, type FsyncPolicy } from '../wal/options.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { loadService, readSecret, splitList } from './service-loader.js';
@@ -18,6 +20,9 @@ export const serveHelp = `Usage: txlog serve --dir D --listen H:P[,H:P...] [--pe
                    [--heartbeat-timeout-ms N] [--replica-timeout-ms N]
                    [--on-replica-lost fail|continue] [--force-primary] [--expect-peer]
                    [--segment-bytes N] [--metrics-listen H:P]
+                   [--arbiter etcd://HOST:PORT[,HOST:PORT]/PREFIX
+                   [--arbiter-lease-ttl-ms N] [--arbiter-renew-interval-ms N]
+                   [--arbiter-margin-ms N] [--arbiter-request-timeout-ms N]]
 
 Runs a node. With --peer it is one of a primary/backup pair: several addresses after --listen
 and --peer are several replication links. Without --peer it serves alone (no replica: a
@@ -34,6 +39,13 @@ machine loss loses what its fsync policy allows).
   --on-replica-lost P     fail (default: writes fail with REPLICA_UNAVAILABLE while no backup
                           is in sync) or continue (commit alone; unsafe under a partition)
   --force-primary         become primary at once, without waiting for the peer
+  --arbiter URL           etcd decides who leads (needs --node-id): a node leads only while it
+                          holds etcd's leader lease, a lost node needs no operator, and
+                          --on-replica-lost continue is safe; a primary that cannot renew its
+                          lease stops acknowledging (README "Durability")
+  --arbiter-lease-ttl-ms  the leader lease, whole seconds (default 10000); with
+                          --arbiter-renew-interval-ms (2000), --arbiter-margin-ms (2000) and
+                          --arbiter-request-timeout-ms (2000): see replication/arbiter.ts
   --expect-peer           no --peer, but a peer will dial in (its --peer names this node):
                           wait for it instead of serving alone
   --metrics-listen H:P    serve Prometheus metrics at http://H:P/metrics (port 0 picks a
@@ -61,8 +73,34 @@ const serveOptions = {
   'exit-on-stdin-eof': { type: 'boolean' },
   'segment-bytes': { type: 'string' },
   'metrics-listen': { type: 'string' },
+  arbiter: { type: 'string' },
+  'arbiter-lease-ttl-ms': { type: 'string' },
+  'arbiter-renew-interval-ms': { type: 'string' },
+  'arbiter-margin-ms': { type: 'string' },
+  'arbiter-request-timeout-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
+
+type ArbiterFlag = 'arbiter-lease-ttl-ms' | 'arbiter-renew-interval-ms' | 'arbiter-margin-ms' | 'arbiter-request-timeout-ms';
+
+/** `--arbiter URL` and its timing flags; a bad URL or timings that break their relations are USAGE (exit 2). */
+function arbiterOptions(url: string, integer: (flag: ArbiterFlag, min: number, max: number) => number | undefined): NodeArbiterOptions {
+  const options: NodeArbiterOptions = { ...parseArbiterUrl(url) };
+  const timing = {
+    leaseTtlMs: integer('arbiter-lease-ttl-ms', 2000, 3_600_000),
+    renewIntervalMs: integer('arbiter-renew-interval-ms', 1, 3_600_000),
+    marginMs: integer('arbiter-margin-ms', 1, 3_600_000),
+    requestTimeoutMs: integer('arbiter-request-timeout-ms', 1, 3_600_000),
+  };
+  for (const [key, value] of Object.entries(timing)) if (value !== undefined) options[key as keyof typeof timing] = value;
+  try {
+    resolveArbiterOptions(options);
+  } catch (error) {
+    if (error instanceof TxlogError) throw usageError(`--arbiter: ${error.message}`, 'serve');
+    throw error;
+  }
+  return options;
+}
 
 export async function runServe(args: string[]): Promise<number> {
   const { values, positionals } = parseCommandArgs('serve', () =>
@@ -108,6 +146,11 @@ export async function runServe(args: string[]): Promise<number> {
   if (segmentBytes !== undefined) options.segmentBytes = segmentBytes;
   if (values['cluster-id'] !== undefined) options.clusterId = values['cluster-id'];
   if (values['node-id'] !== undefined) options.nodeId = values['node-id'];
+  if (values.arbiter !== undefined) options.arbiter = arbiterOptions(values.arbiter, integer);
+  else if (Object.keys(values).some((flag) => flag.startsWith('arbiter-'))) throw usageError('--arbiter-* flags need --arbiter', 'serve');
+  if (options.arbiter !== undefined && options.nodeId === undefined) {
+    throw usageError('--arbiter needs --node-id: the in-sync set in etcd names nodes across restarts', 'serve');
+  }
   const secret = readSecret(values['secret-file']);
   if (secret !== undefined) options.secret = secret;
   if (values.service !== undefined) options.service = await loadService(values.service);

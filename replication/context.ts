@@ -49,6 +49,14 @@ const allowedRoleChanges: Readonly<Record<Role, readonly Role[]>> = {
   primary: ['waiting'],
 };
 
+/** Who leads between two waiting nodes, the same on both sides: higher epoch, more log, configured primary, lower id. */
+export function winsAgainst(mine: PeerState, peer: PeerState): boolean {
+  if (mine.lastEpoch !== peer.lastEpoch) return mine.lastEpoch > peer.lastEpoch;
+  if (mine.lastLsn !== peer.lastLsn) return mine.lastLsn > peer.lastLsn;
+  if (mine.configuredRole !== peer.configuredRole) return mine.configuredRole === 'primary';
+  return mine.nodeId < peer.nodeId;
+}
+
 export class NodeState implements NodeContext {
   readonly links = new Set<PeerLink>();
   nodeId: string;

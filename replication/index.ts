@@ -1,6 +1,7 @@
 export { startNode, TxlogNode, type NodeStatus } from './node.js';
 export { connect, Client, type ClientOptions } from './client.js';
-export { type NodeOptions } from './options.js';
+export { type NodeOptions, type NodeArbiterOptions } from './options.js';
+export { type ArbiterNodeStatus } from './leadership.js';
 export { protocolVersion, parseAddress } from './protocol.js';
 export { nodeNetwork, type Network, type Transport } from './transport.js';
 export {

@@ -12,14 +12,19 @@
  * backup. A running primary is only displaced by a higher epoch. A backup promotes itself when
  * its primary is gone (link closed or silent past `heartbeatTimeoutMs`) **and** a client asks
  * it to serve, and only if it was in sync: it then serves alone until the other node rejoins.
+ *
+ * With an arbiter (`leadership.ts`) etcd decides instead: a node becomes primary only when its
+ * campaign wins the leader key, with the epoch etcd hands out; the peer decision only says who
+ * may start a fresh cluster (`bootstrap`); there is no promotion by a client and no forced start.
  */
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
 import { resolveStoreOptions } from '../engine/options.js';
 import { DeterminismCheck } from './determinism.js';
+import { ArbiterLeadership, notServingError } from './leadership.js';
 import { replicatedStoreOf, type ReplicatedStore } from './engine-port.js';
-import { NodeState, type PeerLink } from './context.js';
+import { NodeState, winsAgainst, type PeerLink } from './context.js';
 import { PeerLinks } from './links.js';
 import { resolveNodeOptions, type NodeOptions, type ResolvedNodeOptions } from './options.js';
 import type { Message, PeerState } from './protocol.js';
@@ -57,6 +62,8 @@ export class TxlogNode {
   private readonly receiver: BackupReceiver;
   private readonly determinism: DeterminismCheck;
   private readonly clients: ClientRequests;
+  /** Only with an `arbiter` option. */
+  private readonly leadership: ArbiterLeadership | undefined;
   private tickTimer: TimerHandle | undefined;
   private closing: Promise<void> | undefined;
   private resolveClosed!: () => void;
@@ -79,7 +86,17 @@ export class TxlogNode {
       onLinkClosed: (link) => this.onLinkClosed(link),
       onClient: (connection, clientId) => this.clients.add(connection, clientId),
     }, state.links);
-    this.sender = new PrimarySender(state);
+    this.leadership = options.arbiter === undefined ? undefined : new ArbiterLeadership(options.arbiter, state, {
+      mayBootstrap: () => this.mayBootstrap(),
+      epochAbove: () => Math.max(state.epoch, this.port.epoch),
+      lead: (epoch) => this.lead(epoch),
+      stepDown: (reason) => {
+        if (state.role === 'primary') this.stepDown(state.epoch, reason);
+      },
+      releaseMore: () => this.port.releaseMore(),
+      backupHoldsAll: (nodeId) => this.sender.backupHoldsAll(nodeId),
+    });
+    this.sender = new PrimarySender(state, this.leadership);
     this.receiver = new BackupReceiver(state, () => this.peers.broadcastState());
     this.port.setReleaseGate(() => this.sender.releaseLimit());
     this.port.setWritable(false);
@@ -114,7 +131,9 @@ export class TxlogNode {
     await this.peers.listen();
     if (!this.options.nodeIdGiven) this.state.nodeId = this.peers.addresses[0]!;
     this.scheduleTick();
-    if (this.options.forcePrimary) {
+    if (this.leadership !== undefined) {
+      await this.leadership.open();
+    } else if (this.options.forcePrimary) {
       this.state.log('forced to become primary without its peer');
       await this.becomePrimary(true);
     }
@@ -206,10 +225,11 @@ export class TxlogNode {
       return;
     }
     // Only two waiting nodes decide, and both compute the same answer. A peer that is still a
-    // backup may yet promote itself alone; it will tell us when it waits or leads.
-    if (this.state.role === 'waiting' && peer.role === 'waiting' && this.winsAgainst(peer)) {
-      void this.becomePrimary(false);
-    }
+    // backup may yet promote itself alone; it will tell us when it waits or leads. With an
+    // arbiter both campaign, and the decision only says who may start a fresh cluster.
+    if (this.state.role !== 'waiting' || peer.role !== 'waiting') return;
+    if (this.leadership !== undefined) this.leadership.campaignSoon();
+    else if (winsAgainst(this.peerState(), peer)) void this.becomePrimary(false);
   }
 
   private onLinkClosed(link: PeerLink): void {
@@ -217,13 +237,22 @@ export class TxlogNode {
     this.sender.onLinkClosed(link);
   }
 
-  /** The same decision on both sides: higher epoch, more log, configured primary, lower id. */
-  private winsAgainst(peer: PeerState): boolean {
-    const mine = this.peerState();
-    if (mine.lastEpoch !== peer.lastEpoch) return mine.lastEpoch > peer.lastEpoch;
-    if (mine.lastLsn !== peer.lastLsn) return mine.lastLsn > peer.lastLsn;
-    if (mine.configuredRole !== peer.configuredRole) return mine.configuredRole === 'primary';
-    return mine.nodeId < peer.nodeId;
+  /** With an arbiter: an operator's forced start, or the peer decision between two waiting nodes. */
+  private mayBootstrap(): boolean {
+    if (this.options.forcePrimary) return true;
+    if (this.state.role !== 'waiting') return false;
+    return [...this.peers.links].some((link) => !link.connection.closed && link.state?.role === 'waiting' && winsAgainst(this.peerState(), link.state));
+  }
+
+  /** The arbiter made this node leader with `epoch` (above every epoch it knew when it asked). */
+  private lead(epoch: number): boolean {
+    if (this.state.closed || this.state.role === 'primary') return false;
+    if (epoch <= Math.max(this.state.epoch, this.port.epoch)) {
+      this.state.log(`the arbiter's epoch ${epoch} is not above this node's ${this.state.epoch}; not leading with it`);
+      return false;
+    }
+    void this.becomePrimary(false, epoch);
+    return true;
   }
 
   private followPrimary(link: PeerLink, peer: PeerState): void {
@@ -235,7 +264,8 @@ export class TxlogNode {
   }
 
   private stepDown(epoch: number, cause: string): void {
-    this.state.log(`stepping down: ${cause} has epoch ${epoch}, above this primary's ${this.state.epoch}`);
+    this.state.log(`stepping down: ${cause}${epoch > this.state.epoch ? ` has epoch ${epoch}, above this primary's ${this.state.epoch}` : ''}`);
+    void this.leadership?.resign();
     this.state.observeEpoch(epoch);
     this.port.observeEpoch(epoch);
     this.state.changeRole('waiting');
@@ -249,13 +279,14 @@ export class TxlogNode {
 
   // ---------------------------------------------------------------- becoming primary
 
-  private async becomePrimary(alone: boolean): Promise<void> {
+  /** `arbiterEpoch`: the epoch the arbiter handed out with the leader key. */
+  private async becomePrimary(alone: boolean, arbiterEpoch?: number): Promise<void> {
     if (this.state.role === 'primary') return;
     this.state.changeRole('primary');
     this.epochLsn = undefined;
     this.receiver.stop();
     this.sender.begin(alone);
-    const epoch = Math.max(this.state.epoch, this.port.epoch) + 1;
+    const epoch = arbiterEpoch ?? Math.max(this.state.epoch, this.port.epoch) + 1;
     this.state.epoch = epoch;
     this.port.setWritable(true);
     this.state.log(`becoming primary with epoch ${epoch}${alone ? ', serving alone' : ''}`);
@@ -293,7 +324,10 @@ export class TxlogNode {
 
   /** Resolves when this node may serve as primary now, promoting a lone in-sync backup. */
   private async servePrimary(): Promise<void> {
-    if (this.state.role === 'backup' && !this.primaryAlive()) {
+    if (this.leadership !== undefined) {
+      const reason = this.leadership.notServing();
+      if (reason !== undefined) throw notServingError(reason, this.state.role);
+    } else if (this.state.role === 'backup' && !this.primaryAlive()) {
       if (!this.receiver.inSync) {
         throw txlogError('NOT_PRIMARY', 'the primary is unreachable and this backup is not in sync, so it cannot take over');
       }
@@ -341,6 +375,7 @@ export class TxlogNode {
       clients: this.clients.count,
       clientSessions: this.store.clientSessions,
       addresses: this.peers.addresses,
+      arbiter: this.leadership?.status(),
     });
   }
 
@@ -362,6 +397,8 @@ export class TxlogNode {
   private async closeNow(): Promise<void> {
     this.state.closed = true;
     this.tickTimer?.cancel();
+    // Giving the leader key back lets the peer lead at once instead of after the lease runs out.
+    await this.leadership?.close();
     await this.peers.close(() => this.clients.closeAll());
     await this.determinism.whenDone();
     try {

@@ -4,6 +4,7 @@
  */
 import { txlogError } from '../wal/errors.js';
 import type { StoreOptions } from '../engine/options.js';
+import { parseArbiterUrl, resolveArbiterOptions, type ArbiterOptions } from './arbiter.js';
 import { frameBytesMaxDefault } from './limits.js';
 import { isLoopbackHost, parseAddress } from './protocol.js';
 import { nodeNetwork, type Network } from './transport.js';
@@ -40,12 +41,14 @@ export interface NodeOptions extends StoreOptions {
    *   unknown; the client resends the same id) until a backup is back in sync.
    * - `continue`: commit alone, saying so in logs and `status`. Unsafe under a network partition:
    *   a backup that promoted itself meanwhile makes two histories, and the one it discards held
-   *   acknowledged commits.
+   *   acknowledged commits. With an `arbiter` it is safe: the primary goes on alone only after
+   *   etcd has taken the backup out of the in-sync set, and a node out of it never leads.
    */
   onReplicaLost?: 'fail' | 'continue';
   /**
    * Become primary at once without waiting for the peer (an operator's decision after losing a
-   * node for good). @default false
+   * node for good). With an `arbiter` it only lets this node start a fresh cluster (campaign with
+   * `bootstrap`); it still leads only if its campaign wins. @default false
    */
   forcePrimary?: boolean;
   /** Largest wire frame. @default 16 MiB */
@@ -57,7 +60,35 @@ export interface NodeOptions extends StoreOptions {
   /** Handshake and dial time limit. @default 2000 (ms) */
   connectTimeoutMs?: number;
   network?: Network;
+  /**
+   * An external arbiter (etcd) that decides who leads, which nodes may lead, and when a primary
+   * may go on alone (ARCHITECTURE.md, "Arbiter"). Without one (the default) the two nodes decide
+   * between themselves, as described above. With one, a node leads only while it holds etcd's
+   * leader lease, `onReplicaLost: 'continue'` is safe under partitions, and a node that lost its
+   * peer for good restarts alone without `forcePrimary`; but a primary that cannot renew its
+   * lease (etcd down or cut off) stops acknowledging within `leaseTtlMs - marginMs`. Needs
+   * `nodeId` (the in-sync set in etcd names nodes by id across restarts).
+   * @default none
+   */
+  arbiter?: NodeArbiterOptions;
 }
+
+/**
+ * Where the arbiter is (an `etcd://HOST:PORT[,HOST:PORT]/PREFIX` URL, or `endpoints` and
+ * `prefix`) and its lease timing; every timing option is documented with its default and
+ * trade-off on `ArbiterOptions` (`replication/arbiter.ts`): `leaseTtlMs` 10000 (longer: fewer
+ * renewals, more tolerance of a slow etcd, but a dead primary is replaced later),
+ * `renewIntervalMs` 2000 (also how often a node that does not lead campaigns), `marginMs` 2000
+ * (taken off every validity: safer when larger, less time acknowledging per renewal),
+ * `requestTimeoutMs` 2000 (every etcd request).
+ */
+export type NodeArbiterOptions = { url: string } & Partial<ArbiterTiming>
+  | Pick<ArbiterOptions, 'endpoints' | 'prefix'> & Partial<ArbiterTiming>;
+
+type ArbiterTiming = Required<Pick<ArbiterOptions, 'leaseTtlMs' | 'renewIntervalMs' | 'marginMs' | 'requestTimeoutMs'>>;
+
+/** The arbiter's place and timing as a node opens it (its callbacks and clock are the node's). */
+export type NodeArbiterConfig = Pick<ArbiterOptions, 'endpoints' | 'prefix'> & ArbiterTiming;
 
 export interface ResolvedNodeOptions {
   listen: string[];
@@ -77,6 +108,7 @@ export interface ResolvedNodeOptions {
   requestsPerConnectionMax: number;
   connectTimeoutMs: number;
   network: Network;
+  arbiter: NodeArbiterConfig | undefined;
 }
 
 export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
@@ -109,6 +141,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     requestsPerConnectionMax: options.requestsPerConnectionMax ?? 4096,
     connectTimeoutMs: options.connectTimeoutMs ?? 2000,
     network: options.network ?? nodeNetwork,
+    arbiter: options.arbiter === undefined ? undefined : resolveNodeArbiter(options.arbiter),
   };
   if (resolved.onReplicaLost !== 'fail' && resolved.onReplicaLost !== 'continue') {
     throw txlogError('BAD_REQUEST', 'onReplicaLost must be fail or continue');
@@ -120,5 +153,15 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
   if (resolved.heartbeatTimeoutMs <= resolved.heartbeatIntervalMs) {
     throw txlogError('BAD_REQUEST', 'heartbeatTimeoutMs must be longer than heartbeatIntervalMs');
   }
+  if (resolved.arbiter !== undefined && !resolved.nodeIdGiven && parseAddress(resolved.nodeId).port === 0) {
+    throw txlogError('BAD_REQUEST', 'a node with an arbiter needs a nodeId (or a fixed first listen port): the in-sync set names nodes across restarts');
+  }
   return resolved;
+}
+
+/** Checks the arbiter options now (bad ones are BAD_REQUEST, a bad URL USAGE), before any store opens. */
+function resolveNodeArbiter(options: NodeArbiterOptions): NodeArbiterConfig {
+  const place = 'url' in options ? parseArbiterUrl(options.url) : { endpoints: options.endpoints, prefix: options.prefix };
+  const { endpoints, prefix, leaseTtlMs, renewIntervalMs, marginMs, requestTimeoutMs } = resolveArbiterOptions({ ...options, ...place });
+  return { endpoints, prefix, leaseTtlMs, renewIntervalMs, marginMs, requestTimeoutMs };
 }

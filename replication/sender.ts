@@ -6,6 +6,10 @@
  * and sets the release gate from them: a commit is released to its caller only when the backup
  * has it. If the active link fails it resumes on another link to the same backup, resending
  * everything not yet acknowledged from the WAL; if none is left, it applies `onReplicaLost`.
+ *
+ * With an arbiter (`SenderArbiter`) the gate also holds everything while the primary's lease is
+ * not certainly valid; the backup is reported for the in-sync set once it holds everything
+ * released; and `continue` goes on alone only after the backup is out of that set.
  */
 import { assert } from '../wal/assert.js';
 import { txlogError } from '../wal/errors.js';
@@ -27,6 +31,20 @@ interface ReplicaProgress {
   pumping: boolean;
   /** The node that joined (agreed on where the logs meet); only it may be resumed on a spare link. */
   backupNodeId: string | undefined;
+  /** Highest LSN sent when the backup was counted in sync: everything released alone is at or below it. */
+  syncedLsn: number | undefined;
+  /** The backup acknowledged `syncedLsn`: it holds every commit released (told to the arbiter). */
+  holdsAll: boolean;
+}
+
+/** What the sender asks of the node's arbiter, when it has one (`leadership.ts`). */
+export interface SenderArbiter {
+  /** This primary's lease is certainly valid now. */
+  leaseValid(): boolean;
+  /** The backup holds every released commit: it may join the in-sync set. */
+  backupInSync(nodeId: string): void;
+  /** Removes the backup from the in-sync set; true once etcd says it is out. */
+  removeBackup(): Promise<boolean>;
 }
 
 export class PrimarySender {
@@ -35,8 +53,14 @@ export class PrimarySender {
   private aloneValue = false;
   private replicaLostAtMs: number | undefined;
   private replicaUnavailableValue = false;
+  /** A removal from the in-sync set is in flight, and when the next may start. */
+  private removing = false;
+  private nextRemovalAtMs = 0;
 
-  constructor(private readonly context: NodeContext) {}
+  constructor(
+    private readonly context: NodeContext,
+    private readonly arbiter: SenderArbiter | undefined = undefined,
+  ) {}
 
   /** This node became primary: no backup yet. */
   begin(alone: boolean): void {
@@ -66,6 +90,11 @@ export class PrimarySender {
 
   get durableLsn(): number {
     return this.replica.durableLsn;
+  }
+
+  /** The backup `nodeId` is in sync and has acknowledged everything released. */
+  backupHoldsAll(nodeId: string): boolean {
+    return this.context.role === 'primary' && this.replica.holdsAll && this.replica.backupNodeId === nodeId;
   }
 
   /** Past `replicaTimeoutMs` without a backup under `onReplicaLost: 'fail'`. */
@@ -178,6 +207,11 @@ export class PrimarySender {
       // After every record sent so far (the link keeps order), so the backup holds all that was
       // released alone before it counts itself in sync.
       link.connection.send({ t: 'synced', epoch: this.context.epoch, lsn: replica.sentLsn });
+      replica.syncedLsn = replica.sentLsn;
+    }
+    if (!replica.holdsAll && replica.syncedLsn !== undefined && replica.ackedLsn >= replica.syncedLsn) {
+      replica.holdsAll = true;
+      if (replica.backupNodeId !== undefined) this.arbiter?.backupInSync(replica.backupNodeId);
     }
     this.context.store.releaseMore();
   }
@@ -190,8 +224,9 @@ export class PrimarySender {
     // (after the WAL settles), so nothing more is released meanwhile. Opening the gate here let
     // a commit the backup never had reach its caller (found by the simulator).
     if (this.context.role !== 'primary') return this.context.store.appliedLsn;
-    if (this.aloneValue) return Number.MAX_SAFE_INTEGER;
-    return this.replica.ackedLsn;
+    // With an arbiter, nothing is released unless this node certainly still leads.
+    if (this.arbiter !== undefined && !this.arbiter.leaseValid()) return this.context.store.appliedLsn;
+    return this.aloneValue ? Number.MAX_SAFE_INTEGER : this.replica.ackedLsn;
   }
 
   onLinkClosed(link: PeerLink): void {
@@ -224,6 +259,7 @@ export class PrimarySender {
       // No link reaches the backup: it is not in sync any more (status, and the peer state,
       // must not report a healthy pair); a rejoin starts a fresh replica.
       replica.inSync = false;
+      replica.holdsAll = false;
       this.replicaLostAtMs ??= this.context.clock.monotonicMs();
       const others = links.map((candidate) => `${candidate.state?.role ?? 'unknown'}${candidate.connection.closed ? ' (closed)' : ''}`);
       this.context.log(`lost the backup (other peer links: ${others.length === 0 ? 'none' : others.join(', ')})`);
@@ -240,12 +276,40 @@ export class PrimarySender {
   checkReplicaLost(nowMs: number): void {
     if (this.context.role !== 'primary' || this.aloneValue || this.replica.link !== undefined) return;
     this.replicaLostAtMs ??= nowMs;
-    if (!this.replicaUnavailableValue && nowMs - this.replicaLostAtMs >= this.context.options.replicaTimeoutMs) this.onReplicaLost();
+    if (nowMs - this.replicaLostAtMs < this.context.options.replicaTimeoutMs) return;
+    if (this.arbiter !== undefined && this.context.options.onReplicaLost === 'continue') this.removeThenContinue(nowMs);
+    else if (!this.replicaUnavailableValue) this.onReplicaLost();
   }
 
-  private onReplicaLost(): void {
+  /**
+   * `continue` with an arbiter: alone only once the backup is out of the in-sync set, so it can
+   * never lead without what is released from here on. Until then commits are held; if etcd does
+   * not say yes they fail with REPLICA_UNAVAILABLE as under `fail`, and the removal is retried.
+   */
+  private removeThenContinue(nowMs: number): void {
+    const arbiter = this.arbiter;
+    if (arbiter === undefined || this.removing || nowMs < this.nextRemovalAtMs) return;
+    this.removing = true;
+    this.nextRemovalAtMs = nowMs + this.context.options.replicaTimeoutMs;
+    const replica = this.replica;
+    void arbiter.removeBackup().then((removed) => {
+      this.removing = false;
+      // After the await: still primary, still without a backup, not yet alone?
+      if (this.context.role !== 'primary' || replica !== this.replica || replica.link !== undefined || this.aloneValue) return;
+      if (removed) {
+        this.replicaUnavailableValue = false;
+        this.aloneValue = true;
+        this.context.log('no backup for replicaTimeoutMs and it is out of the in-sync set: continuing alone');
+        this.context.store.releaseMore();
+      } else if (!this.replicaUnavailableValue) {
+        this.onReplicaLost('fail');
+      }
+    });
+  }
+
+  private onReplicaLost(policy = this.context.options.onReplicaLost): void {
     const store = this.context.store;
-    if (this.context.options.onReplicaLost === 'continue') {
+    if (policy === 'continue') {
       this.aloneValue = true;
       this.context.log('no backup for replicaTimeoutMs: continuing ALONE (onReplicaLost: continue; unsafe under a partition)');
       store.releaseMore();
@@ -270,5 +334,7 @@ function newReplica(agreedLsn: number): ReplicaProgress {
     inSync: false,
     pumping: false,
     backupNodeId: undefined,
+    syncedLsn: undefined,
+    holdsAll: false,
   };
 }

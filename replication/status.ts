@@ -1,6 +1,7 @@
 /** What a node reports about itself (`status`, over the network and in `txlog status`). */
 import type { Divergence } from '../engine/replay.js';
 import type { DeterminismCheck } from './determinism.js';
+import type { ArbiterNodeStatus } from './leadership.js';
 import type { ReplicatedStore } from './engine-port.js';
 import type { Role } from './protocol.js';
 import type { BackupReceiver } from './receiver.js';
@@ -31,6 +32,11 @@ export interface NodeStatus {
   determinismViolations: number;
   lastViolation: Divergence | undefined;
   addresses: string[];
+  /**
+   * Only with an arbiter: etcd's view (reachable, the leader key's holder and its lease, the
+   * in-sync set, refreshed every `renewIntervalMs`), this node's lease, and why it does not lead.
+   */
+  arbiter?: ArbiterNodeStatus;
 }
 
 /** The parts of a node its status is read from. */
@@ -46,12 +52,13 @@ export interface StatusSources {
   clients: number;
   clientSessions: number;
   addresses: string[];
+  arbiter: ArbiterNodeStatus | undefined;
 }
 
 export function statusOf(sources: StatusSources): NodeStatus {
   const { store, sender, receiver, determinism } = sources;
   const isPrimary = sources.role === 'primary';
-  return {
+  const status: NodeStatus = {
     nodeId: sources.nodeId,
     role: sources.role,
     epoch: sources.epoch,
@@ -72,4 +79,6 @@ export function statusOf(sources: StatusSources): NodeStatus {
     lastViolation: determinism.lastViolation,
     addresses: sources.addresses,
   };
+  if (sources.arbiter !== undefined) status.arbiter = sources.arbiter;
+  return status;
 }
