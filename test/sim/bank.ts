@@ -141,3 +141,18 @@ export function closeLmdbUnder(root: string): void {
 export function simulationTempRoot(): string {
   return existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
 }
+
+/**
+ * A failure no injected fault explains: an assertion (a programmer error), or a log found corrupt
+ * (the simulated disk never corrupts a synced byte). Such a node is not just restarted: the seed
+ * fails at once, with the message, instead of much later as "no progress".
+ */
+export function bugBehind(error: unknown): string | undefined {
+  for (let cause: unknown = error, depth = 0; cause !== undefined && cause !== null && depth < 5; depth++) {
+    const named = cause as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown };
+    if (named.name === 'AssertionFailed') return `assertion failed: ${String(named.message)}`;
+    if (named.name === 'TxlogError' && named.code === 'CORRUPT_LOG') return `the log was found corrupt: ${String(named.message)}`;
+    cause = named.cause;
+  }
+  return undefined;
+}

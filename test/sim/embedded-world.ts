@@ -19,7 +19,7 @@ import { openStore, type Store } from '../../engine/index.js';
 import { TxlogError } from '../../wal/errors.js';
 import type { Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
-import { Gateway, InvariantViolation, accountCount, closeLmdbUnder, simulationTempRoot, checkTagCounts, deferred, depositArgs, sleep, splitTag, tagCounts } from './bank.js';
+import { Gateway, InvariantViolation, bugBehind, accountCount, closeLmdbUnder, simulationTempRoot, checkTagCounts, deferred, depositArgs, sleep, splitTag, tagCounts } from './bank.js';
 import { SimDisk, type DiskFaults } from './disk.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
 
@@ -120,7 +120,7 @@ class EmbeddedWorld {
     this.scheduler.schedule(0, () => void this.start());
     this.scheduleCrash();
     for (let client = 0; client < this.clientCount; client++) {
-      this.scheduler.schedule(this.random.integer(0, 20), () => void this.client(client));
+      this.scheduler.schedule(this.random.integer(0, 20), () => void this.client(client).catch(() => undefined));
     }
     const end = this.durationMs * 20;
     const finished = await this.scheduler.runUntil(() => this.violation !== undefined || this.clientsDone === this.clientCount, end);
@@ -172,6 +172,8 @@ class EmbeddedWorld {
       incarnation.store = store;
     } catch (error) {
       if (!incarnation.alive) return;
+      const bug = bugBehind(error);
+      if (bug !== undefined) this.fail('bug', `store ${number} failed to open: ${bug}`);
       // A disk fault while opening: the operator (this loop) restarts it.
       this.scheduler.note(`open failed: ${String(error)}`);
       this.counts.storeFailures += 1;
@@ -247,6 +249,8 @@ class EmbeddedWorld {
         }
         // The store failed (a disk fault) or closed: restart it as an operator would, resend the same id.
         this.scheduler.note(`attempt ${args.tag}: ${error instanceof TxlogError ? error.code : String(error)}`);
+        const bug = bugBehind(store.failedWith);
+        if (bug !== undefined) this.fail('bug', `store ${incarnation.number} failed: ${bug}`);
         if (incarnation.alive && store.failedWith !== undefined) {
           this.counts.storeFailures += 1;
           this.crash(false);

@@ -19,7 +19,7 @@ import { startNode, type TxlogNode } from '../../replication/node.js';
 import { TxlogError } from '../../wal/errors.js';
 import type { Platform, Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
-import { Gateway, InvariantViolation, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, depositArgs, sleep, splitTag, tagCounts, accountCount } from './bank.js';
+import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, depositArgs, sleep, splitTag, tagCounts, accountCount } from './bank.js';
 import { SimDisk, noDiskFaults } from './disk.js';
 import type { SeedSummary } from './embedded-world.js';
 import { SimNetwork, type SimProcess } from './network.js';
@@ -52,7 +52,14 @@ export async function runPairSeed(seed: number, options: { durationMs?: number }
 
 class PairWorld {
   private readonly scheduler = new Scheduler();
+  /** Separate streams, so that code drawing more of one (a nonce, a sync) leaves the others alone. */
   private readonly random: SeededRandom;
+  private readonly faultRandom: SeededRandom;
+  private readonly workloadRandom: SeededRandom;
+  private readonly platformRandom: SeededRandom;
+  /** Per seed: how often faults come, and how long a client waits before it resends. */
+  private readonly faultIntervalMs: { min: number; max: number };
+  private readonly clientDeadlineMs: number;
   private readonly network: SimNetwork;
   private readonly disks: Record<MachineName, SimDisk>;
   private readonly nodes: Record<MachineName, NodeIncarnation | undefined> = { a: undefined, b: undefined };
@@ -73,6 +80,12 @@ class PairWorld {
     private readonly durationMs: number,
   ) {
     this.random = seededRandom(seed);
+    this.faultRandom = seededRandom(this.random.integer(0, 2 ** 32 - 1));
+    this.workloadRandom = seededRandom(this.random.integer(0, 2 ** 32 - 1));
+    this.platformRandom = seededRandom(this.random.integer(0, 2 ** 32 - 1));
+    const dense = this.random.float() < 0.75;
+    this.faultIntervalMs = dense ? { min: 20, max: 200 } : { min: 100, max: 900 };
+    this.clientDeadlineMs = this.random.float() < 0.3 ? this.random.integer(50, 400) : 1500;
     this.network = new SimNetwork(this.scheduler, seededRandom(this.random.integer(0, 2 ** 32 - 1)));
     this.disks = {
       a: new SimDisk(seededRandom(this.random.integer(0, 2 ** 32 - 1)), 'a'),
@@ -86,7 +99,7 @@ class PairWorld {
       };
     }
     this.network.latencyMs.slowChance = this.random.float() * 0.05;
-    this.gateway = new Gateway(this.random, (invariant, message) => this.fail(invariant, message));
+    this.gateway = new Gateway(this.workloadRandom, (invariant, message) => this.fail(invariant, message));
     this.clientCount = this.random.integer(1, 4);
   }
 
@@ -95,7 +108,10 @@ class PairWorld {
     this.scheduler.schedule(0, () => void this.startNode('a'));
     this.scheduler.schedule(0, () => void this.startNode('b'));
     this.scheduleFault();
-    for (let client = 0; client < this.clientCount; client++) this.scheduler.schedule(this.random.integer(5, 50), () => void this.client(client));
+    for (let client = 0; client < this.clientCount; client++) {
+      // A violation found inside a client is kept by `fail` and thrown again by the run loop.
+      this.scheduler.schedule(this.workloadRandom.integer(5, 50), () => void this.client(client).catch(() => undefined));
+    }
     this.scheduler.schedule(this.durationMs, () => (this.faultsOn = false));
     const settled = await this.scheduler.runUntil(
       () => (this.checkStep(), this.violation !== undefined || (!this.faultsOn && this.clientsDone === this.clientCount)),
@@ -130,7 +146,7 @@ class PairWorld {
     const stateRoot = path.join(this.tempRoot, `${machine}-${number}`);
     const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined };
     this.nodes[machine] = incarnation;
-    const random: Random = { float: () => this.random.float(), bytes: (count) => this.random.bytes(count) };
+    const random: Random = { float: () => this.platformRandom.float(), bytes: (count) => this.platformRandom.bytes(count) };
     const platform: Platform = { fileSystem: this.disks[machine].fileSystemFor(clock, stateRoot), clock, random };
     try {
       const node = await startNode({
@@ -155,7 +171,10 @@ class PairWorld {
       if (!incarnation.alive) return;
       incarnation.node = node;
       void node.whenClosed.then(() => {
-        // The node closed itself (its disk failed): the operator restarts it.
+        // The node closed itself (its disk failed): the operator restarts it, unless no injected
+        // fault explains why.
+        const bug = bugBehind(node.storeFailure);
+        if (bug !== undefined && incarnation.alive) this.fail('bug', `${machine}${number} closed: ${bug}`);
         if (incarnation.alive && this.nodes[machine] === incarnation) {
           this.counts.storeFailures += 1;
           this.kill(machine, false);
@@ -163,6 +182,8 @@ class PairWorld {
       });
     } catch (error) {
       if (!incarnation.alive) return;
+      const bug = bugBehind(error);
+      if (bug !== undefined) this.fail('bug', `${machine}${number} failed to start: ${bug}`);
       this.scheduler.note(`${machine}${number} failed to start: ${String(error)}`);
       this.counts.storeFailures += 1;
       this.kill(machine, false);
@@ -193,33 +214,46 @@ class PairWorld {
     this.scheduler.note(`kill ${machine}${incarnation.number}${withMachine ? ' with its machine' : ''}`);
     closeLmdbUnder(incarnation.stateRoot);
     this.nodes[machine] = undefined;
-    this.scheduler.schedule(this.random.integer(5, 120), () => {
+    this.scheduler.schedule(this.faultRandom.integer(5, 120), () => {
       this.counts.restarts += 1;
       void this.startNode(machine);
     });
   }
 
   private scheduleFault(): void {
-    this.scheduler.schedule(this.random.integer(20, 200), () => {
+    const random = this.faultRandom;
+    this.scheduler.schedule(random.integer(this.faultIntervalMs.min, this.faultIntervalMs.max), () => {
       if (!this.faultsOn) return;
-      const roll = this.random.float();
-      const target = this.primaryMachine() ?? (this.random.float() < 0.5 ? 'a' : 'b');
-      const victim: MachineName = this.random.float() < 0.85 ? target : peerOf[target];
-      if (roll < 0.7) {
-        this.kill(victim, this.random.float() < 0.3);
-      } else if (roll < 0.75) {
-        const address = this.random.pick([addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b]);
+      const roll = random.float();
+      const target = this.primaryMachine() ?? (random.float() < 0.5 ? 'a' : 'b');
+      let victim: MachineName = random.float() < 0.85 ? target : peerOf[target];
+      // A paused or cut-off node is spared now and then, so that it comes back as a stale
+      // primary while a newer one leads (what fencing is for).
+      if (this.isIsolated(victim) && random.float() < 0.7) victim = peerOf[victim];
+      if (roll < 0.6) {
+        this.kill(victim, random.float() < 0.3);
+      } else if (roll < 0.68) {
+        const address = random.pick([addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b]);
         this.scheduler.note(`cut link ${address}`);
         this.network.cutAddress(address);
-        this.scheduler.schedule(this.random.integer(20, 400), () => {
+        this.scheduler.schedule(random.integer(20, 400), () => {
           this.scheduler.note(`heal link ${address}`);
           this.network.healAddress(address);
         });
-      } else if (roll < 0.85 && !this.network.isCut('a', 'b')) {
+      } else if (roll < 0.76) {
+        // The clients lose a node for a moment: their sessions break and they resend.
+        const machine = random.float() < 0.5 ? 'a' : 'b';
+        this.scheduler.note(`partition c|${machine}`);
+        this.network.partition('c', machine);
+        this.scheduler.schedule(random.integer(10, 200), () => {
+          this.scheduler.note(`heal c|${machine}`);
+          this.network.heal('c', machine);
+        });
+      } else if (roll < 0.86 && !this.network.isCut('a', 'b')) {
         this.counts.partitions += 1;
         this.scheduler.note('partition a|b');
         this.network.partition('a', 'b');
-        this.scheduler.schedule(this.random.integer(50, 600), () => {
+        this.scheduler.schedule(random.integer(50, 600), () => {
           this.scheduler.note('heal a|b');
           this.network.heal('a', 'b');
         });
@@ -228,7 +262,7 @@ class PairWorld {
         if (incarnation !== undefined && !incarnation.clock.paused) {
           this.scheduler.note(`pause ${victim}${incarnation.number}`);
           incarnation.clock.pause();
-          this.scheduler.schedule(this.random.integer(50, 800), () => {
+          this.scheduler.schedule(random.integer(50, 800), () => {
             this.scheduler.note(`resume ${victim}${incarnation.number}`);
             incarnation.clock.resume();
           });
@@ -236,6 +270,10 @@ class PairWorld {
       }
       this.scheduleFault();
     });
+  }
+
+  private isIsolated(machine: MachineName): boolean {
+    return this.nodes[machine]?.clock.paused === true || this.network.isCut('a', 'b');
   }
 
   /**
@@ -264,7 +302,7 @@ class PairWorld {
 
   private clientPlatform(name: string): { platform: Platform; process: SimProcess } {
     const clock = this.scheduler.clockOf(name);
-    const random: Random = { float: () => this.random.float(), bytes: (count) => this.random.bytes(count) };
+    const random: Random = { float: () => this.platformRandom.float(), bytes: (count) => this.platformRandom.bytes(count) };
     return { platform: { fileSystem: this.disks.a.fileSystemFor(clock, '/unused'), clock, random }, process: { machine: 'c', clock } };
   }
 
@@ -274,7 +312,7 @@ class PairWorld {
       servers: [addressOf.a, addressOf.b],
       clientId,
       firstRequestId,
-      deadlineMs: 1500,
+      deadlineMs: this.clientDeadlineMs,
       connectTimeoutMs: 100,
       network: this.network.networkFor(process),
       platform,
@@ -283,10 +321,10 @@ class PairWorld {
 
   private async client(index: number): Promise<void> {
     const clientId = `client-${index}`;
-    const requests = this.random.integer(8, 30);
+    const requests = this.workloadRandom.integer(8, 30);
     let client: Client | undefined;
     for (let requestId = 1; requestId <= requests; requestId++) {
-      const args = depositArgs(this.random, clientId, requestId);
+      const args = depositArgs(this.workloadRandom, clientId, requestId);
       for (let attempt = 0; ; attempt++) {
         client ??= this.newClient(clientId, requestId);
         const outcome = await client.execute('deposit', args).then(
@@ -311,10 +349,10 @@ class PairWorld {
         // Outcome unknown: a new client session resends the same request id.
         await client.close();
         client = undefined;
-        await sleep(this.scheduler, this.random.integer(1, 50));
+        await sleep(this.scheduler, this.workloadRandom.integer(1, 50));
       }
-      if (this.random.float() < 0.1) await this.readSome(client!);
-      await sleep(this.scheduler, this.random.float() * 10);
+      if (this.workloadRandom.float() < 0.1) await this.readSome(client!);
+      await sleep(this.scheduler, this.workloadRandom.float() * 10);
     }
     await client?.close();
     this.clientsDone += 1;
@@ -322,7 +360,7 @@ class PairWorld {
 
   private async readSome(client: Client): Promise<void> {
     try {
-      const slice = await client.readStream(`account-${this.random.integer(0, accountCount - 1)}`);
+      const slice = await client.readStream(`account-${this.workloadRandom.integer(0, accountCount - 1)}`);
       for (const event of slice.events) this.observedTags.add((event.data as { tag: string }).tag);
     } catch {
       // Nothing shown.
