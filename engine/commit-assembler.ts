@@ -16,6 +16,8 @@ import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite 
 import { callKey, requestKey, type CheckedRequest } from './requests.js';
 import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
+import { newEventId } from './event-ids.js';
+import type { Platform } from '../wal/platform.js';
 
 export interface Appended {
   /** Undefined when the WAL refused the record outright. */
@@ -35,9 +37,11 @@ export class CommitAssembler {
   /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
   private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
   private nextPosition: number;
+  private readonly platform: Platform;
 
-  constructor(pipeline: CommitPipeline) {
+  constructor(pipeline: CommitPipeline, platform: Platform) {
     this.pipeline = pipeline;
+    this.platform = platform;
     this.nextPosition = pipeline.state.nextPosition;
     pipeline.onApplied((records) => this.forgetApplied(records));
   }
@@ -129,11 +133,15 @@ export class CommitAssembler {
           actualVersion: head,
         });
       }
-      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events: write.events };
+      // Ids are drawn here, after the digest: the record carries them and every node applies
+      // them as recorded, so re-execution never has to draw the same ones.
+      const events = write.events.map((event) => (event.id !== undefined ? event : { id: newEventId(this.platform.random), ...event }));
+      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events };
       if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
       placed.push(streamWrite);
     }
     payload.events = placed;
+    if (placed.length > 0) payload.createdAtMs = this.platform.clock.nowMs();
     return undefined;
   }
 

@@ -9,6 +9,7 @@ import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamS
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
 import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
+import { checkedEventId } from './event-ids.js';
 
 export interface PendingWrite {
   stream: string;
@@ -196,11 +197,13 @@ export function checkStreamName(stream: unknown, limits: StoreLimits): asserts s
 
 function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventInput {
   if (typeof event !== 'object' || event === null) throw txlogError('BAD_REQUEST', `append to ${stream}: each event must be an object`);
-  const { type, data, metadata } = event as Record<string, unknown>;
+  const { id, type, data, metadata } = event as Record<string, unknown>;
   if (!isWellFormedName(type, limits.eventTypeLengthMax)) {
     throw txlogError('BAD_REQUEST', `append to ${stream}: each event needs a type of 1..${limits.eventTypeLengthMax} characters of well-formed Unicode`);
   }
-  const checked: EventInput = { type, data: data ?? null };
+  // No `id` key unless the caller gave one: the outcome's digest must stay what it was for
+  // handlers written before event ids (a replay of an old log compares against it).
+  const checked: EventInput = id === undefined ? { type, data: data ?? null } : { id: checkedEventId(id, stream), type, data: data ?? null };
   if (metadata !== undefined) checked.metadata = metadata;
   // The snapshot, not the handler's object, is committed: growing the data after the append
   // can neither bypass the limit nor change what is recorded.

@@ -1,7 +1,8 @@
 /**
  * The record types the engine writes to the WAL, and their payloads. The WAL itself knows only
  * numbers; these names are what `txlog inspect` prints. Payloads are plain msgpack maps; a new
- * field may be added, an existing one never changes meaning (format version 1).
+ * field may be added, an existing one never changes meaning (format version 1). Fields added
+ * since the first release say so, with what a record written before them means.
  */
 import type { SerializedError } from '../wal/errors.js';
 
@@ -22,8 +23,15 @@ export function recordTypeName(type: number): string {
 }
 
 export interface EventInput {
+  /**
+   * A UUID. Given by the caller, or drawn by the primary when it assembles the commit (then it is
+   * in the commit record, not in the handler's outcome or its digest). Absent in logs written
+   * before event ids: reads derive one from stream and version (`derivedEventId`).
+   */
+  id?: string;
   type: string;
   data?: unknown;
+  /** The caller's own facts about the event; by convention `correlationId` and `causationId`. */
   metadata?: unknown;
 }
 
@@ -63,6 +71,12 @@ export interface CommitPayload {
   callLsns?: number[];
   /** Hex digest of the outcome (events and reply or error), compared on re-execution. */
   digest: string;
+  /**
+   * Wall-clock milliseconds of the primary's clock when it assembled the commit: every event's
+   * `createdAt`. Recorded, so every node and every rebuild reads the same. Absent in logs written
+   * before it (their events read without `createdAt`) and in failed commits.
+   */
+  createdAtMs?: number;
 }
 
 export interface JournalPayload {

@@ -12,9 +12,20 @@ export interface RecordedEvent {
   version: number;
   /** Position in the global commit order, from 0, dense. */
   position: number;
+  /**
+   * A UUID: the caller's, or drawn by the primary at commit. An event committed before event
+   * ids existed gets one derived from its stream and version (stable, the same on every node).
+   */
+  id: string;
   type: string;
   data: unknown;
+  /** As written; by convention `{ correlationId, causationId, ... }` (see README). */
   metadata?: unknown;
+  /**
+   * When the primary assembled the commit (its wall clock, recorded in the commit record).
+   * Absent for events committed before this was recorded.
+   */
+  createdAt?: Date;
 }
 
 export interface StreamSlice {

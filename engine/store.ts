@@ -66,7 +66,7 @@ export class Store {
     this.pipeline = new CommitPipeline(options, wal, state);
     // The assembler subscribes to applied batches first: what it forgets is forgotten before
     // any other listener (the node's determinism check) or answered caller looks.
-    this.assembler = new CommitAssembler(this.pipeline);
+    this.assembler = new CommitAssembler(this.pipeline, options.platform);
     this.runner = new TransactionRunner(this.pipeline, this.assembler, options);
     registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options));
   }
