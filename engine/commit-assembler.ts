@@ -17,6 +17,7 @@ import { callKey, requestKey, type CheckedRequest } from './requests.js';
 import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
 import { newEventId } from './event-ids.js';
+import { expectationMet, expectedVersionName } from './expected-version.js';
 import type { Platform } from '../wal/platform.js';
 
 export interface Appended {
@@ -123,15 +124,17 @@ export class CommitAssembler {
   }
 
   private placeWrites(payload: CommitPayload, outcome: HandlerOutcome): TxlogError | undefined {
+    if (outcome.checks.length > 0) payload.checks = outcome.checks;
+    for (const [stream, expected] of outcome.checks) {
+      const conflict = this.conflictOf(stream, expected);
+      if (conflict !== undefined) return conflict;
+    }
     const placed: StreamWrite[] = [];
     for (const write of outcome.writes) {
       const head = this.headOf(write.stream);
-      if (write.expectedVersion !== undefined && write.expectedVersion !== head) {
-        return txlogError('WRONG_EXPECTED_VERSION', `stream ${write.stream} is at version ${head}, not ${write.expectedVersion}`, {
-          stream: write.stream,
-          expectedVersion: write.expectedVersion,
-          actualVersion: head,
-        });
+      if (write.expectedVersion !== undefined) {
+        const conflict = this.conflictOf(write.stream, write.expectedVersion);
+        if (conflict !== undefined) return conflict;
       }
       // Ids are drawn here, after the digest: the record carries them and every node applies
       // them as recorded, so re-execution never has to draw the same ones.
@@ -143,6 +146,17 @@ export class CommitAssembler {
     payload.events = placed;
     if (placed.length > 0) payload.createdAtMs = this.platform.clock.nowMs();
     return undefined;
+  }
+
+  private conflictOf(stream: string, expected: number): TxlogError | undefined {
+    const head = this.headOf(stream);
+    if (expectationMet(expected, head)) return undefined;
+    const name = expectedVersionName(expected);
+    return txlogError('WRONG_EXPECTED_VERSION', `stream ${stream} is at version ${head}, not ${String(name)}`, {
+      stream,
+      expectedVersion: name,
+      actualVersion: head,
+    });
   }
 
   private holdHeads(payload: CommitPayload, lsn: number): void {

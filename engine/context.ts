@@ -10,6 +10,7 @@ import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
 import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
 import { checkedEventId } from './event-ids.js';
+import { recordedExpectedVersion, type ExpectedVersion } from './expected-version.js';
 
 export interface PendingWrite {
   stream: string;
@@ -41,6 +42,8 @@ export class TransactionAborted extends Error {
 
 export interface HandlerOutcome {
   writes: PendingWrite[];
+  /** Expected versions of streams the transaction checks without (necessarily) writing them. */
+  checks: Array<[string, number]>;
   reply?: unknown;
   error?: SerializedError;
   now: number[];
@@ -61,6 +64,8 @@ export class TransactionContext implements Context {
   readonly nowValues: number[] = [];
   readonly randomValues: number[] = [];
   readonly readSet: Array<[string, number]> = [];
+  /** Expected versions of streams checked with `expectVersion` ([stream, recorded form]). */
+  readonly checks: Array<[string, number]> = [];
   /** LSN of each call's journal record; undefined once a call's LSN is not known (an old log). */
   callLsns: number[] | undefined = [];
   private eventCount = 0;
@@ -105,10 +110,7 @@ export class TransactionContext implements Context {
     if (!Array.isArray(events) || events.length === 0) {
       throw txlogError('BAD_REQUEST', `append to ${stream}: events must be a non-empty array`);
     }
-    const expected = options.expectedVersion;
-    if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < -1)) {
-      throw txlogError('BAD_REQUEST', `append to ${stream}: expectedVersion must be an integer >= -1`);
-    }
+    const expected = recordedExpectedVersion(options.expectedVersion, `append to ${stream}`);
     if (this.eventCount + events.length > this.limits.eventsPerTransactionMax) {
       throw txlogError('TOO_LARGE', `a transaction may write at most ${this.limits.eventsPerTransactionMax} events`);
     }
@@ -125,6 +127,17 @@ export class TransactionContext implements Context {
       throw txlogError('BAD_REQUEST', `append to ${stream} twice in one transaction: only the first may pass expectedVersion`);
     }
     existing.events.push(...checked);
+  }
+
+  expectVersion(stream: string, expectedVersion: ExpectedVersion): void {
+    this.checkLive('expectVersion');
+    checkStreamName(stream, this.limits);
+    const expected = recordedExpectedVersion(expectedVersion, `expectVersion on ${stream}`);
+    if (expected === undefined) return;
+    if (this.checks.length >= this.limits.eventsPerTransactionMax) {
+      throw txlogError('TOO_LARGE', `a transaction may check at most ${this.limits.eventsPerTransactionMax} streams`);
+    }
+    this.checks.push([stream, expected]);
   }
 
   async call<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
@@ -251,14 +264,20 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
     reply = undefined;
   }
   const writes = error === undefined ? context.writes : [];
+  const checks = error === undefined ? context.checks : [];
+  // Checks join the digest only when there are some: a commit written before them must replay
+  // to the digest it was recorded with.
+  const digested: unknown[] = [writes, error === undefined ? reply : null, error?.code ?? null];
+  if (checks.length > 0) digested.push(checks);
   const outcome: HandlerOutcome = {
     writes,
+    checks,
     now: context.nowValues,
     random: context.randomValues,
     readSet: context.readSet,
     calls: context.calls,
     callLsns: context.callLsns,
-    digest: digestOf([writes, error === undefined ? reply : null, error?.code ?? null]),
+    digest: digestOf(digested),
   };
   if (error !== undefined) outcome.error = error;
   else outcome.reply = reply;

@@ -1,4 +1,5 @@
-export { openStore, Store, type RequestIds, type AppendResult, type SubscribeOptions } from './store.js';
+export { openStore, Store, type RequestIds, type AppendResult, type SubscribeOptions, type StoreAppendOptions } from './store.js';
+export { type ExpectedVersion } from './expected-version.js';
 export {
   defineService,
   checkService,
@@ -10,6 +11,9 @@ export {
   type StreamSlice,
   type ReadStreamOptions,
   type AppendOptions,
+  type AppendCheck,
+  type AppendArgs,
+  type AppendManyArgs,
 } from './service.js';
 export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';

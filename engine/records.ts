@@ -37,7 +37,10 @@ export interface EventInput {
 
 export interface StreamWrite {
   stream: string;
-  /** What the handler asked for: -1 must not exist, n last version n, undefined any. */
+  /**
+   * What the handler asked for: -1 must not exist, n last version n, -2 at least one event
+   * (`'stream_exists'`, added within format 1), undefined any (see `expected-version.ts`).
+   */
   expectedVersion?: number;
   /** Version of the first event written (the stream's version before the write + 1). */
   firstVersion: number;
@@ -61,6 +64,12 @@ export interface CommitPayload {
   random: number[];
   /** Each stream the handler read and the version it saw ([stream, version] pairs). */
   readSet: Array<[string, number]>;
+  /**
+   * Streams the transaction required at a version without writing them (`ctx.expectVersion`, the
+   * built-in append's `checks`): [stream, expected version in the recorded form]. Added within
+   * format 1; absent when there were none.
+   */
+  checks?: Array<[string, number]>;
   /** Number of journaled external calls the handler made. */
   calls: number;
   /**

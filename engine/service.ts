@@ -5,6 +5,7 @@
  */
 import { txlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
+import type { ExpectedVersion } from './expected-version.js';
 
 export interface RecordedEvent {
   stream: string;
@@ -51,8 +52,12 @@ export interface ReadStreamOptions {
 }
 
 export interface AppendOptions {
-  /** -1: the stream must not exist; n: its last version must be n; omitted: any. */
-  expectedVersion?: number;
+  /**
+   * What the stream's head must be when the transaction commits: a version `n`, `'no_stream'`
+   * (or -1), `'stream_exists'` (or `'exists'`: at least one event), `'any'` (or omitted).
+   * Otherwise the transaction fails with WRONG_EXPECTED_VERSION (`details.actualVersion`).
+   */
+  expectedVersion?: ExpectedVersion;
 }
 
 /** What a handler may do. Everything nondeterministic goes through it. */
@@ -67,6 +72,11 @@ export interface Context {
   readStream(stream: string, options?: ReadStreamOptions): Promise<StreamSlice>;
   /** Buffers events; they are written atomically with the rest of the transaction at commit. */
   append(stream: string, events: EventInput[], options?: AppendOptions): void;
+  /**
+   * Requires `stream` to be at `expectedVersion` when the transaction commits, without writing
+   * to it: a decision made on several streams is guarded as a whole (WRONG_EXPECTED_VERSION).
+   */
+  expectVersion(stream: string, expectedVersion: ExpectedVersion): void;
   /**
    * Makes an external call once. `fn` gets the idempotency key `clientId:requestId:callIndex`.
    * Its result or thrown error is journaled (and replicated) before the handler sees it; a
@@ -117,11 +127,30 @@ export function checkService(value: unknown, source: string): Service {
 export interface AppendArgs {
   stream: string;
   events: EventInput[];
-  expectedVersion?: number;
+  expectedVersion?: ExpectedVersion;
+}
+
+/** A stream the built-in `append` requires at a version without writing it. */
+export interface AppendCheck {
+  stream: string;
+  expectedVersion: ExpectedVersion;
 }
 
 export interface AppendManyArgs {
   writes: AppendArgs[];
+  /** Streams to check, not write: the whole append fails if one is not at its version. */
+  checks?: AppendCheck[];
+}
+
+function appendChecks(context: Context, checks: unknown): void {
+  if (checks === undefined || checks === null) return;
+  if (!Array.isArray(checks)) throw txlogError('BAD_REQUEST', 'append checks must be an array of { stream, expectedVersion }');
+  for (const check of checks) {
+    if (typeof check !== 'object' || check === null) throw txlogError('BAD_REQUEST', 'each check must be an object');
+    const { stream, expectedVersion } = check as Record<string, unknown>;
+    if (expectedVersion === undefined) throw txlogError('BAD_REQUEST', 'each check needs an expectedVersion');
+    context.expectVersion(stream as string, expectedVersion as ExpectedVersion);
+  }
 }
 
 function appendWrites(context: Context, writes: unknown): void {
@@ -132,10 +161,8 @@ function appendWrites(context: Context, writes: unknown): void {
     if (typeof write !== 'object' || write === null) throw txlogError('BAD_REQUEST', 'each write must be an object');
     const { stream, events, expectedVersion } = write as Record<string, unknown>;
     const options: AppendOptions = {};
-    if (expectedVersion !== undefined && expectedVersion !== null) {
-      if (typeof expectedVersion !== 'number') throw txlogError('BAD_REQUEST', 'expectedVersion must be a number');
-      options.expectedVersion = expectedVersion;
-    }
+    // ctx.append checks the value; null (JSON's "absent") means any, as it always did.
+    if (expectedVersion !== undefined && expectedVersion !== null) options.expectedVersion = expectedVersion as ExpectedVersion;
     context.append(stream as string, events as EventInput[], options);
   }
 }
@@ -149,6 +176,7 @@ export const builtinCommands: Record<string, CommandHandler> = {
   append(context, args) {
     if (typeof args !== 'object' || args === null) throw txlogError('BAD_REQUEST', 'append args must be an object');
     const record = args as Record<string, unknown>;
+    appendChecks(context, record['checks']);
     appendWrites(context, record['writes'] !== undefined ? record['writes'] : [record]);
     return null;
   },

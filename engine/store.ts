@@ -31,12 +31,17 @@ import type { EventInput } from './records.js';
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
-import type { AppendResult, ReadStreamOptions, RecordedEvent, StreamSlice } from './service.js';
+import type { AppendCheck, AppendOptions, AppendResult, ReadStreamOptions, RecordedEvent, StreamSlice } from './service.js';
 import type { State } from './state.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
 
 export type { RequestIds } from './requests.js';
 export type { AppendResult } from './service.js';
+
+export interface StoreAppendOptions extends AppendOptions, RequestIds {
+  /** Streams that must be at a version for the append to commit; they are not written. */
+  checks?: AppendCheck[];
+}
 
 export interface SubscribeOptions {
   /** First global position to deliver. @default 0 */
@@ -140,11 +145,15 @@ export class Store {
     }
   }
 
-  /** Appends events to one stream (the built-in `append` command). */
-  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } & RequestIds = {}): Promise<AppendResult> {
+  /**
+   * Appends events to one stream (the built-in `append` command); with `checks`, only if each
+   * checked stream is at its expected version too. Resolves once committed and applied.
+   */
+  async append(stream: string, events: EventInput[], options: StoreAppendOptions = {}): Promise<AppendResult> {
     checkStreamName(stream, this.options.limits);
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    if (options.checks !== undefined) args['checks'] = options.checks;
     const ids: RequestIds = {};
     if (options.clientId !== undefined) ids.clientId = options.clientId;
     if (options.requestId !== undefined) ids.requestId = options.requestId;

@@ -161,6 +161,7 @@ function timedOutOutcome(context: TransactionContext, timeoutMs: number): Handle
   const error = txlogError('HANDLER_FAILED', `the handler did not finish within ${timeoutMs} ms`, { timedOut: true, timeoutMs }).toJSON();
   return {
     writes: [],
+    checks: [],
     error,
     now: [...context.nowValues],
     random: [...context.randomValues],
@@ -173,5 +174,5 @@ function timedOutOutcome(context: TransactionContext, timeoutMs: number): Handle
 
 function unknownCommandOutcome(command: string): HandlerOutcome {
   const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
-  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, callLsns: [], digest: '' };
+  return { writes: [], checks: [], error, now: [], random: [], readSet: [], calls: 0, callLsns: [], digest: '' };
 }
