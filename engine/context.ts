@@ -5,7 +5,7 @@
  */
 import { errorFromSerialized, infrastructureCodes, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
-import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
+import type { AppendOptions, CommandHandler, Context, ContextReadOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
 import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
@@ -91,7 +91,7 @@ export class TransactionContext implements Context {
     return this.callCount;
   }
 
-  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
+  async readStream(stream: string, options: ContextReadOptions = {}): Promise<StreamSlice> {
     this.checkLive('readStream');
     checkStreamName(stream, this.limits);
     const fromVersion = options.fromVersion ?? 0;

@@ -1,4 +1,5 @@
-export { openStore, Store, type RequestIds, type AppendResult, type SubscribeOptions, type StoreAppendOptions } from './store.js';
+export { openStore, Store, type RequestIds, type AppendResult, type StoreAppendOptions } from './store.js';
+export { ReadResult, type ReadStreamOptions, type ReadAllOptions, type SubscribeOptions, type EventFilter, type Direction } from './reads.js';
 export { type ExpectedVersion } from './expected-version.js';
 export {
   defineService,
@@ -9,7 +10,7 @@ export {
   type CommandHandler,
   type RecordedEvent,
   type StreamSlice,
-  type ReadStreamOptions,
+  type ContextReadOptions,
   type AppendOptions,
   type AppendCheck,
   type AppendArgs,

@@ -44,7 +44,8 @@ export interface AppendResult {
   position: number;
 }
 
-export interface ReadStreamOptions {
+/** What `ctx.readStream` takes (store reads take more: see `ReadStreamOptions` in reads.ts). */
+export interface ContextReadOptions {
   /** First version to return. @default 0 */
   fromVersion?: number;
   /** Most events to return. @default readEventsMax (store option) */
@@ -69,7 +70,7 @@ export interface Context {
    * Reads a stream. On the primary: its state now. On re-execution: as of the version the
    * primary saw (the read set), so interleaving never looks like nondeterminism.
    */
-  readStream(stream: string, options?: ReadStreamOptions): Promise<StreamSlice>;
+  readStream(stream: string, options?: ContextReadOptions): Promise<StreamSlice>;
   /** Buffers events; they are written atomically with the rest of the transaction at commit. */
   append(stream: string, events: EventInput[], options?: AppendOptions): void;
   /**

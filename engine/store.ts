@@ -31,7 +31,8 @@ import type { EventInput } from './records.js';
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
-import type { AppendCheck, AppendOptions, AppendResult, ReadStreamOptions, RecordedEvent, StreamSlice } from './service.js';
+import type { AppendCheck, AppendOptions, AppendResult, RecordedEvent, StreamSlice } from './service.js';
+import { StoreReads, type ReadAllOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
 
@@ -43,17 +44,6 @@ export interface StoreAppendOptions extends AppendOptions, RequestIds {
   checks?: AppendCheck[];
 }
 
-export interface SubscribeOptions {
-  /** First global position to deliver. @default 0 */
-  fromPosition?: number;
-  /** Called once when the subscription has delivered everything committed so far. */
-  onCaughtUp?: () => void;
-  signal?: AbortSignal;
-}
-
-/** Events a subscription reads from LMDB at a time. */
-const subscribePageEvents = 512;
-
 export async function openStore(options: StoreOptions): Promise<Store> {
   return Store.open(options);
 }
@@ -63,6 +53,7 @@ export class Store {
   private readonly pipeline: CommitPipeline;
   private readonly assembler: CommitAssembler;
   private readonly runner: TransactionRunner;
+  private readonly reads: StoreReads;
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private inFlightCount = 0;
 
@@ -73,6 +64,7 @@ export class Store {
     // any other listener (the node's determinism check) or answered caller looks.
     this.assembler = new CommitAssembler(this.pipeline, options.platform);
     this.runner = new TransactionRunner(this.pipeline, this.assembler, options);
+    this.reads = new StoreReads(this.pipeline, options.limits);
     registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options));
   }
 
@@ -210,56 +202,27 @@ export class Store {
     }
   }
 
-  /** Reads a stream as applied (never a commit that could still be lost). */
-  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
-    this.pipeline.checkOpen();
-    const limits = this.options.limits;
-    checkStreamName(stream, limits);
-    const fromVersion = options.fromVersion ?? 0;
-    const maxCount = options.maxCount ?? limits.readEventsMax;
-    checkCount(fromVersion, 'fromVersion');
-    checkCount(maxCount, 'maxCount');
-    return this.pipeline.state.readStream(stream, fromVersion, Math.min(maxCount, limits.readEventsMax));
+  /**
+   * Reads a stream as applied (never a commit that could still be lost). Await it for one page
+   * (`{ version, events }`, at most `readEventsMax` events), or iterate it (`for await`) for
+   * every event from `fromVersion` on, forwards or backwards, a page at a time.
+   */
+  readStream(stream: string, options: ReadStreamOptions = {}): ReadResult<StreamSlice, RecordedEvent> {
+    return this.reads.readStream(stream, options);
   }
 
-  /** Events in global commit order from `fromPosition`. */
-  async readAll(options: { fromPosition?: number; maxCount?: number } = {}): Promise<RecordedEvent[]> {
-    this.pipeline.checkOpen();
-    const fromPosition = options.fromPosition ?? 0;
-    const maxCount = options.maxCount ?? this.options.limits.readEventsMax;
-    checkCount(fromPosition, 'fromPosition');
-    checkCount(maxCount, 'maxCount');
-    return this.pipeline.state.readAll(fromPosition, Math.min(maxCount, this.options.limits.readEventsMax));
+  /** Events in global commit order (or backwards); await for one page, iterate for all. */
+  readAll(options: ReadAllOptions = {}): ReadResult<RecordedEvent[], RecordedEvent> {
+    return this.reads.readAll(options);
   }
 
   /**
-   * Every event from `fromPosition` in global order, then live ones as they are applied. The
-   * subscription pulls pages from LMDB at its own pace, so a slow consumer costs no memory and
-   * the switch from catch-up to live has no gap and no duplicate. Ends when the signal aborts,
-   * the consumer stops, or the store closes.
+   * Every event from `fromPosition` (that passes `filter`) in global order, then live ones as
+   * they are applied, pulled page by page at the subscriber's pace. Ends when the signal
+   * aborts, the loop stops, or the store closes.
    */
-  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
-    let next = options.fromPosition ?? 0;
-    checkCount(next, 'fromPosition');
-    let caughtUp = false;
-    const stopped = (): boolean => this.pipeline.isClosed || options.signal?.aborted === true;
-    while (!stopped()) {
-      this.pipeline.checkOpen();
-      const page = this.pipeline.state.readAll(next, subscribePageEvents);
-      if (page.length > 0) {
-        for (const event of page) {
-          yield event;
-          next = event.position + 1;
-          if (stopped()) return;
-        }
-        continue;
-      }
-      if (!caughtUp) {
-        caughtUp = true;
-        options.onCaughtUp?.();
-      }
-      await this.pipeline.waitForApply(options.signal);
-    }
+  subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
+    return this.reads.subscribe(options);
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */
@@ -280,11 +243,5 @@ export class Store {
     this.pipeline.close();
     await this.pipeline.wal.close();
     await this.pipeline.state.close();
-  }
-}
-
-function checkCount(value: unknown, name: string): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw txlogError('BAD_REQUEST', `${name} must be a non-negative integer`);
   }
 }
