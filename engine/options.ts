@@ -5,7 +5,7 @@
 import { txlogError } from '../wal/errors.js';
 import type { FsyncPolicy } from '../wal/options.js';
 import { nodePlatform, type Platform } from '../wal/platform.js';
-import type { Service } from './service.js';
+import type { AnyEvent, Service } from './service.js';
 
 export interface StoreLimits {
   /** Events one transaction may write, over all streams. @default 1000 */
@@ -53,11 +53,14 @@ export interface SessionLimits {
   clientsMax: number;
 }
 
-export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimits> {
+export interface StoreOptions<Events extends AnyEvent = AnyEvent> extends Partial<StoreLimits>, Partial<SessionLimits> {
   /** The store's directory: `wal/` (the truth) and `state/` (LMDB, derived, rebuildable). */
   dir: string;
-  /** Command handlers. Built-in commands (`append`) work without one. */
-  service?: Service;
+  /**
+   * Command handlers. Built-in commands (`append`) work without one. A service made with
+   * `defineService<Events>()` types the store with its events.
+   */
+  service?: Service<Events>;
   /**
    * When a commit is acknowledged (see the WAL): `always` after fdatasync (durable), `interval`
    * after write with an fdatasync within `fsyncIntervalMs`, `never` after write.

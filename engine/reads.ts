@@ -14,11 +14,11 @@ import type { RecordedEvent, StreamSlice } from './service.js';
 export type Direction = 'forwards' | 'backwards';
 
 /** Which events a filtered read or subscription delivers; an event must pass every field given. */
-export interface EventFilter {
+export interface EventFilter<Types extends string = string> {
   /** Streams whose name starts with this prefix (or with one of these). */
   streamPrefix?: string | readonly string[];
   /** Events of one of these types. */
-  eventTypes?: readonly string[];
+  eventTypes?: readonly Types[];
 }
 
 export interface ReadStreamOptions {
@@ -38,7 +38,7 @@ export interface ReadStreamOptions {
   signal?: AbortSignal;
 }
 
-export interface ReadAllOptions {
+export interface ReadAllOptions<Types extends string = string> {
   /**
    * First global position to read: a position, `'start'` or `'end'` (the last event).
    * @default 'start' forwards, 'end' backwards
@@ -48,14 +48,14 @@ export interface ReadAllOptions {
   direction?: Direction;
   /** As for `ReadStreamOptions.maxCount`; with a filter it counts events that pass it. */
   maxCount?: number;
-  filter?: EventFilter;
+  filter?: EventFilter<Types>;
   signal?: AbortSignal;
 }
 
-export interface SubscribeOptions {
+export interface SubscribeOptions<Types extends string = string> {
   /** First global position to deliver, or `'end'`: only events committed from now on. @default 0 */
   fromPosition?: number | 'end';
-  filter?: EventFilter;
+  filter?: EventFilter<Types>;
   /** Called once when the subscription has delivered everything committed so far. */
   onCaughtUp?: () => void;
   /** Aborting ends the subscription: its loop exits quietly (it has no end to be short of). */

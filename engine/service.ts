@@ -7,7 +7,28 @@ import { txlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
 import type { ExpectedVersion } from './expected-version.js';
 
-export interface RecordedEvent {
+/**
+ * An event as a caller writes it. A service (or a store) may name the union of its events,
+ * e.g. `{ type: 'Deposited'; data: { amount: number } } | { type: 'Withdrawn'; ... }`; that
+ * union then types `ctx.append`, `store.append`, every read and every subscription. Untyped
+ * code gets this shape: any type name, any data.
+ */
+export interface AnyEvent {
+  type: string;
+  data?: unknown;
+  /** The caller's own facts about the event; by convention `correlationId` and `causationId`. */
+  metadata?: unknown;
+}
+
+/** What `append` takes for an event of the union: its fields, and an id if the caller has one. */
+export type EventToAppend<Events extends AnyEvent = AnyEvent> = Events & {
+  /** A UUID; drawn by the primary at commit when omitted. */
+  id?: string;
+  metadata?: unknown;
+};
+
+/** What every read returns for an event, besides its own type, data and metadata. */
+export interface RecordedFields {
   stream: string;
   /** Version of this event in its stream, from 0. */
   version: number;
@@ -18,8 +39,6 @@ export interface RecordedEvent {
    * ids existed gets one derived from its stream and version (stable, the same on every node).
    */
   id: string;
-  type: string;
-  data: unknown;
   /** As written; by convention `{ correlationId, causationId, ... }` (see README). */
   metadata?: unknown;
   /**
@@ -29,10 +48,13 @@ export interface RecordedEvent {
   createdAt?: Date;
 }
 
-export interface StreamSlice {
+/** A recorded event of the union (a union itself, so `event.type` narrows `event.data`). */
+export type RecordedEvent<Events extends AnyEvent = AnyEvent> = Events & RecordedFields;
+
+export interface StreamSlice<Events extends AnyEvent = AnyEvent> {
   /** Last version of the stream; -1 when it does not exist. */
   version: number;
-  events: RecordedEvent[];
+  events: Array<RecordedEvent<Events>>;
 }
 
 /** What the built-in `append` command (and `store.append`) resolves with. */
@@ -62,7 +84,7 @@ export interface AppendOptions {
 }
 
 /** What a handler may do. Everything nondeterministic goes through it. */
-export interface Context {
+export interface Context<Events extends AnyEvent = AnyEvent> {
   readonly clientId: string;
   readonly requestId: number;
   readonly command: string;
@@ -70,9 +92,9 @@ export interface Context {
    * Reads a stream. On the primary: its state now. On re-execution: as of the version the
    * primary saw (the read set), so interleaving never looks like nondeterminism.
    */
-  readStream(stream: string, options?: ContextReadOptions): Promise<StreamSlice>;
+  readStream(stream: string, options?: ContextReadOptions): Promise<StreamSlice<Events>>;
   /** Buffers events; they are written atomically with the rest of the transaction at commit. */
-  append(stream: string, events: EventInput[], options?: AppendOptions): void;
+  append(stream: string, events: Array<EventToAppend<Events>>, options?: AppendOptions): void;
   /**
    * Requires `stream` to be at `expectedVersion` when the transaction commits, without writing
    * to it: a decision made on several streams is guarded as a whole (WRONG_EXPECTED_VERSION).
@@ -90,18 +112,35 @@ export interface Context {
   random(): number;
 }
 
-export type CommandHandler<Args = unknown, Reply = unknown> = (context: Context, args: Args) => Promise<Reply> | Reply;
+/**
+ * A command handler. Declared as a method so that a service typed with its events is still a
+ * `Service` where untyped code takes one (handler parameters are then compared both ways).
+ */
+export type CommandHandler<Args = unknown, Reply = unknown, Events extends AnyEvent = AnyEvent> = {
+  handle(context: Context<Events>, args: Args): Promise<Reply> | Reply;
+}['handle'];
 
-export interface Service {
+/** Types only: where a service's event union is kept (never set at runtime). */
+declare const eventsOfService: unique symbol;
+
+export interface Service<Events extends AnyEvent = AnyEvent> {
   name: string;
   // Handlers take differently typed args; the store checks nothing about them beyond msgpack.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  commands: Record<string, CommandHandler<any, unknown>>;
+  commands: Record<string, CommandHandler<any, unknown, Events>>;
+  /** Types only: lets `openStore({ service })` infer the service's events. */
+  readonly [eventsOfService]?: Events;
 }
 
-/** An identity helper for typing: a plain object with the same shape works too. */
-export function defineService<S extends Service>(service: S): S {
-  return service;
+/**
+ * An identity helper for typing: a plain object with the same shape works too. With the
+ * events named first, `defineService<Events>()({ name, commands })`, every handler's `ctx`
+ * appends and reads only those events, and a store opened with the service is typed with them.
+ */
+export function defineService<Events extends AnyEvent>(): <S extends Service<Events>>(service: S) => S & Service<Events>;
+export function defineService<S extends Service>(service: S): S;
+export function defineService(service?: Service): Service | ((service: Service) => Service) {
+  return service ?? ((typed: Service) => typed);
 }
 
 /** Checks a value claiming to be a service (a module's default export, say). */

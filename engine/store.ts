@@ -27,11 +27,10 @@ import { CommitAssembler } from './commit-assembler.js';
 import { CommitPipeline } from './commit-pipeline.js';
 import { checkStreamName } from './context.js';
 import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
-import type { EventInput } from './records.js';
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
-import type { AppendCheck, AppendOptions, AppendResult, RecordedEvent, StreamSlice } from './service.js';
+import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 import { StoreReads, type ReadAllOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
@@ -44,11 +43,15 @@ export interface StoreAppendOptions extends AppendOptions, RequestIds {
   checks?: AppendCheck[];
 }
 
-export async function openStore(options: StoreOptions): Promise<Store> {
-  return Store.open(options);
+/**
+ * Opens (or creates) the store in `options.dir`. Its events are typed by the service's events
+ * (`defineService<Events>()`), or by naming them: `openStore<Events>({ dir })`.
+ */
+export async function openStore<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
+  return Store.open<Events>(options);
 }
 
-export class Store {
+export class Store<Events extends AnyEvent = AnyEvent> {
   readonly options: ResolvedStoreOptions;
   private readonly pipeline: CommitPipeline;
   private readonly assembler: CommitAssembler;
@@ -68,12 +71,12 @@ export class Store {
     registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options));
   }
 
-  static async open(options: StoreOptions): Promise<Store> {
+  static async open<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
     const resolved = resolveStoreOptions(options);
     const wal = await openWal(resolved);
     try {
       const state = await openState(resolved, wal);
-      return new Store(resolved, wal, state);
+      return new Store<Events>(resolved, wal, state);
     } catch (error) {
       await wal.close();
       throw error;
@@ -141,7 +144,7 @@ export class Store {
    * Appends events to one stream (the built-in `append` command); with `checks`, only if each
    * checked stream is at its expected version too. Resolves once committed and applied.
    */
-  async append(stream: string, events: EventInput[], options: StoreAppendOptions = {}): Promise<AppendResult> {
+  async append(stream: string, events: Array<EventToAppend<Events>>, options: StoreAppendOptions = {}): Promise<AppendResult> {
     checkStreamName(stream, this.options.limits);
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
@@ -207,13 +210,14 @@ export class Store {
    * (`{ version, events }`, at most `readEventsMax` events), or iterate it (`for await`) for
    * every event from `fromVersion` on, forwards or backwards, a page at a time.
    */
-  readStream(stream: string, options: ReadStreamOptions = {}): ReadResult<StreamSlice, RecordedEvent> {
-    return this.reads.readStream(stream, options);
+  readStream(stream: string, options: ReadStreamOptions = {}): ReadResult<StreamSlice<Events>, RecordedEvent<Events>> {
+    // The log holds what this store's appends were typed with: the union is the caller's claim.
+    return this.reads.readStream(stream, options) as unknown as ReadResult<StreamSlice<Events>, RecordedEvent<Events>>;
   }
 
   /** Events in global commit order (or backwards); await for one page, iterate for all. */
-  readAll(options: ReadAllOptions = {}): ReadResult<RecordedEvent[], RecordedEvent> {
-    return this.reads.readAll(options);
+  readAll(options: ReadAllOptions<Events['type']> = {}): ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>> {
+    return this.reads.readAll(options) as unknown as ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>>;
   }
 
   /**
@@ -221,8 +225,8 @@ export class Store {
    * they are applied, pulled page by page at the subscriber's pace. Ends when the signal
    * aborts, the loop stops, or the store closes.
    */
-  subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
-    return this.reads.subscribe(options);
+  subscribe(options: SubscribeOptions<Events['type']> = {}): AsyncGenerator<RecordedEvent<Events>> {
+    return this.reads.subscribe(options) as AsyncGenerator<RecordedEvent<Events>>;
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */
