@@ -31,6 +31,7 @@ import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
+import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
 import { StoreReads, type ReadAllOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
@@ -57,6 +58,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   private readonly assembler: CommitAssembler;
   private readonly runner: TransactionRunner;
   private readonly reads: StoreReads;
+  private readonly consumers = new ConsumerRegistry();
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private inFlightCount = 0;
 
@@ -227,6 +229,25 @@ export class Store<Events extends AnyEvent = AnyEvent> {
    */
   subscribe(options: SubscribeOptions<Events['type']> = {}): AsyncGenerator<RecordedEvent<Events>> {
     return this.reads.subscribe(options) as AsyncGenerator<RecordedEvent<Events>>;
+  }
+
+  /**
+   * Starts a durable consumer (see `consumer.ts`): every event from its checkpoint on, in order,
+   * to `handle`, whose txlog writes commit together with the checkpoint. Resolves once it runs;
+   * rejects with CONSUMER_ACTIVE while another of the same name runs (unless `whenActive: 'wait'`).
+   */
+  consumer(options: ConsumerOptions<Events>): Promise<Consumer<Events>> {
+    const pipeline = this.pipeline;
+    const host: ConsumerHost = {
+      execute: (command, args) => this.execute(command, args),
+      readAll: (readOptions) => this.reads.readAll(readOptions),
+      readStream: (stream, readOptions) => this.reads.readStream(stream, readOptions),
+      waitForApply: (signal) => pipeline.waitForApply(signal),
+      get isClosed() {
+        return pipeline.isClosed;
+      },
+    };
+    return Consumer.start(host, this.consumers, options);
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */

@@ -34,6 +34,8 @@ export const errorCodes = [
   'STORE_FAILED',
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
+  /** A durable consumer of that name is already running (or another one moved its checkpoint). */
+  'CONSUMER_ACTIVE',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -83,6 +85,7 @@ export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'STORE_FAILED',
   'OUTCOME_UNKNOWN',
   'REQUEST_ID_REUSED',
+  'CONSUMER_ACTIVE',
 ]);
 
 export interface TxlogErrorOptions {
