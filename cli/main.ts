@@ -41,6 +41,10 @@ const commands: Record<string, CommandEntry> = {
     summary: "each node's role, epoch, last LSN, backup lag, sync state and violations",
     load: async () => (await import('./client-commands.js')).runStatus,
   },
+  consumers: {
+    summary: "list a store's durable consumers with their positions and lag (read-only)",
+    load: async () => (await import('./consumers.js')).runConsumers,
+  },
   replay: {
     summary: 're-run every recorded transaction through a service and report divergences',
     load: async () => (await import('./replay.js')).runReplay,
