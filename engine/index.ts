@@ -1,5 +1,5 @@
 export { openStore, Store, type RequestIds, type AppendResult, type StoreAppendOptions } from './store.js';
-export { ReadResult, type ReadStreamOptions, type ReadAllOptions, type SubscribeOptions, type EventFilter, type Direction } from './reads.js';
+export { ReadResult, type ReadStreamOptions, type ReadAllOptions, type SubscribeOptions, type EventFilter, type Direction, type ReadPage, type ReadPageOptions } from './reads.js';
 export { type ExpectedVersion } from './expected-version.js';
 export {
   defineService,

@@ -62,6 +62,20 @@ export interface SubscribeOptions<Types extends string = string> {
   signal?: AbortSignal;
 }
 
+export interface ReadPageOptions<Types extends string = string> {
+  /** @default 0 */
+  fromPosition?: number;
+  /** Most events to return (never more than `readEventsMax`). */
+  maxCount?: number;
+  filter?: EventFilter<Types>;
+}
+
+export interface ReadPage<Event = RecordedEvent> {
+  events: Event[];
+  /** Where the next page starts: past every event this one looked at, delivered or not. */
+  nextPosition: number;
+}
+
 /**
  * A read that is both a promise of one page and an async iterable of every event. Nothing is
  * read until it is awaited or iterated; each iteration reads afresh.
@@ -160,6 +174,29 @@ export class StoreReads {
       },
       () => this.iterate(start, page, options.signal),
     );
+  }
+
+  /**
+   * One page of a filtered scan of the log: of the next `readEventsMax` events from
+   * `fromPosition`, those that pass `filter` (at most `maxCount`), and the position the next page
+   * starts at. A subscriber over the network long-polls with it, so the node filters and the
+   * subscriber moves past what it passed over.
+   */
+  readAllPage(options: ReadPageOptions = {}): ReadPage {
+    this.pipeline.checkOpen();
+    const fromPosition = options.fromPosition ?? 0;
+    checkCount(fromPosition, 'fromPosition');
+    if (options.maxCount !== undefined) checkCount(options.maxCount, 'maxCount');
+    const maxCount = Math.min(options.maxCount ?? this.limits.readEventsMax, this.limits.readEventsMax);
+    const filter = checkFilter(options.filter);
+    const events: RecordedEvent[] = [];
+    let nextPosition = fromPosition;
+    for (const event of this.state.readAll(fromPosition, this.limits.readEventsMax)) {
+      if (events.length >= maxCount) break;
+      nextPosition = event.position + 1;
+      if (filter === undefined || filter(event)) events.push(event);
+    }
+    return { events, nextPosition };
   }
 
   /**

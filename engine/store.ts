@@ -32,7 +32,7 @@ import { StoreReplicationHooks, registerReplicationHooks } from './replication-h
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
-import { StoreReads, type ReadAllOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
+import { StoreReads, type ReadAllOptions, type ReadPage, type ReadPageOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
 
@@ -220,6 +220,11 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   /** Events in global commit order (or backwards); await for one page, iterate for all. */
   readAll(options: ReadAllOptions<Events['type']> = {}): ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>> {
     return this.reads.readAll(options) as unknown as ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>>;
+  }
+
+  /** One page of a filtered scan and where the next starts (see `StoreReads.readAllPage`). */
+  async readAllPage(options: ReadPageOptions<Events['type']> = {}): Promise<ReadPage<RecordedEvent<Events>>> {
+    return this.reads.readAllPage(options) as ReadPage<RecordedEvent<Events>>;
   }
 
   /**

@@ -3,7 +3,8 @@
  * by page past `readEventsMax` (the promise form stays capped), forwards and backwards, from a
  * version or position or from `'end'`, with `maxCount`; `readAll` and `subscribe` filter by
  * stream prefix and event type; `subscribe` from `'end'` delivers only new events; an aborted
- * signal rejects a promise form and makes an iteration throw its reason; bad options are
+ * signal rejects a promise form and makes an iteration throw its reason; `readAllPage` (what a
+ * network subscriber long-polls) moves past what its filter passes over; bad options are
  * BAD_REQUEST.
  */
 import { describe, expect, it } from 'vitest';
@@ -87,6 +88,26 @@ describe('readAll', () => {
       expect(odd.every((event) => event.type === 'Odd' && event.stream === 'long')).toBe(true);
       expect((await store.readAll({ filter: { eventTypes: ['Even'] }, maxCount: 5 })).length).toBe(5);
       expect((await store.readAll({ filter: { eventTypes: ['Even'] } })).length).toBe(100);
+    }));
+});
+
+describe('readAllPage', () => {
+  it('returns the matches among the next readEventsMax events and where the next page starts', () =>
+    withHistory(async (store) => {
+      const first = await store.readAllPage({ filter: { streamPrefix: 'other-' } });
+      expect(first).toEqual({ events: [], nextPosition: 100 });
+      let next = 0;
+      const found: number[] = [];
+      for (let pages = 0; pages < 20; pages++) {
+        const page = await store.readAllPage({ fromPosition: next, filter: { streamPrefix: 'other-' } });
+        found.push(...page.events.map((event) => event.position));
+        if (page.nextPosition === next) break;
+        next = page.nextPosition;
+      }
+      expect(found).toEqual([600, 1301]);
+      expect(next).toBe(1302);
+      expect(await store.readAllPage({ fromPosition: 5, maxCount: 2 })).toMatchObject({ nextPosition: 7 });
+      await expect(store.readAllPage({ fromPosition: -1 })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     }));
 });
 
