@@ -10,6 +10,7 @@ import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
+import type { AppendCheck, EventFilter, ExpectedVersion, ReadPage } from '../engine/index.js';
 import { dial, nodeNetwork, type Connection, type Network } from './connection.js';
 import { frameBytesMaxDefault, type Message, type Operation } from './protocol.js';
 import type { NodeStatus } from './node.js';
@@ -150,9 +151,10 @@ export class Client {
     return this.settlingRequestIds;
   }
 
-  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } = {}): Promise<AppendResult> {
+  async append(stream: string, events: EventInput[], options: { expectedVersion?: ExpectedVersion; checks?: AppendCheck[] } = {}): Promise<AppendResult> {
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    if (options.checks !== undefined) args['checks'] = options.checks;
     return (await this.execute('append', args)) as AppendResult;
   }
 
@@ -164,17 +166,24 @@ export class Client {
     return (await this.call('readAll', { ...options }, undefined)) as RecordedEvent[];
   }
 
-  /** Events in global order from `fromPosition`, then live ones (long-polling the primary). */
-  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void } = {}): AsyncGenerator<RecordedEvent> {
+  /**
+   * Events in global order from `fromPosition`, then live ones (long-polling the primary). With
+   * `filter`, the primary filters (`readAllPage`) and the client moves past what it passed over.
+   */
+  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void; filter?: EventFilter } = {}): AsyncGenerator<RecordedEvent> {
     let next = options.fromPosition ?? 0;
     let caughtUp = false;
     while (!this.closed && options.signal?.aborted !== true) {
-      const page = await this.readAll({ fromPosition: next, maxCount: 512, waitMs: caughtUp ? 1000 : 0 });
-      for (const event of page) {
+      const request = { fromPosition: next, maxCount: 512, waitMs: caughtUp ? 1000 : 0 };
+      const scanned: ReadPage =
+        options.filter === undefined ? { events: await this.readAll(request), nextPosition: next } : ((await this.call('readAllPage', { ...request, filter: options.filter }, undefined)) as ReadPage);
+      const before = next;
+      for (const event of scanned.events) {
         yield event;
         next = event.position + 1;
       }
-      if (page.length === 0 && !caughtUp) {
+      next = Math.max(next, scanned.nextPosition);
+      if (next === before && !caughtUp) {
         caughtUp = true;
         options.onCaughtUp?.();
       }

@@ -871,6 +871,18 @@ export class TxlogNode {
         }
         return events;
       }
+      case 'readAllPage': {
+        // A filtered subscription's long poll: the node filters, the client moves past the rest.
+        await this.servePrimary();
+        const options = { fromPosition: body['fromPosition'] ?? 0, maxCount: body['maxCount'], filter: body['filter'] ?? undefined } as NonNullable<Parameters<Store['readAllPage']>[0]>;
+        const waitMs = Math.min(typeof body['waitMs'] === 'number' ? body['waitMs'] : 0, readWaitMsMax);
+        let page = await this.store.readAllPage(options);
+        if (page.nextPosition === options.fromPosition && waitMs > 0) {
+          await this.store.waitForEvents(waitMs);
+          page = await this.store.readAllPage(options);
+        }
+        return page;
+      }
     }
   }
 

@@ -89,7 +89,7 @@ export interface PeerState {
   addresses: string[];
 }
 
-export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session';
+export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session' | 'readAllPage';
 
 export type Message =
   | { t: 'hello'; protocol: number; clusterId: string; nodeId: string; nonce: Uint8Array }
@@ -119,7 +119,7 @@ const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8A
 const isBoolean = (value: unknown): value is boolean => typeof value === 'boolean';
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session'];
+const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session', 'readAllPage'];
 const roles: readonly string[] = ['primary', 'backup', 'waiting'];
 
 function parsePeerState(value: unknown): PeerState {

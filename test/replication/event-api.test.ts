@@ -1,0 +1,65 @@
+/**
+ * Proves the event API over a primary/backup pair (real processes): the client appends with
+ * expected versions by name and with `checks`; reads return each event's id and createdAt; a
+ * subscription with a filter is filtered by the primary (`readAllPage`) and moves past what it
+ * passes over, live too; and the backup holds the very same records, ids included.
+ *
+ * Needs `npm run build`.
+ */
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RecordedEvent } from '../../engine/index.js';
+import { useTempDir } from '../helpers/temp.js';
+import { connectClient, expectIdenticalLogs, requireFreshBuild, startPair, statusOf, useNodes, waitFor } from './pair.js';
+
+requireFreshBuild();
+const newDir = useTempDir('txlog-event-api-');
+const nodes = useNodes();
+
+describe('the event API over a pair', () => {
+  it('appends by name with checks, reads ids and times, and subscribes with a filter', async () => {
+    const root = newDir();
+    const dirs = { primary: path.join(root, 'a'), backup: path.join(root, 'b') };
+    const pair = await startPair(nodes, dirs);
+    const client = await connectClient(pair.servers, { clientId: 'event-api' });
+    try {
+      await client.append('limits', [{ type: 'Set', data: { max: 3 } }], { expectedVersion: 'no_stream' });
+      await client.append('orders-1', [{ type: 'Placed' }], { expectedVersion: 'no_stream', checks: [{ stream: 'limits', expectedVersion: 0 }] });
+      await expect(client.append('orders-1', [{ type: 'Placed' }], { expectedVersion: 'no_stream' })).rejects.toMatchObject({ code: 'WRONG_EXPECTED_VERSION' });
+      await expect(client.append('orders-2', [{ type: 'Placed' }], { checks: [{ stream: 'limits', expectedVersion: 'no_stream' }] })).rejects.toMatchObject({
+        code: 'WRONG_EXPECTED_VERSION',
+      });
+      for (let index = 0; index < 30; index++) await client.append(`noise-${index % 3}`, [{ type: 'Noise' }], { expectedVersion: 'any' });
+      await client.append('orders-1', [{ type: 'Paid' }], { expectedVersion: 'stream_exists' });
+
+      const slice = await client.readStream('orders-1');
+      expect(slice.events.map((event) => event.type)).toEqual(['Placed', 'Paid']);
+      for (const event of slice.events) {
+        expect(event.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+        expect(event.createdAt).toBeInstanceOf(Date);
+      }
+
+      const seen: RecordedEvent[] = [];
+      let caughtUp = false;
+      const controller = new AbortController();
+      const subscription = (async () => {
+        for await (const event of client.subscribe({ filter: { streamPrefix: 'orders-' }, signal: controller.signal, onCaughtUp: () => (caughtUp = true) })) {
+          seen.push(event);
+          if (seen.length === 3) controller.abort();
+        }
+      })();
+      await waitFor('the subscription to catch up', () => caughtUp, 10_000);
+      expect(seen.map((event) => event.type)).toEqual(['Placed', 'Paid']);
+      await client.append('noise-0', [{ type: 'Noise' }]);
+      await client.append('orders-3', [{ type: 'Placed' }]);
+      await subscription;
+      expect(seen.map((event) => event.stream)).toEqual(['orders-1', 'orders-1', 'orders-3']);
+      expect(seen[0]?.id).toBe(slice.events[0]?.id);
+
+      await waitFor('the backup to hold everything', async () => (await statusOf(pair.servers[0]!)).lastLsn === (await statusOf(pair.servers[1]!)).lastLsn, 10_000);
+    } finally {
+      await client.close();
+    }
+    await expectIdenticalLogs(dirs.primary, dirs.backup);
+  });
+});
