@@ -104,6 +104,7 @@ export class CommitAssembler {
     if (packed.length > recordBytesMax) {
       payload.events = [];
       delete payload.reply;
+      delete payload.createdAtMs;
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
       packed = encodePayload(payload);
     }

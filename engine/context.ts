@@ -134,8 +134,8 @@ export class TransactionContext implements Context {
     checkStreamName(stream, this.limits);
     const expected = recordedExpectedVersion(expectedVersion, `expectVersion on ${stream}`);
     if (expected === undefined) return;
-    if (this.checks.length >= this.limits.eventsPerTransactionMax) {
-      throw txlogError('TOO_LARGE', `a transaction may check at most ${this.limits.eventsPerTransactionMax} streams`);
+    if (this.checks.length >= this.limits.checksPerTransactionMax) {
+      throw txlogError('TOO_LARGE', `a transaction may check at most ${this.limits.checksPerTransactionMax} streams`);
     }
     this.checks.push([stream, expected]);
   }
@@ -216,7 +216,8 @@ function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventI
   }
   // No `id` key unless the caller gave one: the outcome's digest must stay what it was for
   // handlers written before event ids (a replay of an old log compares against it).
-  const checked: EventInput = id === undefined ? { type, data: data ?? null } : { id: checkedEventId(id, stream), type, data: data ?? null };
+  // null is JSON's "absent", as for expectedVersion.
+  const checked: EventInput = id === undefined || id === null ? { type, data: data ?? null } : { id: checkedEventId(id, stream), type, data: data ?? null };
   if (metadata !== undefined) checked.metadata = metadata;
   // The snapshot, not the handler's object, is committed: growing the data after the append
   // can neither bypass the limit nor change what is recorded.

@@ -12,6 +12,11 @@ export interface StoreLimits {
   eventsPerTransactionMax: number;
   /** Bytes of one event (type, data and metadata, msgpack-encoded). @default 256 KiB */
   eventBytesMax: number;
+  /**
+   * Expected versions one transaction may require of streams without writing them
+   * (`ctx.expectVersion`, the built-in append's `checks`). @default 1000
+   */
+  checksPerTransactionMax: number;
   /** External calls (`ctx.call`) one transaction may make. @default 64 */
   callsPerTransactionMax: number;
   /** Bytes of a command's args, and of a reply (msgpack). @default 256 KiB */
@@ -87,6 +92,7 @@ export interface StoreOptions<Events extends AnyEvent = AnyEvent> extends Partia
 export const storeLimitDefaults: StoreLimits = {
   eventsPerTransactionMax: 1000,
   eventBytesMax: 256 * 1024,
+  checksPerTransactionMax: 1000,
   callsPerTransactionMax: 64,
   argsBytesMax: 256 * 1024,
   replyBytesMax: 256 * 1024,

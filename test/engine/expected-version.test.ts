@@ -3,7 +3,8 @@
  * `'exists'` (at least one event), `'any'`, a version; each value outside them is BAD_REQUEST;
  * a conflict is a recorded WRONG_EXPECTED_VERSION with the actual version. Checks on streams a
  * transaction does not write (the built-in append's `checks`, `ctx.expectVersion`) guard the
- * whole transaction, are recorded in the commit, and replay without divergence.
+ * whole transaction, are recorded in the commit, replay without divergence, and past
+ * `checksPerTransactionMax` are TOO_LARGE.
  */
 import { describe, expect, it } from 'vitest';
 import { defineService, replayLog, type Context } from '../../engine/index.js';
@@ -21,8 +22,13 @@ async function codeOf(promise: Promise<unknown>): Promise<{ code?: string; detai
 
 describe('expected versions', () => {
   it('accepts names and numbers and refuses anything else', async () => {
-    const { store } = await openQuietStore(newDir());
+    const { store } = await openQuietStore(newDir(), { checksPerTransactionMax: 3 });
     try {
+      const checks = (count: number): Array<{ stream: string; expectedVersion: 'any' | 'no_stream' }> =>
+        Array.from({ length: count }, (_, index) => ({ stream: `missing-${index}`, expectedVersion: 'no_stream' }));
+      await store.append('y', [{ type: 'A' }], { checks: checks(3) });
+      expect((await codeOf(store.append('y', [{ type: 'A' }], { checks: checks(4) }))).code).toBe('TOO_LARGE');
+
       expect((await codeOf(store.append('s', [{ type: 'A' }], { expectedVersion: 'stream_exists' }))).details).toMatchObject({
         stream: 's',
         expectedVersion: 'stream_exists',
