@@ -14,7 +14,7 @@
 import { assert } from '../wal/assert.js';
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import type { ExpectedVersion } from './expected-version.js';
-import { checkFilter, type EventFilter, type ReadAllOptions, type ReadResult, type ReadStreamOptions } from './reads.js';
+import { checkFilter, type Direction, type EventFilter } from './reads.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 
 /** Streams of this prefix hold consumers' checkpoints; consumers never see them. */
@@ -58,12 +58,13 @@ export interface ConsumerOptions<Events extends AnyEvent = AnyEvent> {
   signal?: AbortSignal;
 }
 
-/** What a consumer needs of its store. */
+/** What a consumer needs of its store: an embedded `Store` or a network `Client`. */
 export interface ConsumerHost {
   execute(command: string, args: unknown): Promise<unknown>;
-  readAll(options: ReadAllOptions): ReadResult<RecordedEvent[], RecordedEvent>;
-  readStream(stream: string, options: ReadStreamOptions): ReadResult<StreamSlice, RecordedEvent>;
-  waitForApply(signal: AbortSignal): Promise<void>;
+  readAll(options: { fromPosition: number | 'end'; maxCount: number; direction?: Direction }): PromiseLike<RecordedEvent[]>;
+  readStream(stream: string, options: { fromVersion: number; maxCount: number }): PromiseLike<StreamSlice>;
+  /** Resolves when events past `fromPosition` may have come (or a while has passed), or on abort. */
+  waitForEvents(fromPosition: number, signal: AbortSignal): Promise<void>;
   readonly isClosed: boolean;
 }
 
@@ -93,19 +94,23 @@ export class ConsumerRegistry {
   private readonly running = new Map<string, Promise<void>>();
 
   /** Claims `name`; the returned function releases it. */
-  async claim(name: string, whenActive: 'fail' | 'wait'): Promise<(finished: Promise<void>) => void> {
+  async claim(name: string, whenActive: 'fail' | 'wait'): Promise<(finished: Promise<void>) => Promise<void>> {
     for (let active = this.running.get(name); active !== undefined; active = this.running.get(name)) {
       if (whenActive === 'fail') throw txlogError('CONSUMER_ACTIVE', `a consumer named ${name} is already running in this store`, { name });
       await active.catch(() => undefined);
     }
     let release!: () => void;
     this.running.set(name, new Promise<void>((resolve) => (release = resolve)));
-    return (finished) => {
-      void finished.catch(() => undefined).finally(() => {
-        this.running.delete(name);
-        release();
-      });
-    };
+    return (finished) =>
+      finished.then(
+        () => this.release(name, release),
+        () => this.release(name, release),
+      );
+  }
+
+  private release(name: string, wake: () => void): void {
+    this.running.delete(name);
+    wake();
   }
 }
 
@@ -117,6 +122,8 @@ export class Consumer<Events extends AnyEvent = AnyEvent> {
   private readonly controller = new AbortController();
   private positionValue: number;
   private checkpointVersion: number;
+  /** Resolves once the name is free again, after `done` settled. */
+  private released: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly host: ConsumerHost,
@@ -139,10 +146,10 @@ export class Consumer<Events extends AnyEvent = AnyEvent> {
     try {
       const checkpoint = await readCheckpoint(host, checkpointStreamOf(options.name), options.from ?? 'start');
       const consumer = new Consumer(host, options, checkpoint);
-      release(consumer.done);
+      consumer.released = release(consumer.done);
       return consumer;
     } catch (error) {
-      release(Promise.resolve());
+      await release(Promise.resolve());
       throw error;
     }
   }
@@ -152,10 +159,13 @@ export class Consumer<Events extends AnyEvent = AnyEvent> {
     return this.positionValue;
   }
 
-  /** Stops after the event being handled (its writes commit or not, as one) and waits for it. */
+  /**
+   * Stops after the event being handled (its writes commit or not, as one) and waits for it;
+   * the name is free for another consumer when this resolves.
+   */
   async stop(): Promise<void> {
     this.controller.abort();
-    await this.done.catch(() => undefined);
+    await this.released;
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -199,7 +209,7 @@ export class Consumer<Events extends AnyEvent = AnyEvent> {
         caughtUp = true;
         this.options.onCaughtUp?.();
       }
-      await this.host.waitForApply(signal);
+      await this.host.waitForEvents(next, signal);
     }
   }
 
@@ -240,15 +250,16 @@ function fenced(error: unknown, checkpointStream: string, name: string): TxlogEr
 }
 
 async function readCheckpoint(host: ConsumerHost, stream: string, from: 'start' | 'end' | number): Promise<{ position: number; version: number }> {
-  const last = await host.readStream(stream, { direction: 'backwards', maxCount: 1 });
-  const data = last.events[0]?.data as { position?: unknown } | undefined;
-  if (typeof data?.position === 'number') return { position: data.position, version: last.version };
-  if (from === 'start') return { position: -1, version: last.version };
+  const { version } = await host.readStream(stream, { fromVersion: 0, maxCount: 0 });
+  const [last] = version < 0 ? [] : (await host.readStream(stream, { fromVersion: version, maxCount: 1 })).events;
+  const data = last?.data as { position?: unknown } | undefined;
+  if (typeof data?.position === 'number') return { position: data.position, version };
+  if (from === 'start') return { position: -1, version };
   if (from === 'end') {
     const [newest] = await host.readAll({ fromPosition: 'end', direction: 'backwards', maxCount: 1 });
-    return { position: newest?.position ?? -1, version: last.version };
+    return { position: newest?.position ?? -1, version };
   }
-  return { position: from - 1, version: last.version };
+  return { position: from - 1, version };
 }
 
 function checkOptions(options: ConsumerOptions<AnyEvent>): void {

@@ -22,4 +22,4 @@ export {
 export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';
-export { Consumer, checkpointStreamOf, consumerStreamPrefix, type ConsumerOptions, type ConsumerContext } from './consumer.js';
+export { Consumer, ConsumerRegistry, checkpointStreamOf, consumerStreamPrefix, type ConsumerOptions, type ConsumerContext, type ConsumerHost } from './consumer.js';

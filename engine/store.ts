@@ -247,7 +247,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
       execute: (command, args) => this.execute(command, args),
       readAll: (readOptions) => this.reads.readAll(readOptions),
       readStream: (stream, readOptions) => this.reads.readStream(stream, readOptions),
-      waitForApply: (signal) => pipeline.waitForApply(signal),
+      waitForEvents: (_fromPosition, signal) => pipeline.waitForApply(signal),
       get isClosed() {
         return pipeline.isClosed;
       },

@@ -10,7 +10,7 @@ import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
-import type { AppendCheck, EventFilter, ExpectedVersion, ReadPage } from '../engine/index.js';
+import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type Direction, type EventFilter, type ExpectedVersion, type ReadPage } from '../engine/index.js';
 import { dial, nodeNetwork, type Connection, type Network } from './connection.js';
 import { frameBytesMaxDefault, type Message, type Operation } from './protocol.js';
 import type { NodeStatus } from './node.js';
@@ -92,6 +92,7 @@ export class Client {
   private hint: string | undefined;
   private serverIndex = 0;
   private closed = false;
+  private consumers: ConsumerRegistry | undefined;
 
   constructor(options: ClientOptions) {
     if (!Array.isArray(options.servers) || options.servers.length === 0) {
@@ -162,8 +163,30 @@ export class Client {
     return (await this.call('readStream', { stream, ...options }, undefined)) as StreamSlice;
   }
 
-  async readAll(options: { fromPosition?: number; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
+  async readAll(options: { fromPosition?: number | 'end'; direction?: Direction; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
     return (await this.call('readAll', { ...options }, undefined)) as RecordedEvent[];
+  }
+
+  /**
+   * A durable consumer over this client (see `Store.consumer`): its commits are requests of this
+   * client, resent across failovers; one of a name per client, and consumers of the same name on
+   * other clients are fenced by the checkpoint's expected version (CONSUMER_ACTIVE).
+   */
+  consumer(options: ConsumerOptions): Promise<Consumer> {
+    const client = this;
+    return Consumer.start(
+      {
+        execute: (command, args) => this.execute(command, args),
+        readAll: (readOptions) => this.readAll(readOptions),
+        readStream: (stream, readOptions) => this.readStream(stream, readOptions),
+        waitForEvents: async (fromPosition) => void (await this.readAll({ fromPosition, maxCount: 1, waitMs: 1000 })),
+        get isClosed() {
+          return client.closed;
+        },
+      },
+      (this.consumers ??= new ConsumerRegistry()),
+      options,
+    );
   }
 
   /**

@@ -863,6 +863,7 @@ export class TxlogNode {
         const options: { fromPosition?: number; maxCount?: number } = {};
         if (body['fromPosition'] !== undefined) options.fromPosition = body['fromPosition'] as number;
         if (body['maxCount'] !== undefined) options.maxCount = body['maxCount'] as number;
+        if (body['direction'] !== undefined) (options as { direction?: unknown }).direction = body['direction'];
         const waitMs = Math.min(typeof body['waitMs'] === 'number' ? body['waitMs'] : 0, readWaitMsMax);
         let events = await this.store.readAll(options);
         if (events.length === 0 && waitMs > 0) {

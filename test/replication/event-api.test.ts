@@ -2,13 +2,17 @@
  * Proves the event API over a primary/backup pair (real processes): the client appends with
  * expected versions by name and with `checks`; reads return each event's id and createdAt; a
  * subscription with a filter is filtered by the primary (`readAllPage`) and moves past what it
- * passes over, live too; and the backup holds the very same records, ids included.
+ * passes over, live too; and the backup holds the very same records, ids included. Durable
+ * consumers over the network: two clients run a consumer of the same name at once; the one
+ * fenced by the other's checkpoint stops with CONSUMER_ACTIVE, and every event's writes are
+ * in txlog exactly once.
  *
  * Needs `npm run build`.
  */
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../engine/index.js';
+import type { Client } from '../../replication/client.js';
 import { useTempDir } from '../helpers/temp.js';
 import { connectClient, expectIdenticalLogs, requireFreshBuild, startPair, statusOf, useNodes, waitFor } from './pair.js';
 
@@ -61,5 +65,36 @@ describe('the event API over a pair', () => {
       await client.close();
     }
     await expectIdenticalLogs(dirs.primary, dirs.backup);
+  });
+
+  it('runs durable consumers over clients: two of one name race, every event handled once', async () => {
+    const root = newDir();
+    const pair = await startPair(nodes, { primary: path.join(root, 'a'), backup: path.join(root, 'b') });
+    const clients = await Promise.all(['racer-1', 'racer-2', 'writer'].map((clientId) => connectClient(pair.servers, { clientId })));
+    const [first, second, writer] = clients as [Client, Client, Client];
+    try {
+      for (let index = 0; index < 20; index++) await writer.append(`orders-${index % 4}`, [{ type: 'Placed', data: { index } }]);
+      const started = await Promise.all(
+        [first, second].map((client) =>
+          client.consumer({
+            name: 'projector',
+            filter: { streamPrefix: 'orders-' },
+            handle: (event, context) => context.append('handled', [{ type: 'Handled', data: { position: event.position } }]),
+          }),
+        ),
+      );
+      for (let index = 20; index < 30; index++) await writer.append(`orders-${index % 4}`, [{ type: 'Placed', data: { index } }]);
+      const sources: number[] = [];
+      for (const event of await writer.readAll({ maxCount: 4096 })) if (event.stream.startsWith('orders-')) sources.push(event.position);
+      await waitFor('one consumer to have handled everything', () => started.some((consumer) => consumer.position >= sources.at(-1)!), 20_000);
+      const outcomes = await Promise.all(started.map((consumer) => consumer.stop().then(() => consumer.done.then(() => 'stopped', (error: { code?: string }) => error.code))));
+      // Both handle the same event sooner or later; the later commit is fenced.
+      expect(outcomes.sort()).toEqual(['CONSUMER_ACTIVE', 'stopped']);
+      const handled = (await writer.readStream('handled', { maxCount: 4096 })).events.map((event) => (event.data as { position: number }).position);
+      expect(handled).toEqual(sources);
+      await expect(first.consumer({ name: 'projector', handle: () => undefined }).then((consumer) => consumer.stop())).resolves.toBeUndefined();
+    } finally {
+      await Promise.all(clients.map((client) => client.close()));
+    }
   });
 });
