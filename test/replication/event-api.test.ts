@@ -5,7 +5,9 @@
  * passes over, live too; and the backup holds the very same records, ids included. Durable
  * consumers over the network: two clients run a consumer of the same name at once; the one
  * fenced by the other's checkpoint stops with CONSUMER_ACTIVE, and every event's writes are
- * in txlog exactly once.
+ * in txlog exactly once. A consumer keeps going across a kill -9 of the primary at a seeded
+ * moment (its commits are requests of its client, resent to the promoted backup), and every
+ * event is still handled exactly once as its writes show.
  *
  * Needs `npm run build`.
  */
@@ -13,6 +15,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../engine/index.js';
 import type { Client } from '../../replication/client.js';
+import { seededRandom, testSeed } from '../helpers/random.js';
 import { useTempDir } from '../helpers/temp.js';
 import { connectClient, expectIdenticalLogs, requireFreshBuild, startPair, statusOf, useNodes, waitFor } from './pair.js';
 
@@ -95,6 +98,35 @@ describe('the event API over a pair', () => {
       await expect(first.consumer({ name: 'projector', handle: () => undefined }).then((consumer) => consumer.stop())).resolves.toBeUndefined();
     } finally {
       await Promise.all(clients.map((client) => client.close()));
+    }
+  });
+
+  it('keeps a consumer exactly-once across a kill -9 of the primary', async () => {
+    const random = seededRandom(testSeed('consumer failover'));
+    const root = newDir();
+    const pair = await startPair(nodes, { primary: path.join(root, 'a'), backup: path.join(root, 'b') });
+    const writer = await connectClient(pair.servers, { clientId: 'writer', deadlineMs: 20_000 });
+    const reader = await connectClient(pair.servers, { clientId: 'consumer', deadlineMs: 20_000 });
+    try {
+      for (let index = 0; index < 60; index++) await writer.append(`orders-${index % 3}`, [{ type: 'Placed', data: { index } }]);
+      const consumer = await reader.consumer({
+        name: 'projector',
+        filter: { streamPrefix: 'orders-' },
+        handle: (event, context) => context.append('handled', [{ type: 'Handled', data: { position: event.position } }]),
+      });
+      const killAt = random.integer(0, 55);
+      await waitFor(`the consumer to pass position ${killAt}`, () => consumer.position >= killAt, 20_000);
+      await pair.primary.kill();
+      for (let index = 60; index < 80; index++) await writer.append(`orders-${index % 3}`, [{ type: 'Placed', data: { index } }]);
+      const sources: number[] = [];
+      for (const event of await writer.readAll({ maxCount: 4096 })) if (event.stream.startsWith('orders-')) sources.push(event.position);
+      await waitFor('the consumer to handle everything', () => consumer.position >= sources.at(-1)!, 30_000);
+      await consumer.stop();
+      await consumer.done;
+      const handled = (await writer.readStream('handled', { maxCount: 4096 })).events.map((event) => (event.data as { position: number }).position);
+      expect(handled).toEqual(sources);
+    } finally {
+      await Promise.all([writer.close(), reader.close()]);
     }
   });
 });
