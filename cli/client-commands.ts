@@ -9,6 +9,7 @@ import type { NodeStatus } from '../replication/node.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { checkPositionals, exitCodes, formatTable, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { readSecret, splitList } from './service-loader.js';
+import type { ExpectedVersion } from '../engine/expected-version.js';
 
 const connectionOptions = {
   servers: { type: 'string' },
@@ -37,7 +38,8 @@ ${connectionHelp}`;
 export const appendHelp = `Usage: txlog append --servers H:P[,...] STREAM JSON [--expected-version N]
 
 Appends JSON (one event {type, data} or an array of them) to STREAM; prints {stream, version,
-position} of the last event. --expected-version: -1 the stream must not exist, N its version.
+position} of the last event. --expected-version: no_stream (or -1) the stream must not exist,
+stream_exists (or exists) it has an event, any, or N its last version.
 ${connectionHelp}`;
 
 export const readHelp = `Usage: txlog read --servers H:P[,...] STREAM [--from-version N] [--max-count N]
@@ -150,6 +152,8 @@ export async function runExec(args: string[]): Promise<number> {
   return withClient(options, (client) => client.execute(positionals[0]!, argsValue));
 }
 
+const expectedVersionNames = ['no_stream', 'stream_exists', 'exists', 'any'] as const;
+
 export async function runAppend(args: string[]): Promise<number> {
   const { values, positionals } = parse('append', args, { 'expected-version': { type: 'string' } });
   if (values['help'] === true) return help(appendHelp);
@@ -157,10 +161,11 @@ export async function runAppend(args: string[]): Promise<number> {
   const options = clientOptions('append', values, splitList(text(values, 'servers')));
   const parsed = parseJson('append', positionals[1]!, 'JSON');
   const events = Array.isArray(parsed) ? parsed : [parsed];
-  const appendOptions: { expectedVersion?: number } = {};
+  const appendOptions: { expectedVersion?: ExpectedVersion } = {};
   const expected = text(values, 'expected-version');
   if (typeof expected === 'string') {
-    appendOptions.expectedVersion = expected === '-1' ? -1 : parseIntegerFlag('append', '--expected-version', expected, 0, Number.MAX_SAFE_INTEGER);
+    const named = expectedVersionNames.find((name) => name === expected);
+    appendOptions.expectedVersion = named ?? (expected === '-1' ? -1 : parseIntegerFlag('append', '--expected-version', expected, 0, Number.MAX_SAFE_INTEGER));
   }
   return withClient(options, (client) => client.append(positionals[0]!, events as never, appendOptions));
 }

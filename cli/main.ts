@@ -45,6 +45,10 @@ const commands: Record<string, CommandEntry> = {
     summary: 'write a consistent copy of a store (closed, running, or a node), or verify one',
     load: async () => (await import('./backup.js')).runBackup,
   },
+  consumers: {
+    summary: "list a store's durable consumers with their positions and lag (read-only)",
+    load: async () => (await import('./consumers.js')).runConsumers,
+  },
   replay: {
     summary: 're-run every recorded transaction through a service and report divergences',
     load: async () => (await import('./replay.js')).runReplay,

@@ -16,6 +16,9 @@ import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite 
 import { callKey, requestKey, type CheckedRequest } from './requests.js';
 import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
+import { newEventId } from './event-ids.js';
+import { expectationMet, expectedVersionName } from './expected-version.js';
+import type { Platform } from '../wal/platform.js';
 
 export interface Appended {
   /** Undefined when the WAL refused the record outright. */
@@ -35,9 +38,11 @@ export class CommitAssembler {
   /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
   private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
   private nextPosition: number;
+  private readonly platform: Platform;
 
-  constructor(pipeline: CommitPipeline) {
+  constructor(pipeline: CommitPipeline, platform: Platform) {
     this.pipeline = pipeline;
+    this.platform = platform;
     this.nextPosition = pipeline.state.nextPosition;
     pipeline.onApplied((records) => this.forgetApplied(records));
   }
@@ -99,6 +104,7 @@ export class CommitAssembler {
     if (packed.length > recordBytesMax) {
       payload.events = [];
       delete payload.reply;
+      delete payload.createdAtMs;
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
       packed = encodePayload(payload);
     }
@@ -119,22 +125,39 @@ export class CommitAssembler {
   }
 
   private placeWrites(payload: CommitPayload, outcome: HandlerOutcome): TxlogError | undefined {
+    if (outcome.checks.length > 0) payload.checks = outcome.checks;
+    for (const [stream, expected] of outcome.checks) {
+      const conflict = this.conflictOf(stream, expected);
+      if (conflict !== undefined) return conflict;
+    }
     const placed: StreamWrite[] = [];
     for (const write of outcome.writes) {
       const head = this.headOf(write.stream);
-      if (write.expectedVersion !== undefined && write.expectedVersion !== head) {
-        return txlogError('WRONG_EXPECTED_VERSION', `stream ${write.stream} is at version ${head}, not ${write.expectedVersion}`, {
-          stream: write.stream,
-          expectedVersion: write.expectedVersion,
-          actualVersion: head,
-        });
+      if (write.expectedVersion !== undefined) {
+        const conflict = this.conflictOf(write.stream, write.expectedVersion);
+        if (conflict !== undefined) return conflict;
       }
-      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events: write.events };
+      // Ids are drawn here, after the digest: the record carries them and every node applies
+      // them as recorded, so re-execution never has to draw the same ones.
+      const events = write.events.map((event) => (event.id !== undefined ? event : { id: newEventId(this.platform.random), ...event }));
+      const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events };
       if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
       placed.push(streamWrite);
     }
     payload.events = placed;
+    if (placed.length > 0) payload.createdAtMs = this.platform.clock.nowMs();
     return undefined;
+  }
+
+  private conflictOf(stream: string, expected: number): TxlogError | undefined {
+    const head = this.headOf(stream);
+    if (expectationMet(expected, head)) return undefined;
+    const name = expectedVersionName(expected);
+    return txlogError('WRONG_EXPECTED_VERSION', `stream ${stream} is at version ${head}, not ${String(name)}`, {
+      stream,
+      expectedVersion: name,
+      actualVersion: head,
+    });
   }
 
   private holdHeads(payload: CommitPayload, lsn: number): void {

@@ -5,10 +5,12 @@
  */
 import { errorFromSerialized, infrastructureCodes, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
 import type { EventInput, RecordedInputs } from './records.js';
-import type { AppendOptions, CommandHandler, Context, ReadStreamOptions, StreamSlice } from './service.js';
+import type { AppendOptions, CommandHandler, Context, ContextReadOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
 import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
+import { checkedEventId } from './event-ids.js';
+import { recordedExpectedVersion, type ExpectedVersion } from './expected-version.js';
 
 export interface PendingWrite {
   stream: string;
@@ -41,6 +43,8 @@ export class TransactionAborted extends Error {
 /** What a handler did (its writes, reply or error) and what it recorded on the way. */
 export interface HandlerOutcome extends RecordedInputs {
   writes: PendingWrite[];
+  /** Expected versions of streams the transaction checks without (necessarily) writing them. */
+  checks: Array<[string, number]>;
   reply?: unknown;
   error?: SerializedError;
 }
@@ -53,6 +57,8 @@ export class TransactionContext implements Context {
   readonly nowValues: number[] = [];
   readonly randomValues: number[] = [];
   readonly readSet: Array<[string, number]> = [];
+  /** Expected versions of streams checked with `expectVersion` ([stream, recorded form]). */
+  readonly checks: Array<[string, number]> = [];
   /** LSN of each call's journal record; undefined once a call's LSN is not known (an old log). */
   callLsns: number[] | undefined = [];
   private eventCount = 0;
@@ -78,7 +84,7 @@ export class TransactionContext implements Context {
     return this.callCount;
   }
 
-  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
+  async readStream(stream: string, options: ContextReadOptions = {}): Promise<StreamSlice> {
     this.checkLive('readStream');
     checkStreamName(stream, this.limits);
     const fromVersion = options.fromVersion ?? 0;
@@ -97,10 +103,7 @@ export class TransactionContext implements Context {
     if (!Array.isArray(events) || events.length === 0) {
       throw txlogError('BAD_REQUEST', `append to ${stream}: events must be a non-empty array`);
     }
-    const expected = options.expectedVersion;
-    if (expected !== undefined && (!Number.isSafeInteger(expected) || expected < -1)) {
-      throw txlogError('BAD_REQUEST', `append to ${stream}: expectedVersion must be an integer >= -1`);
-    }
+    const expected = recordedExpectedVersion(options.expectedVersion, `append to ${stream}`);
     if (this.eventCount + events.length > this.limits.eventsPerTransactionMax) {
       throw txlogError('TOO_LARGE', `a transaction may write at most ${this.limits.eventsPerTransactionMax} events`);
     }
@@ -117,6 +120,17 @@ export class TransactionContext implements Context {
       throw txlogError('BAD_REQUEST', `append to ${stream} twice in one transaction: only the first may pass expectedVersion`);
     }
     existing.events.push(...checked);
+  }
+
+  expectVersion(stream: string, expectedVersion: ExpectedVersion): void {
+    this.checkLive('expectVersion');
+    checkStreamName(stream, this.limits);
+    const expected = recordedExpectedVersion(expectedVersion, `expectVersion on ${stream}`);
+    if (expected === undefined) return;
+    if (this.checks.length >= this.limits.checksPerTransactionMax) {
+      throw txlogError('TOO_LARGE', `a transaction may check at most ${this.limits.checksPerTransactionMax} streams`);
+    }
+    this.checks.push([stream, expected]);
   }
 
   async call<T>(name: string, fn: (idempotencyKey: string) => Promise<T> | T): Promise<T> {
@@ -199,11 +213,14 @@ export function checkStreamName(stream: unknown, limits: StoreLimits): asserts s
 
 function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventInput {
   if (typeof event !== 'object' || event === null) throw txlogError('BAD_REQUEST', `append to ${stream}: each event must be an object`);
-  const { type, data, metadata } = event as Record<string, unknown>;
+  const { id, type, data, metadata } = event as Record<string, unknown>;
   if (!isWellFormedName(type, limits.eventTypeLengthMax)) {
     throw txlogError('BAD_REQUEST', `append to ${stream}: each event needs a type of 1..${limits.eventTypeLengthMax} characters of well-formed Unicode`);
   }
-  const checked: EventInput = { type, data: data ?? null };
+  // No `id` key unless the caller gave one: the outcome's digest must stay what it was for
+  // handlers written before event ids (a replay of an old log compares against it).
+  // null is JSON's "absent", as for expectedVersion.
+  const checked: EventInput = id === undefined || id === null ? { type, data: data ?? null } : { id: checkedEventId(id, stream), type, data: data ?? null };
   if (metadata !== undefined) checked.metadata = metadata;
   // The snapshot, not the handler's object, is committed: growing the data after the append
   // can neither bypass the limit nor change what is recorded.
@@ -251,7 +268,12 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
     reply = undefined;
   }
   const writes = error === undefined ? context.writes : [];
-  const outcome: HandlerOutcome = { writes, ...context.recorded(digestOf([writes, error === undefined ? reply : null, error?.code ?? null])) };
+  const checks = error === undefined ? context.checks : [];
+  // Checks join the digest only when there are some: a commit written before them must replay
+  // to the digest it was recorded with.
+  const digested: unknown[] = [writes, error === undefined ? reply : null, error?.code ?? null];
+  if (checks.length > 0) digested.push(checks);
+  const outcome: HandlerOutcome = { writes, checks, ...context.recorded(digestOf(digested)) };
   if (error !== undefined) outcome.error = error;
   else outcome.reply = reply;
   return outcome;

@@ -1,4 +1,6 @@
-export { openStore, Store, type RequestIds, type AppendResult, type SubscribeOptions } from './store.js';
+export { openStore, Store, type RequestIds, type AppendResult, type StoreAppendOptions } from './store.js';
+export { ReadResult, type ReadStreamOptions, type ReadAllOptions, type SubscribeOptions, type EventFilter, type Direction, type ReadPage, type ReadPageOptions } from './reads.js';
+export { type ExpectedVersion } from './expected-version.js';
 export {
   defineService,
   checkService,
@@ -7,9 +9,15 @@ export {
   type Context,
   type CommandHandler,
   type RecordedEvent,
+  type RecordedFields,
+  type AnyEvent,
+  type EventToAppend,
   type StreamSlice,
-  type ReadStreamOptions,
+  type ContextReadOptions,
   type AppendOptions,
+  type AppendCheck,
+  type AppendArgs,
+  type AppendManyArgs,
 } from './service.js';
 export { recordTypes, recordTypeName, type CommitPayload, type JournalPayload, type EpochPayload, type EventInput } from './records.js';
 export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type StoreLimits, type SessionLimits } from './options.js';
@@ -17,3 +25,4 @@ export { backupStoreDirectory, type BackupOptions, type BackupProgress, type Bac
 export { verifyBackup, readManifest } from './backup-manifest.js';
 export { nullMetrics, type StoreMetrics } from './metrics.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';
+export { Consumer, ConsumerRegistry, checkpointStreamOf, consumerStreamPrefix, type ConsumerOptions, type ConsumerContext, type ConsumerHost } from './consumer.js';

@@ -5,7 +5,7 @@
 import { txlogError } from '../wal/errors.js';
 import type { FsyncPolicy } from '../wal/options.js';
 import { nodePlatform, type Platform } from '../wal/platform.js';
-import type { Service } from './service.js';
+import type { AnyEvent, Service } from './service.js';
 import { nullMetrics, type StoreMetrics } from './metrics.js';
 
 export interface StoreLimits {
@@ -13,6 +13,11 @@ export interface StoreLimits {
   eventsPerTransactionMax: number;
   /** Bytes of one event (type, data and metadata, msgpack-encoded). @default 256 KiB */
   eventBytesMax: number;
+  /**
+   * Expected versions one transaction may require of streams without writing them
+   * (`ctx.expectVersion`, the built-in append's `checks`). @default 1000
+   */
+  checksPerTransactionMax: number;
   /** External calls (`ctx.call`) one transaction may make. @default 64 */
   callsPerTransactionMax: number;
   /** Bytes of a command's args, and of a reply (msgpack). @default 256 KiB */
@@ -54,11 +59,14 @@ export interface SessionLimits {
   clientsMax: number;
 }
 
-export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimits> {
+export interface StoreOptions<Events extends AnyEvent = AnyEvent> extends Partial<StoreLimits>, Partial<SessionLimits> {
   /** The store's directory: `wal/` (the truth) and `state/` (LMDB, derived, rebuildable). */
   dir: string;
-  /** Command handlers. Built-in commands (`append`) work without one. */
-  service?: Service;
+  /**
+   * Command handlers. Built-in commands (`append`) work without one. A service made with
+   * `defineService<Events>()` types the store with its events.
+   */
+  service?: Service<Events>;
   /**
    * When a commit is acknowledged (see the WAL): `always` after fdatasync (durable), `interval`
    * after write with an fdatasync within `fsyncIntervalMs`, `never` after write.
@@ -91,6 +99,7 @@ export interface StoreOptions extends Partial<StoreLimits>, Partial<SessionLimit
 export const storeLimitDefaults: StoreLimits = {
   eventsPerTransactionMax: 1000,
   eventBytesMax: 256 * 1024,
+  checksPerTransactionMax: 1000,
   callsPerTransactionMax: 64,
   argsBytesMax: 256 * 1024,
   replyBytesMax: 256 * 1024,

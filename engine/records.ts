@@ -1,7 +1,8 @@
 /**
  * The record types the engine writes to the WAL, and their payloads. The WAL itself knows only
  * numbers; these names are what `txlog inspect` prints. Payloads are plain msgpack maps; a new
- * field may be added, an existing one never changes meaning (format version 1).
+ * field may be added, an existing one never changes meaning (format version 1). Fields added
+ * since the first release say so, with what a record written before them means.
  */
 import type { SerializedError } from '../wal/errors.js';
 
@@ -22,14 +23,24 @@ export function recordTypeName(type: number): string {
 }
 
 export interface EventInput {
+  /**
+   * A UUID. Given by the caller, or drawn by the primary when it assembles the commit (then it is
+   * in the commit record, not in the handler's outcome or its digest). Absent in logs written
+   * before event ids: reads derive one from stream and version (`derivedEventId`).
+   */
+  id?: string;
   type: string;
   data?: unknown;
+  /** The caller's own facts about the event; by convention `correlationId` and `causationId`. */
   metadata?: unknown;
 }
 
 export interface StreamWrite {
   stream: string;
-  /** What the handler asked for: -1 must not exist, n last version n, undefined any. */
+  /**
+   * What the handler asked for: -1 must not exist, n last version n, -2 at least one event
+   * (`'stream_exists'`, added within format 1), undefined any (see `expected-version.ts`).
+   */
   expectedVersion?: number;
   /** Version of the first event written (the stream's version before the write + 1). */
   firstVersion: number;
@@ -49,6 +60,12 @@ export interface RecordedInputs {
   random: number[];
   /** Each stream the handler read and the version it saw ([stream, version] pairs). */
   readSet: Array<[string, number]>;
+  /**
+   * Streams the transaction required at a version without writing them (`ctx.expectVersion`, the
+   * built-in append's `checks`): [stream, expected version in the recorded form]. Added within
+   * format 1; absent when there were none.
+   */
+  checks?: Array<[string, number]>;
   /** Number of journaled external calls the handler made. */
   calls: number;
   /**
@@ -73,6 +90,12 @@ export interface CommitPayload extends RecordedInputs {
   firstPosition: number;
   reply?: unknown;
   error?: SerializedError;
+  /**
+   * Wall-clock milliseconds of the primary's clock when it assembled the commit: every event's
+   * `createdAt`. Recorded, so every node and every rebuild reads the same. Absent in logs written
+   * before it (their events read without `createdAt`) and in failed commits.
+   */
+  createdAtMs?: number;
 }
 
 export interface JournalPayload {

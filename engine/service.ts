@@ -5,22 +5,56 @@
  */
 import { txlogError } from '../wal/errors.js';
 import type { EventInput } from './records.js';
+import type { ExpectedVersion } from './expected-version.js';
 
-export interface RecordedEvent {
+/**
+ * An event as a caller writes it. A service (or a store) may name the union of its events,
+ * e.g. `{ type: 'Deposited'; data: { amount: number } } | { type: 'Withdrawn'; ... }`; that
+ * union then types `ctx.append`, `store.append`, every read and every subscription. Untyped
+ * code gets this shape: any type name, any data.
+ */
+export interface AnyEvent {
+  type: string;
+  data?: unknown;
+  /** The caller's own facts about the event; by convention `correlationId` and `causationId`. */
+  metadata?: unknown;
+}
+
+/** What `append` takes for an event of the union: its fields, and an id if the caller has one. */
+export type EventToAppend<Events extends AnyEvent = AnyEvent> = Events & {
+  /** A UUID; drawn by the primary at commit when omitted. */
+  id?: string;
+  metadata?: unknown;
+};
+
+/** What every read returns for an event, besides its own type, data and metadata. */
+export interface RecordedFields {
   stream: string;
   /** Version of this event in its stream, from 0. */
   version: number;
   /** Position in the global commit order, from 0, dense. */
   position: number;
-  type: string;
-  data: unknown;
+  /**
+   * A UUID: the caller's, or drawn by the primary at commit. An event committed before event
+   * ids existed gets one derived from its stream and version (stable, the same on every node).
+   */
+  id: string;
+  /** As written; by convention `{ correlationId, causationId, ... }` (see README). */
   metadata?: unknown;
+  /**
+   * When the primary assembled the commit (its wall clock, recorded in the commit record).
+   * Absent for events committed before this was recorded.
+   */
+  createdAt?: Date;
 }
 
-export interface StreamSlice {
+/** A recorded event of the union (a union itself, so `event.type` narrows `event.data`). */
+export type RecordedEvent<Events extends AnyEvent = AnyEvent> = Events & RecordedFields;
+
+export interface StreamSlice<Events extends AnyEvent = AnyEvent> {
   /** Last version of the stream; -1 when it does not exist. */
   version: number;
-  events: RecordedEvent[];
+  events: Array<RecordedEvent<Events>>;
 }
 
 /** What the built-in `append` command (and `store.append`) resolves with. */
@@ -32,7 +66,8 @@ export interface AppendResult {
   position: number;
 }
 
-export interface ReadStreamOptions {
+/** What `ctx.readStream` takes (store reads take more: see `ReadStreamOptions` in reads.ts). */
+export interface ContextReadOptions {
   /** First version to return. @default 0 */
   fromVersion?: number;
   /** Most events to return. @default readEventsMax (store option) */
@@ -40,12 +75,16 @@ export interface ReadStreamOptions {
 }
 
 export interface AppendOptions {
-  /** -1: the stream must not exist; n: its last version must be n; omitted: any. */
-  expectedVersion?: number;
+  /**
+   * What the stream's head must be when the transaction commits: a version `n`, `'no_stream'`
+   * (or -1), `'stream_exists'` (or `'exists'`: at least one event), `'any'` (or omitted).
+   * Otherwise the transaction fails with WRONG_EXPECTED_VERSION (`details.actualVersion`).
+   */
+  expectedVersion?: ExpectedVersion;
 }
 
 /** What a handler may do. Everything nondeterministic goes through it. */
-export interface Context {
+export interface Context<Events extends AnyEvent = AnyEvent> {
   readonly clientId: string;
   readonly requestId: number;
   readonly command: string;
@@ -53,9 +92,14 @@ export interface Context {
    * Reads a stream. On the primary: its state now. On re-execution: as of the version the
    * primary saw (the read set), so interleaving never looks like nondeterminism.
    */
-  readStream(stream: string, options?: ReadStreamOptions): Promise<StreamSlice>;
+  readStream(stream: string, options?: ContextReadOptions): Promise<StreamSlice<Events>>;
   /** Buffers events; they are written atomically with the rest of the transaction at commit. */
-  append(stream: string, events: EventInput[], options?: AppendOptions): void;
+  append(stream: string, events: Array<EventToAppend<Events>>, options?: AppendOptions): void;
+  /**
+   * Requires `stream` to be at `expectedVersion` when the transaction commits, without writing
+   * to it: a decision made on several streams is guarded as a whole (WRONG_EXPECTED_VERSION).
+   */
+  expectVersion(stream: string, expectedVersion: ExpectedVersion): void;
   /**
    * Makes an external call once. `fn` gets the idempotency key `clientId:requestId:callIndex`.
    * Its result or thrown error is journaled (and replicated) before the handler sees it; a
@@ -68,18 +112,35 @@ export interface Context {
   random(): number;
 }
 
-export type CommandHandler<Args = unknown, Reply = unknown> = (context: Context, args: Args) => Promise<Reply> | Reply;
+/**
+ * A command handler. Declared as a method so that a service typed with its events is still a
+ * `Service` where untyped code takes one (handler parameters are then compared both ways).
+ */
+export type CommandHandler<Args = unknown, Reply = unknown, Events extends AnyEvent = AnyEvent> = {
+  handle(context: Context<Events>, args: Args): Promise<Reply> | Reply;
+}['handle'];
 
-export interface Service {
+/** Types only: where a service's event union is kept (never set at runtime). */
+declare const eventsOfService: unique symbol;
+
+export interface Service<Events extends AnyEvent = AnyEvent> {
   name: string;
   // Handlers take differently typed args; the store checks nothing about them beyond msgpack.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  commands: Record<string, CommandHandler<any, unknown>>;
+  commands: Record<string, CommandHandler<any, unknown, Events>>;
+  /** Types only: lets `openStore({ service })` infer the service's events. */
+  readonly [eventsOfService]?: Events;
 }
 
-/** An identity helper for typing: a plain object with the same shape works too. */
-export function defineService<S extends Service>(service: S): S {
-  return service;
+/**
+ * An identity helper for typing: a plain object with the same shape works too. With the
+ * events named first, `defineService<Events>()({ name, commands })`, every handler's `ctx`
+ * appends and reads only those events, and a store opened with the service is typed with them.
+ */
+export function defineService<Events extends AnyEvent>(): <S extends Service<Events>>(service: S) => S & Service<Events>;
+export function defineService<S extends Service>(service: S): S;
+export function defineService(service?: Service): Service | ((service: Service) => Service) {
+  return service ?? ((typed: Service) => typed);
 }
 
 /** Checks a value claiming to be a service (a module's default export, say). */
@@ -106,11 +167,30 @@ export function checkService(value: unknown, source: string): Service {
 export interface AppendArgs {
   stream: string;
   events: EventInput[];
-  expectedVersion?: number;
+  expectedVersion?: ExpectedVersion;
+}
+
+/** A stream the built-in `append` requires at a version without writing it. */
+export interface AppendCheck {
+  stream: string;
+  expectedVersion: ExpectedVersion;
 }
 
 export interface AppendManyArgs {
   writes: AppendArgs[];
+  /** Streams to check, not write: the whole append fails if one is not at its version. */
+  checks?: AppendCheck[];
+}
+
+function appendChecks(context: Context, checks: unknown): void {
+  if (checks === undefined || checks === null) return;
+  if (!Array.isArray(checks)) throw txlogError('BAD_REQUEST', 'append checks must be an array of { stream, expectedVersion }');
+  for (const check of checks) {
+    if (typeof check !== 'object' || check === null) throw txlogError('BAD_REQUEST', 'each check must be an object');
+    const { stream, expectedVersion } = check as Record<string, unknown>;
+    if (expectedVersion === undefined) throw txlogError('BAD_REQUEST', 'each check needs an expectedVersion');
+    context.expectVersion(stream as string, expectedVersion as ExpectedVersion);
+  }
 }
 
 function appendWrites(context: Context, writes: unknown): void {
@@ -121,10 +201,8 @@ function appendWrites(context: Context, writes: unknown): void {
     if (typeof write !== 'object' || write === null) throw txlogError('BAD_REQUEST', 'each write must be an object');
     const { stream, events, expectedVersion } = write as Record<string, unknown>;
     const options: AppendOptions = {};
-    if (expectedVersion !== undefined && expectedVersion !== null) {
-      if (typeof expectedVersion !== 'number') throw txlogError('BAD_REQUEST', 'expectedVersion must be a number');
-      options.expectedVersion = expectedVersion;
-    }
+    // ctx.append checks the value; null (JSON's "absent") means any, as it always did.
+    if (expectedVersion !== undefined && expectedVersion !== null) options.expectedVersion = expectedVersion as ExpectedVersion;
     context.append(stream as string, events as EventInput[], options);
   }
 }
@@ -138,6 +216,7 @@ export const builtinCommands: Record<string, CommandHandler> = {
   append(context, args) {
     if (typeof args !== 'object' || args === null) throw txlogError('BAD_REQUEST', 'append args must be an object');
     const record = args as Record<string, unknown>;
+    appendChecks(context, record['checks']);
     appendWrites(context, record['writes'] !== undefined ? record['writes'] : [record]);
     return null;
   },

@@ -15,6 +15,7 @@ import type { RecordedEvent, StreamSlice } from './service.js';
 import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf } from './session-table.js';
+import { derivedEventId } from './event-ids.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
 
@@ -23,9 +24,13 @@ export type { ApplicableRecord } from './records.js';
 interface StoredEvent {
   stream: string;
   version: number;
+  /** Absent for events committed before event ids (see `derivedEventId`). */
+  id?: string;
   type: string;
   data: unknown;
   metadata?: unknown;
+  /** The commit's `createdAtMs`; absent for events committed before it was recorded. */
+  createdAtMs?: number;
 }
 
 const metaKeys = {
@@ -250,7 +255,9 @@ export class State {
       let version = write.firstVersion;
       for (const event of write.events) {
         const stored: StoredEvent = { stream: write.stream, version, type: event.type, data: event.data ?? null };
+        if (event.id !== undefined) stored.id = event.id;
         if (event.metadata !== undefined) stored.metadata = event.metadata;
+        if (commit.createdAtMs !== undefined) stored.createdAtMs = commit.createdAtMs;
         this.events.putSync(position, stored);
         this.streamIndex.putSync([write.stream, version], position);
         position += 1;
@@ -342,9 +349,11 @@ function toRecorded(position: number, stored: StoredEvent): RecordedEvent {
     stream: stored.stream,
     version: stored.version,
     position,
+    id: stored.id ?? derivedEventId(stored.stream, stored.version),
     type: stored.type,
     data: stored.data,
   };
   if (stored.metadata !== undefined) event.metadata = stored.metadata;
+  if (stored.createdAtMs !== undefined) event.createdAt = new Date(stored.createdAtMs);
   return event;
 }

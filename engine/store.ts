@@ -28,38 +28,38 @@ import { CommitAssembler } from './commit-assembler.js';
 import { CommitPipeline } from './commit-pipeline.js';
 import { checkStreamName } from './context.js';
 import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
-import type { EventInput } from './records.js';
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
-import type { AppendResult, ReadStreamOptions, RecordedEvent, StreamSlice } from './service.js';
+import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
+import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
+import { StoreReads, type ReadAllOptions, type ReadPage, type ReadPageOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
-import { subscribePages, type PageSource } from './subscription.js';
 import { TransactionRunner, outcomeOf } from './transaction-runner.js';
 
 export type { RequestIds } from './requests.js';
 export type { AppendResult } from './service.js';
 
-export interface SubscribeOptions {
-  /** First global position to deliver. @default 0 */
-  fromPosition?: number;
-  /** Called once when the subscription has delivered everything committed so far. */
-  onCaughtUp?: () => void;
-  signal?: AbortSignal;
+export interface StoreAppendOptions extends AppendOptions, RequestIds {
+  /** Streams that must be at a version for the append to commit; they are not written. */
+  checks?: AppendCheck[];
 }
 
-/** Events a subscription reads from LMDB at a time. */
-const subscribePageEvents = 512;
-
-export async function openStore(options: StoreOptions): Promise<Store> {
-  return Store.open(options);
+/**
+ * Opens (or creates) the store in `options.dir`. Its events are typed by the service's events
+ * (`defineService<Events>()`), or by naming them: `openStore<Events>({ dir })`.
+ */
+export async function openStore<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
+  return Store.open<Events>(options);
 }
 
-export class Store {
+export class Store<Events extends AnyEvent = AnyEvent> {
   readonly options: ResolvedStoreOptions;
   private readonly pipeline: CommitPipeline;
   private readonly assembler: CommitAssembler;
   private readonly runner: TransactionRunner;
+  private readonly reads: StoreReads;
+  private readonly consumers = new ConsumerRegistry();
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private inFlightCount = 0;
 
@@ -68,17 +68,18 @@ export class Store {
     this.pipeline = new CommitPipeline(options, wal, state);
     // The assembler subscribes to applied batches first: what it forgets is forgotten before
     // any other listener (the node's determinism check) or answered caller looks.
-    this.assembler = new CommitAssembler(this.pipeline);
+    this.assembler = new CommitAssembler(this.pipeline, options.platform);
     this.runner = new TransactionRunner(this.pipeline, this.assembler, options);
+    this.reads = new StoreReads(this.pipeline, options.limits);
     registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options));
   }
 
-  static async open(options: StoreOptions): Promise<Store> {
+  static async open<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
     const resolved = resolveStoreOptions(options);
     const wal = await openWal(resolved);
     try {
       const state = await openState(resolved, wal);
-      return new Store(resolved, wal, state);
+      return new Store<Events>(resolved, wal, state);
     } catch (error) {
       await wal.close();
       throw error;
@@ -158,11 +159,15 @@ export class Store {
     );
   }
 
-  /** Appends events to one stream (the built-in `append` command). */
-  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } & RequestIds = {}): Promise<AppendResult> {
+  /**
+   * Appends events to one stream (the built-in `append` command); with `checks`, only if each
+   * checked stream is at its expected version too. Resolves once committed and applied.
+   */
+  async append(stream: string, events: Array<EventToAppend<Events>>, options: StoreAppendOptions = {}): Promise<AppendResult> {
     checkStreamName(stream, this.options.limits);
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    if (options.checks !== undefined) args['checks'] = options.checks;
     const ids: RequestIds = {};
     if (options.clientId !== undefined) ids.clientId = options.clientId;
     if (options.requestId !== undefined) ids.requestId = options.requestId;
@@ -219,46 +224,52 @@ export class Store {
     }
   }
 
-  /** Reads a stream as applied (never a commit that could still be lost). */
-  async readStream(stream: string, options: ReadStreamOptions = {}): Promise<StreamSlice> {
-    this.pipeline.checkOpen();
-    const limits = this.options.limits;
-    checkStreamName(stream, limits);
-    const fromVersion = options.fromVersion ?? 0;
-    const maxCount = options.maxCount ?? limits.readEventsMax;
-    checkCount(fromVersion, 'fromVersion');
-    checkCount(maxCount, 'maxCount');
-    return this.pipeline.state.readStream(stream, fromVersion, Math.min(maxCount, limits.readEventsMax));
+  /**
+   * Reads a stream as applied (never a commit that could still be lost). Await it for one page
+   * (`{ version, events }`, at most `readEventsMax` events), or iterate it (`for await`) for
+   * every event from `fromVersion` on, forwards or backwards, a page at a time.
+   */
+  readStream(stream: string, options: ReadStreamOptions = {}): ReadResult<StreamSlice<Events>, RecordedEvent<Events>> {
+    // The log holds what this store's appends were typed with: the union is the caller's claim.
+    return this.reads.readStream(stream, options) as unknown as ReadResult<StreamSlice<Events>, RecordedEvent<Events>>;
   }
 
-  /** Events in global commit order from `fromPosition`. */
-  async readAll(options: { fromPosition?: number; maxCount?: number } = {}): Promise<RecordedEvent[]> {
-    this.pipeline.checkOpen();
-    const fromPosition = options.fromPosition ?? 0;
-    const maxCount = options.maxCount ?? this.options.limits.readEventsMax;
-    checkCount(fromPosition, 'fromPosition');
-    checkCount(maxCount, 'maxCount');
-    return this.pipeline.state.readAll(fromPosition, Math.min(maxCount, this.options.limits.readEventsMax));
+  /** Events in global commit order (or backwards); await for one page, iterate for all. */
+  readAll(options: ReadAllOptions<Events['type']> = {}): ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>> {
+    return this.reads.readAll(options) as unknown as ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>>;
+  }
+
+  /** One page of a filtered scan and where the next starts (see `StoreReads.readAllPage`). */
+  async readAllPage(options: ReadPageOptions<Events['type']> = {}): Promise<ReadPage<RecordedEvent<Events>>> {
+    return this.reads.readAllPage(options) as ReadPage<RecordedEvent<Events>>;
   }
 
   /**
-   * Every event from `fromPosition` in global order, then live ones as they are applied. The
-   * subscription pulls pages from LMDB at its own pace, so a slow consumer costs no memory and
-   * the switch from catch-up to live has no gap and no duplicate. Ends when the signal aborts,
-   * the consumer stops, or the store closes.
+   * Every event from `fromPosition` (that passes `filter`) in global order, then live ones as
+   * they are applied, pulled page by page at the subscriber's pace. Ends when the signal
+   * aborts, the loop stops, or the store closes.
    */
-  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
-    const fromPosition = options.fromPosition ?? 0;
-    checkCount(fromPosition, 'fromPosition');
-    const source: PageSource = {
-      page: (position) => {
-        this.pipeline.checkOpen();
-        return this.pipeline.state.readAll(position, subscribePageEvents);
+  subscribe(options: SubscribeOptions<Events['type']> = {}): AsyncGenerator<RecordedEvent<Events>> {
+    return this.reads.subscribe(options) as AsyncGenerator<RecordedEvent<Events>>;
+  }
+
+  /**
+   * Starts a durable consumer (see `consumer.ts`): every event from its checkpoint on, in order,
+   * to `handle`, whose txlog writes commit together with the checkpoint. Resolves once it runs;
+   * rejects with CONSUMER_ACTIVE while another of the same name runs (unless `whenActive: 'wait'`).
+   */
+  consumer(options: ConsumerOptions<Events>): Promise<Consumer<Events>> {
+    const pipeline = this.pipeline;
+    const host: ConsumerHost = {
+      execute: (command, args) => this.execute(command, args),
+      readAll: (readOptions) => this.reads.readAll(readOptions),
+      readStream: (stream, readOptions) => this.reads.readStream(stream, readOptions),
+      waitForEvents: (_fromPosition, signal) => pipeline.waitForApply(signal),
+      get isClosed() {
+        return pipeline.isClosed;
       },
-      waitForMore: () => this.pipeline.waitForApply(options.signal),
-      stopped: () => this.pipeline.isClosed || options.signal?.aborted === true,
     };
-    yield* subscribePages(fromPosition, source, options.onCaughtUp);
+    return Consumer.start(host, this.consumers, options);
   }
 
   /**
@@ -294,11 +305,5 @@ export class Store {
     this.pipeline.close();
     await this.pipeline.wal.close();
     await this.pipeline.state.close();
-  }
-}
-
-function checkCount(value: unknown, name: string): void {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw txlogError('BAD_REQUEST', `${name} must be a non-negative integer`);
   }
 }

@@ -159,10 +159,10 @@ function abort(error: unknown): never {
 
 function timedOutOutcome(context: TransactionContext, timeoutMs: number): HandlerOutcome {
   const error = txlogError('HANDLER_FAILED', `the handler did not finish within ${timeoutMs} ms`, { timedOut: true, timeoutMs }).toJSON();
-  return { writes: [], error, ...context.recorded('') };
+  return { writes: [], checks: [], error, ...context.recorded('') };
 }
 
 function unknownCommandOutcome(command: string): HandlerOutcome {
   const error = txlogError('UNKNOWN_COMMAND', `unknown command ${command}`, { command }).toJSON();
-  return { writes: [], error, now: [], random: [], readSet: [], calls: 0, digest: '' };
+  return { writes: [], checks: [], error, now: [], random: [], readSet: [], calls: 0, digest: '' };
 }

@@ -10,7 +10,7 @@ import { nodePlatform, type Platform } from '../wal/platform.js';
 import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
-import { subscribePages, type PageSource } from '../engine/subscription.js';
+import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type Direction, type EventFilter, type ExpectedVersion, type ReadPage } from '../engine/index.js';
 import { dial, type Connection } from './connection.js';
 import {
   clientBusyRetryDelayMs,
@@ -99,6 +99,7 @@ export class Client {
   private hint: string | undefined;
   private serverIndex = 0;
   private closed = false;
+  private consumers: ConsumerRegistry | undefined;
 
   constructor(options: ClientOptions) {
     if (!Array.isArray(options.servers) || options.servers.length === 0) {
@@ -158,9 +159,10 @@ export class Client {
     return this.settlingRequestIds;
   }
 
-  async append(stream: string, events: EventInput[], options: { expectedVersion?: number } = {}): Promise<AppendResult> {
+  async append(stream: string, events: EventInput[], options: { expectedVersion?: ExpectedVersion; checks?: AppendCheck[] } = {}): Promise<AppendResult> {
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
+    if (options.checks !== undefined) args['checks'] = options.checks;
     return (await this.execute('append', args)) as AppendResult;
   }
 
@@ -168,20 +170,54 @@ export class Client {
     return (await this.call('readStream', { stream, ...options }, undefined)) as StreamSlice;
   }
 
-  async readAll(options: { fromPosition?: number; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
+  async readAll(options: { fromPosition?: number | 'end'; direction?: Direction; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
     return (await this.call('readAll', { ...options }, undefined)) as RecordedEvent[];
   }
 
-  /** Events in global order from `fromPosition`, then live ones (long-polling the primary). */
-  subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void } = {}): AsyncGenerator<RecordedEvent> {
-    const source: PageSource = {
-      // Once caught up, each page is a long poll: the primary answers when events arrive.
-      page: (fromPosition, caughtUp) =>
-        this.readAll({ fromPosition, maxCount: subscribePageEventsMax, waitMs: caughtUp ? subscribeWaitMs : 0 }),
-      waitForMore: () => Promise.resolve(),
-      stopped: () => this.closed || options.signal?.aborted === true,
-    };
-    return subscribePages(options.fromPosition ?? 0, source, options.onCaughtUp);
+  /**
+   * A durable consumer over this client (see `Store.consumer`): its commits are requests of this
+   * client, resent across failovers; one of a name per client, and consumers of the same name on
+   * other clients are fenced by the checkpoint's expected version (CONSUMER_ACTIVE).
+   */
+  consumer(options: ConsumerOptions): Promise<Consumer> {
+    const client = this;
+    return Consumer.start(
+      {
+        execute: (command, args) => this.execute(command, args),
+        readAll: (readOptions) => this.readAll(readOptions),
+        readStream: (stream, readOptions) => this.readStream(stream, readOptions),
+        waitForEvents: async (fromPosition) => void (await this.readAll({ fromPosition, maxCount: 1, waitMs: 1000 })),
+        get isClosed() {
+          return client.closed;
+        },
+      },
+      (this.consumers ??= new ConsumerRegistry()),
+      options,
+    );
+  }
+
+  /**
+   * Events in global order from `fromPosition`, then live ones (long-polling the primary). With
+   * `filter`, the primary filters (`readAllPage`) and the client moves past what it passed over.
+   */
+  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void; filter?: EventFilter } = {}): AsyncGenerator<RecordedEvent> {
+    let next = options.fromPosition ?? 0;
+    let caughtUp = false;
+    while (!this.closed && options.signal?.aborted !== true) {
+      const request = { fromPosition: next, maxCount: subscribePageEventsMax, waitMs: caughtUp ? subscribeWaitMs : 0 };
+      const scanned: ReadPage =
+        options.filter === undefined ? { events: await this.readAll(request), nextPosition: next } : ((await this.call('readAllPage', { ...request, filter: options.filter }, undefined)) as ReadPage);
+      const before = next;
+      for (const event of scanned.events) {
+        yield event;
+        next = event.position + 1;
+      }
+      next = Math.max(next, scanned.nextPosition);
+      if (next === before && !caughtUp) {
+        caughtUp = true;
+        options.onCaughtUp?.();
+      }
+    }
   }
 
   /**

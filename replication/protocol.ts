@@ -88,7 +88,7 @@ export interface PeerState {
   addresses: string[];
 }
 
-export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session' | 'backup';
+export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session' | 'backup' | 'readAllPage';
 
 export type Message =
   | { t: 'hello'; protocol: number; clusterId: string; nodeId: string; nonce: Uint8Array }
@@ -126,7 +126,7 @@ const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8A
 const isBoolean = (value: unknown): value is boolean => typeof value === 'boolean';
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session', 'backup'];
+const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session', 'backup', 'readAllPage'];
 const roles: readonly string[] = ['primary', 'backup', 'waiting'];
 
 function parsePeerState(value: unknown): PeerState {
@@ -292,7 +292,7 @@ export interface ReadStreamRequest {
 }
 
 export interface ReadAllRequest {
-  options: { fromPosition?: number; maxCount?: number };
+  options: { fromPosition?: number; maxCount?: number; direction?: 'forwards' | 'backwards' };
   /** How long to wait for new events when there are none; 0 answers at once. */
   waitMs: number;
 }
@@ -335,8 +335,35 @@ export function parseReadAllBody(body: Record<string, unknown>): ReadAllRequest 
   const maxCount = optionalCount(body, 'maxCount');
   if (fromPosition !== undefined) options.fromPosition = fromPosition;
   if (maxCount !== undefined) options.maxCount = maxCount;
+  const direction = body['direction'];
+  if (direction !== undefined) {
+    if (direction !== 'forwards' && direction !== 'backwards') badRequest('direction must be forwards or backwards');
+    options.direction = direction;
+  }
+  return { options, waitMs: waitMsOf(body) };
+}
+
+function waitMsOf(body: Record<string, unknown>): number {
   const waitMs = body['waitMs'];
-  return { options, waitMs: Math.min(typeof waitMs === 'number' ? waitMs : 0, readWaitMsMax) };
+  return Math.min(typeof waitMs === 'number' && waitMs >= 0 ? waitMs : 0, readWaitMsMax);
+}
+
+export interface ReadAllPageRequest {
+  options: { fromPosition: number; maxCount?: number; filter?: Record<string, unknown> };
+  waitMs: number;
+}
+
+/** A filtered subscription's page: the store checks the filter's fields. */
+export function parseReadAllPageBody(body: Record<string, unknown>): ReadAllPageRequest {
+  const options: ReadAllPageRequest['options'] = { fromPosition: optionalCount(body, 'fromPosition') ?? 0 };
+  const maxCount = optionalCount(body, 'maxCount');
+  if (maxCount !== undefined) options.maxCount = maxCount;
+  const filter = body['filter'];
+  if (filter !== undefined && filter !== null) {
+    if (typeof filter !== 'object' || Array.isArray(filter)) badRequest('filter must be an object');
+    options.filter = filter as Record<string, unknown>;
+  }
+  return { options, waitMs: waitMsOf(body) };
 }
 
 /** The proof that the sender knows the shared secret, bound to the nonce and the sender's role. */

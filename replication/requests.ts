@@ -10,7 +10,7 @@ import { TxlogError, txlogError } from '../wal/errors.js';
 import type { Store } from '../engine/store.js';
 import type { Connection } from './connection.js';
 import type { NodeContext } from './context.js';
-import { parseExecuteBody, parseReadAllBody, parseReadStreamBody, type Message, type MessageOf } from './protocol.js';
+import { parseExecuteBody, parseReadAllBody, parseReadAllPageBody, parseReadStreamBody, type Message, type MessageOf } from './protocol.js';
 
 /** What request handling needs from the node's role state machine. */
 export interface ServingNode {
@@ -149,6 +149,17 @@ export class ClientRequests {
           events = await this.store.readAll(options);
         }
         return events;
+      }
+      case 'readAllPage': {
+        // A filtered subscription's long poll: the node filters, the client moves past the rest.
+        await this.node.servePrimary();
+        const { options, waitMs } = parseReadAllPageBody(body);
+        let page = await this.store.readAllPage(options);
+        if (page.nextPosition === options.fromPosition && waitMs > 0) {
+          await this.store.waitForEvents(waitMs);
+          page = await this.store.readAllPage(options);
+        }
+        return page;
       }
     }
   }

@@ -36,6 +36,8 @@ export const errorCodes = [
   'REQUEST_ID_REUSED',
   'TARGET_NOT_EMPTY',
   'INTERNAL_ERROR',
+  /** A durable consumer of that name is already running (or another one moved its checkpoint). */
+  'CONSUMER_ACTIVE',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -87,6 +89,7 @@ export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'REQUEST_ID_REUSED',
   'TARGET_NOT_EMPTY',
   'INTERNAL_ERROR',
+  'CONSUMER_ACTIVE',
 ]);
 
 export interface TxlogErrorOptions {

@@ -67,6 +67,10 @@ describe('txlog append, read, exec and status against a lone server', () => {
     const conflict = await runCli(cli(), ['append', '--servers', address, 'orders-1', event, '--expected-version', '-1']);
     expect(conflict.exitCode).toBe(1);
     expect(conflict.stderr).toMatch(/^txlog: WRONG_EXPECTED_VERSION: .*\n$/);
+    const named = await runCli(cli(), ['append', '--servers', address, 'orders-1', event, '--expected-version', 'no_stream']);
+    expect(named.stderr).toMatch(/^txlog: WRONG_EXPECTED_VERSION: .*\n$/);
+    const misspelt = await runCli(cli(), ['append', '--servers', address, 'orders-1', event, '--expected-version', 'nostream']);
+    expect(misspelt.exitCode).toBe(2);
 
     const read = await runCli(cli(), ['read', '--servers', address, 'orders-1']);
     expect(read.exitCode).toBe(0);

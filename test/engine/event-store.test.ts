@@ -154,7 +154,7 @@ describe('reads', () => {
       const middle = await store.readStream('s', { fromVersion: 3, maxCount: 4 });
       expect(middle.version).toBe(9);
       expect(middle.events.map((event) => event.version)).toEqual([3, 4, 5, 6]);
-      expect(middle.events[0]).toEqual({ stream: 's', version: 3, position: 3, type: 'E3', data: { index: 3 } });
+      expect(middle.events[0]).toEqual({ stream: 's', version: 3, position: 3, id: expect.any(String), type: 'E3', data: { index: 3 }, createdAt: expect.any(Date) });
       expect((await store.readStream('s', { fromVersion: 8 })).events.map((event) => event.version)).toEqual([8, 9]);
       expect((await store.readStream('s', { fromVersion: 10 })).events).toEqual([]);
       expect((await store.readStream('s', { maxCount: 0 })).events).toEqual([]);

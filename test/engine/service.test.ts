@@ -49,7 +49,15 @@ describe('ctx.readStream and ctx.append', () => {
         ['counter', 0],
       ]);
       expect(commit?.events).toEqual([
-        { stream: 'counter', expectedVersion: 0, firstVersion: 1, events: [{ type: 'Bumped', data: { from: 0 } }, { type: 'BumpedAgain', data: null }] },
+        {
+          stream: 'counter',
+          expectedVersion: 0,
+          firstVersion: 1,
+          events: [
+            { id: expect.any(String), type: 'Bumped', data: { from: 0 } },
+            { id: expect.any(String), type: 'BumpedAgain', data: null },
+          ],
+        },
       ]);
     } finally {
       await store.close();
