@@ -1,7 +1,7 @@
 /**
  * What every simulated world shares: the bank service the nodes run (a deposit makes one
  * journaled call to an outside gateway, then appends to an account with an expected version),
- * the gateway that counts its calls per idempotency key, and the invariant checks on a state.
+ * the gateway that counts its calls per idempotency key and the results handlers saw, and the invariant checks on a state.
  */
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +32,14 @@ export interface Caller {
 
 export class Gateway {
   readonly calls = new Map<string, number>();
-  /** Keys whose journaled result a handler saw: the call was journaled and released. */
-  readonly seen = new Set<string>();
+  /**
+   * The journaled result a handler saw for each key (the call was journaled and released). A
+   * later call for the same key is allowed only from a run whose journal record is never
+   * acknowledged (a stale primary, a killed process): no handler may ever see another result.
+   */
+  readonly seen = new Map<string, string>();
+  /** Calls made for a key after a handler had seen its journaled result. */
+  repeatsAfterSeen = 0;
 
   constructor(
     private readonly random: SeededRandom,
@@ -42,10 +48,17 @@ export class Gateway {
 
   charge(key: string, caller: Caller): Promise<string> {
     if (!caller.alive) return new Promise(() => undefined);
-    if (this.seen.has(key)) this.fail('journaled-call-repeated', `gateway called again for ${key} after a handler saw its journaled result`);
+    if (this.seen.has(key)) this.repeatsAfterSeen += 1;
     const calls = (this.calls.get(key) ?? 0) + 1;
     this.calls.set(key, calls);
     return new Promise((resolve) => caller.clock.setTimeout(() => resolve(`receipt:${key}:${calls}`), this.random.float() * 3));
+  }
+
+  /** A handler saw `receipt` as the journaled result of `key`. */
+  sawResult(key: string, receipt: string): void {
+    const first = this.seen.get(key);
+    if (first === undefined) this.seen.set(key, receipt);
+    else if (first !== receipt) this.fail('journaled-call-repeated', `handlers saw two results for ${key}: ${first}, then ${receipt}`);
   }
 
   service(caller: Caller) {
@@ -55,7 +68,7 @@ export class Gateway {
         deposit: async (ctx: Context, args: { account: string; amount: number; tag: string }) => {
           const receipt = await ctx.call('gateway.charge', (key) => this.charge(key, caller));
           // Only a live process's handler counts: a killed one's continuation would not have run.
-          if (caller.alive) this.seen.add(`${ctx.clientId}:${ctx.requestId}:0`);
+          if (caller.alive) this.sawResult(`${ctx.clientId}:${ctx.requestId}:0`, receipt);
           const stream = `account-${args.account}`;
           const { version } = await ctx.readStream(stream, { maxCount: 0 });
           ctx.append(stream, [{ type: 'Deposited', data: { amount: args.amount, tag: args.tag, receipt } }], { expectedVersion: version });

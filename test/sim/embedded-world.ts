@@ -10,7 +10,8 @@
  * Checked after every restart and at the end (see `checkInvariants`):
  * - every acknowledged transaction is in the state exactly once, and no transaction is twice;
  * - an event a client read is still there after any crash (reads show only what is durable);
- * - the gateway is never called again for a key whose journaled result a handler already saw;
+ * - no handler sees a second journaled result for one key (repeat calls of unacknowledged runs
+ *   are counted);
  * - at the end, every acknowledged request resent gets exactly the reply first acknowledged.
  */
 import { mkdtempSync, rmSync } from 'node:fs';

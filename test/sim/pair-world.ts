@@ -5,8 +5,8 @@
  * without its machine) and restarted, the link between the nodes is partitioned and heals, a
  * node is paused as by SIGSTOP and resumed late, links are slow, disks fail and stall.
  *
- * Checked while it runs: the gateway is never called again for a key whose journaled result a
- * handler saw. Checked once the faults stop and the pair settles: every acknowledged transaction
+ * Checked while it runs: no handler sees a second journaled result for a key (a stale primary
+ * may call the gateway again, but its record is never acknowledged). Checked once the faults stop and the pair settles: every acknowledged transaction
  * is in the primary's state exactly once and none twice; every event a client read is there;
  * both logs are identical record for record and both states equal; the backup found no
  * determinism violation; every acknowledged request resent gets the reply it first got.
