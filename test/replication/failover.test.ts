@@ -33,6 +33,7 @@ import {
   usePairFixture,
   statusOf,
   useExternalSystem,
+  waitFor,
   waitForPrimaryInSync,
   lightArgs,
   type DepositArgs,
@@ -116,6 +117,10 @@ async function runRound(round: number, clientCount: number, depth: number, killA
   await pair.primary.kill();
   killed = true;
   await sleep(runAfterKillMs);
+  // The load goes on until the new primary has served some of it: on a loaded machine the
+  // failover itself can take longer than the planned run (a fixed sleep made this flaky).
+  const servedAfterKill = (): boolean => [...issued.values()].some((entry) => entry.reply !== undefined && !entry.inFlightAtKill);
+  await waitFor('a request acknowledged after the failover', servedAfterKill, 30_000, nodes);
   stop = true;
   await load;
   expect(killed).toBe(true);
