@@ -5,7 +5,7 @@
  * gets them with `replicationHooksOf(store)`.
  */
 import { assert } from '../wal/assert.js';
-import { txlogError, type TxlogError } from '../wal/errors.js';
+import { TxlogError, txlogError } from '../wal/errors.js';
 import { encodePayload } from '../wal/format.js';
 import { recordPayload, type BatchListener, type Wal, type WalRecord } from '../wal/wal.js';
 import type { CommitAssembler } from './commit-assembler.js';
@@ -200,7 +200,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
     this.pipeline.dropPending(error);
     this.assembler.reset();
     const state = this.pipeline.state;
-    if (this.wal.lastLsn > state.appliedLsn) this.wal.truncateAfter(state.appliedLsn);
+    if (this.wal.lastLsn > state.appliedLsn) this.cutWal(state.appliedLsn);
     this.pipeline.resetToWal();
     this.pipeline.epoch = Math.max(this.wal.lastEpoch, state.epoch);
   }
@@ -221,7 +221,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
     this.pipeline.checkOpen();
     assert(this.pipeline.pendingCount === 0, 'truncateAfter with records in flight');
     await this.wal.settle();
-    this.wal.truncateAfter(lsn);
+    this.cutWal(lsn);
     this.pipeline.resetToWal();
     if (this.pipeline.state.appliedLsn > lsn) {
       await this.pipeline.state.close();
@@ -230,6 +230,20 @@ export class StoreReplicationHooks implements ReplicationHooks {
       this.assembler.reset();
     }
     this.pipeline.epoch = Math.max(this.wal.lastEpoch, this.pipeline.state.epoch);
+  }
+
+  /**
+   * Cuts the WAL after `lsn`. A disk error in the middle stops the store (its failure listeners
+   * close the node, and a restart recovers the log): a half-cut log must not take more records
+   * (found by the simulator: an EIO in a backup's cut escaped and ended the process).
+   */
+  private cutWal(lsn: number): void {
+    try {
+      this.wal.truncateAfter(lsn);
+    } catch (error) {
+      this.pipeline.fail(error instanceof TxlogError ? error : txlogError('IO_ERROR', `cutting the WAL after LSN ${lsn} failed: ${String(error)}`, { lsn }, error));
+      throw this.pipeline.failedWith ?? error;
+    }
   }
 
   readStreamAsOf(stream: string, fromVersion: number, maxCount: number, version: number): StreamSlice {

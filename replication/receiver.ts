@@ -119,9 +119,15 @@ export class BackupReceiver {
     this.context.observeEpoch(message.epoch);
     switch (message.t) {
       case 'truncate':
-        this.truncating = this.truncate(link, message.afterLsn).finally(() => {
-          this.truncating = undefined;
-        });
+        this.truncating = this.truncate(link, message.afterLsn)
+          .catch((failure: unknown) => {
+            // The store failed under the cut (it closes the node); this link carries nothing more.
+            this.context.log(`could not cut the log after LSN ${message.afterLsn}: ${String(failure)}`);
+            link.connection.close(undefined);
+          })
+          .finally(() => {
+            this.truncating = undefined;
+          });
         return;
       case 'records':
         this.receive(link, message);

@@ -26,6 +26,9 @@ export interface CampaignResult {
   failedSeed: number | undefined;
 }
 
+/** The seed running now (for a report of an error that escapes the run, such as an unhandled rejection). */
+export const running: { world: WorldName | undefined; seed: number | undefined } = { world: undefined, seed: undefined };
+
 export async function runSeeds(options: CampaignOptions): Promise<CampaignResult> {
   const totals = { failovers: 0, crashes: 0, partitions: 0, acknowledged: 0, steps: 0 };
   let seeds = 0;
@@ -38,6 +41,8 @@ export async function runSeeds(options: CampaignOptions): Promise<CampaignResult
   for (let index = 0; more(index) && Date.now() < deadlineMs; index++) {
     const seed = (options.firstSeed + index) >>> 0;
     const world = options.worlds[index % options.worlds.length]!;
+    running.world = world;
+    running.seed = seed;
     try {
       const summary = world === 'embedded' ? await runEmbeddedSeed(seed) : await runPairSeed(seed);
       seeds += 1;

@@ -5,7 +5,14 @@
  * seed held.
  */
 import { parseArgs } from 'node:util';
-import { runSeeds, type WorldName } from './campaign.js';
+import { running, runSeeds, type WorldName } from './campaign.js';
+
+// An error the library let escape (a promise nobody handled) is a finding too: say which seed.
+process.on('unhandledRejection', (reason) => {
+  process.stdout.write(`seed ${running.seed} (${running.world}) let an error escape: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);
+  process.stdout.write(`replay: npm run simulate -- --world ${running.world} --seed ${running.seed}\n`);
+  process.exit(1);
+});
 
 const { values } = parseArgs({
   options: {
