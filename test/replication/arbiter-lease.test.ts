@@ -16,7 +16,7 @@
  * only comparisons with the clock have margins of seconds.
  */
 import { describe, expect, it } from 'vitest';
-import { cliMainPath } from '../../dist/cli/spawn-node.js';
+import { cliMainPath } from '../../dist/replication/spawn-node.js';
 import type { NodeStatus } from '../../replication/node.js';
 import { useEtcd } from '../helpers/etcd.js';
 import { useTcpProxies } from '../helpers/tcp-proxy.js';
