@@ -4,6 +4,7 @@
  * measuring is in `commit-bench.ts`, the showing in `report.ts`.
  */
 import type { FsyncPolicy } from '../wal/index.js';
+import type { CpuMethod } from './cpu-meter.js';
 import type { Transaction } from './load.js';
 
 /** The fsync policies txlog is measured under. */
@@ -31,9 +32,10 @@ export interface ScenarioResult extends LatencyFigures {
   fsync: string;
   concurrency: number;
   /**
-   * CPU time (user + system) per transaction, in µs, of this bench process (clients, or the
-   * whole embedded system) and, for txlog replicated, of the primary and backup processes:
-   * where the time goes when the latency is far above the floor.
+   * CPU time per transaction, in µs, of this bench process (clients, or the whole embedded
+   * system) and, for txlog replicated, of the primary and backup processes, summed over their
+   * threads and read as `settings.cpuMethod` says: where the time goes when the latency is far
+   * above the floor.
    */
   cpuUsPerTransaction: { bench: number | null; primary: number | null; backup: number | null };
   /** The floor this scenario is read against, and its p50 over that floor's p50. */
@@ -77,6 +79,8 @@ export interface BenchReport {
     warmupMs: number;
     floorMs: number;
     concurrencies: number[];
+    /** How `cpuUsPerTransaction` was read (bench/cpu-meter.ts): `schedstat` is exact. */
+    cpuMethod: CpuMethod;
   };
   scenarios: ScenarioResult[];
   floors: FloorSummary[];

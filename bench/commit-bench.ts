@@ -26,7 +26,7 @@ import {
   type ScenarioResult,
   type Step,
 } from './bench-types.js';
-import { startCpuMeter, type CpuMeter } from './cpu-meter.js';
+import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
 import { echoFrameBytes } from './network-floors.js';
@@ -148,6 +148,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       warmupMs: options.warmupMs,
       floorMs: options.floorMs,
       concurrencies: options.concurrencies,
+      cpuMethod,
     },
     scenarios: [...scenarios, ...floors.map(floorScenario)],
     floors,
