@@ -107,6 +107,8 @@ export interface BenchOptions {
   metrics: boolean;
   /** Substrings of `system-mode` (e.g. `txlog-replicated`, `lmdb`): run only matching scenarios. */
   only: string[] | undefined;
+  /** Called at the start with a warning about the machine (a load average that makes the run noisy). */
+  onWarning: (warning: string) => void;
   /** Called before each step with a short description and the step's index and total. */
   onStep: (label: string, index: number, total: number) => void;
 }

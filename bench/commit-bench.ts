@@ -29,6 +29,7 @@ import {
 import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
+import { loadWarning } from './machine-load.js';
 import { echoFrameBytes } from './network-floors.js';
 import { addLocalPeerSteps, addPostgresSteps, peerNotes } from './peer-steps.js';
 import { verdicts } from './targets.js';
@@ -36,6 +37,8 @@ import { commitRecordBytes, eventOf, openEmbedded, startReplicated, clientConnec
 
 export async function runCommitBench(options: BenchOptions): Promise<BenchReport> {
   const loadAverageStart = os.loadavg();
+  const loadWarningText = loadWarning(loadAverageStart, os.cpus().length);
+  if (loadWarningText !== undefined) options.onWarning(loadWarningText);
   const root = fs.mkdtempSync(path.join(options.dir, 'txlog-bench-'));
   const event = eventOf(options.eventBytes);
   const recordBytes = commitRecordBytes(event, frameHeaderBytes);
@@ -125,6 +128,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
     if (floor !== undefined) scenario.p50VsFloor = scenario.p50Us / floor.p50Us;
   }
   notes.unshift(...peerNotes());
+  if (loadWarningText !== undefined) notes.unshift(loadWarningText);
   return {
     machine: {
       date: new Date().toISOString(),

@@ -26,7 +26,8 @@ at each concurrency (transactions in flight). Beside them, measured in the same 
 (write+fdatasync and write of the same record, a Node-to-Node loopback TCP round trip, and the
 two overlapped) and peers (lmdb put, SQLite WAL synchronous=FULL, and with --with-postgres
 PostgreSQL with a synchronous standby). A peer whose package or binaries are missing is skipped
-with a note.
+with a note. A load average above the CPU count less 0.5 at the start is warned about on stderr
+(and in the notes): the figures of such a run are noisy.
 
   --quick              short run (under a minute): 500 ms per scenario
   --duration-ms N      measured time per scenario (default 3000)
@@ -122,6 +123,8 @@ export async function runBench(args: string[]): Promise<number> {
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     metrics: values.metrics === true,
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
+    // Said at the start, not only in the report's notes: a person can stop and retry later.
+    onWarning: (warning) => process.stderr.write(`${warning}\n`),
     onStep: (label, index, total) => {
       if (showProgress) process.stderr.write(`\r\x1b[K[${index + 1}/${total}] ${label}`);
     },
