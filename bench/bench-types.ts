@@ -12,7 +12,7 @@ export const fsyncPolicies: readonly FsyncPolicy[] = ['always', 'interval'];
 
 export type BenchSystem = 'txlog' | 'lmdb' | 'sqlite' | 'postgres' | 'floor';
 export type BenchMode = 'embedded' | 'replicated';
-export type FloorName = 'write+fdatasync' | 'write' | 'tcp-rtt' | 'tcp-rtt+fdatasync';
+export type FloorName = 'write+fdatasync' | 'write' | 'tcp-rtt' | 'tcp-rtt+fdatasync' | 'two-hop+fdatasync';
 
 /** Latency percentiles (µs) and throughput of one scenario or floor. */
 export interface LatencyFigures {
@@ -98,7 +98,10 @@ export interface BenchOptions {
   floorMs: number;
   concurrencies: number[];
   withPostgres: boolean;
-  /** `taskset -c` lists, or undefined: the pair's primary and backup (the echo child goes with the backup). */
+  /**
+   * `taskset -c` lists, or undefined: the pair's primary and backup (the echo child of the
+   * floors goes with the backup, the forwarder of the two-hop floor with the primary).
+   */
   primaryCpus: string | undefined;
   backupCpus: string | undefined;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */

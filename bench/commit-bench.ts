@@ -44,7 +44,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   const recordBytes = commitRecordBytes(event, frameHeaderBytes);
   const scenarios: ScenarioResult[] = [];
   const notes: string[] = [];
-  const floorRun = new FloorRun({ root, recordBytes, floorMs: options.floorMs, echoCpus: options.backupCpus });
+  const floorRun = new FloorRun({ root, recordBytes, floorMs: options.floorMs, echoCpus: options.backupCpus, forwarderCpus: options.primaryCpus });
   const wanted = (system: BenchSystem, mode: BenchMode): boolean =>
     options.only === undefined || options.only.some((filter) => `${system}-${mode}`.includes(filter));
   const plan = (concurrency: number): LoadPlan => ({ concurrency, durationMs: options.durationMs, count: options.count, warmupMs: options.warmupMs });
@@ -162,11 +162,11 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
 }
 
 function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number): ScenarioBase {
-  const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'tcp-rtt+fdatasync' : 'tcp-rtt';
+  const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'two-hop+fdatasync' : 'tcp-rtt';
   return { name: `txlog ${mode} ${fsync} c=${concurrency}`, system: 'txlog', mode, fsync, concurrency, floor };
 }
 
 function placementOf(options: BenchOptions): string {
   const pinned = (cpus: string | undefined): string => (cpus === undefined ? 'unpinned' : `taskset -c ${cpus}`);
-  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary: ${pinned(options.primaryCpus)}; backup and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
+  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
 }

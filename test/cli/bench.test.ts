@@ -60,14 +60,17 @@ describe('txlog bench --quick --json', () => {
     // The peers are devDependencies: present here, so measured (a missing one would be a note).
     for (const concurrency of [1, 8, 64, 256]) expect(keys).toContain(`lmdb embedded overlapped ${concurrency}`);
     expect(keys).toContain('sqlite embedded always 1');
-    expect(scenarios.filter((scenario) => scenario['system'] === 'floor')).toHaveLength(4);
+    expect(scenarios.filter((scenario) => scenario['system'] === 'floor')).toHaveLength(5);
 
     const floors = report['floors'] as Array<Record<string, unknown>>;
-    expect(floors.map((floor) => floor['name']).sort()).toEqual(['tcp-rtt', 'tcp-rtt+fdatasync', 'write', 'write+fdatasync']);
+    expect(floors.map((floor) => floor['name']).sort()).toEqual(['tcp-rtt', 'tcp-rtt+fdatasync', 'two-hop+fdatasync', 'write', 'write+fdatasync']);
     for (const floor of floors) {
       for (const key of ['p50Us', 'p99Us', 'throughputPerSec']) expect(typeof floor[key]).toBe('number');
     }
+    const replicatedAlways = scenarios.find((scenario) => scenario['name'] === 'txlog replicated always c=1');
+    expect(replicatedAlways?.['floor']).toBe('two-hop+fdatasync');
     expect(Array.isArray(report['targets'])).toBe(true);
+    expect(['schedstat', 'stat-ticks', 'getrusage']).toContain((report['settings'] as Record<string, unknown>)['cpuMethod']);
     expect((report['notes'] as unknown[]).some((note) => String(note).startsWith('postgres skipped'))).toBe(true);
   });
 
