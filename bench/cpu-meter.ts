@@ -3,10 +3,11 @@
  * and of the replicated primary and backup, read from /proc by their pids.
  *
  * The time comes from `/proc/PID/task/*\/schedstat`, whose first field is the nanoseconds each
- * thread has run, kept by the scheduler at every switch: exact, where the utime and stime ticks
- * of `/proc/PID/stat` are sampled at the timer tick and charge a process that wakes up briefly
- * and often about 3x its real time on this kernel. A thread that exits during a scenario takes
- * its time with it; Node's threads (main, libuv pool, V8 helpers) live as long as the process.
+ * thread has run, kept by the scheduler at every switch: exact to the nanosecond, where the
+ * utime and stime of `/proc/PID/stat` come in 10 ms ticks (a large error on a 500 ms `--quick`
+ * scenario) and were seen to charge short, frequent wake-ups about 3x (issue 11). A thread that
+ * exits during a scenario takes its time with it; Node's threads (main, libuv pool, V8 helpers)
+ * live as long as the process.
  */
 import * as fs from 'node:fs';
 

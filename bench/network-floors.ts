@@ -94,6 +94,8 @@ async function startFramePeer(scriptArgs: string[], cpus: string | undefined): P
     send,
     close: async () => {
       socket.destroy();
+      // A child that already died (the forwarder exits when its echo goes) has no exit left to wait for.
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.stdin!.end();
       child.kill('SIGTERM');
