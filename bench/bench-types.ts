@@ -4,6 +4,7 @@
  * measuring is in `commit-bench.ts`, the showing in `report.ts`.
  */
 import type { FsyncPolicy } from '../wal/index.js';
+import type { CpuMethod } from './cpu-meter.js';
 import type { Transaction } from './load.js';
 
 /** The fsync policies txlog is measured under. */
@@ -11,7 +12,7 @@ export const fsyncPolicies: readonly FsyncPolicy[] = ['always', 'interval'];
 
 export type BenchSystem = 'txlog' | 'lmdb' | 'sqlite' | 'postgres' | 'floor';
 export type BenchMode = 'embedded' | 'replicated';
-export type FloorName = 'write+fdatasync' | 'write' | 'tcp-rtt' | 'tcp-rtt+fdatasync';
+export type FloorName = 'write+fdatasync' | 'write' | 'tcp-rtt' | 'tcp-rtt+fdatasync' | 'two-hop+fdatasync';
 
 /** Latency percentiles (µs) and throughput of one scenario or floor. */
 export interface LatencyFigures {
@@ -31,9 +32,10 @@ export interface ScenarioResult extends LatencyFigures {
   fsync: string;
   concurrency: number;
   /**
-   * CPU time (user + system) per transaction, in µs, of this bench process (clients, or the
-   * whole embedded system) and, for txlog replicated, of the primary and backup processes:
-   * where the time goes when the latency is far above the floor.
+   * CPU time per transaction, in µs, of this bench process (clients, or the whole embedded
+   * system) and, for txlog replicated, of the primary and backup processes, summed over their
+   * threads and read as `settings.cpuMethod` says: where the time goes when the latency is far
+   * above the floor.
    */
   cpuUsPerTransaction: { bench: number | null; primary: number | null; backup: number | null };
   /** The floor this scenario is read against, and its p50 over that floor's p50. */
@@ -77,6 +79,8 @@ export interface BenchReport {
     warmupMs: number;
     floorMs: number;
     concurrencies: number[];
+    /** How `cpuUsPerTransaction` was read (bench/cpu-meter.ts): `schedstat` is exact. */
+    cpuMethod: CpuMethod;
   };
   scenarios: ScenarioResult[];
   floors: FloorSummary[];
@@ -94,7 +98,10 @@ export interface BenchOptions {
   floorMs: number;
   concurrencies: number[];
   withPostgres: boolean;
-  /** `taskset -c` lists, or undefined: the pair's primary and backup (the echo child goes with the backup). */
+  /**
+   * `taskset -c` lists, or undefined: the pair's primary and backup (the echo child of the
+   * floors goes with the backup, the forwarder of the two-hop floor with the primary).
+   */
   primaryCpus: string | undefined;
   backupCpus: string | undefined;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
@@ -103,6 +110,8 @@ export interface BenchOptions {
   metrics: boolean;
   /** Substrings of `system-mode` (e.g. `txlog-replicated`, `lmdb`): run only matching scenarios. */
   only: string[] | undefined;
+  /** Called at the start with a warning about the machine (a load average that makes the run noisy). */
+  onWarning: (warning: string) => void;
   /** Called before each step with a short description and the step's index and total. */
   onStep: (label: string, index: number, total: number) => void;
 }

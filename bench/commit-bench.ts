@@ -26,9 +26,10 @@ import {
   type ScenarioResult,
   type Step,
 } from './bench-types.js';
-import { startCpuMeter, type CpuMeter } from './cpu-meter.js';
+import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
+import { loadWarning } from './machine-load.js';
 import { echoFrameBytes } from './network-floors.js';
 import { addLocalPeerSteps, addPostgresSteps, peerNotes } from './peer-steps.js';
 import { verdicts } from './targets.js';
@@ -36,12 +37,14 @@ import { commitRecordBytes, eventOf, openEmbedded, startReplicated, clientConnec
 
 export async function runCommitBench(options: BenchOptions): Promise<BenchReport> {
   const loadAverageStart = os.loadavg();
+  const loadWarningText = loadWarning(loadAverageStart, os.cpus().length);
+  if (loadWarningText !== undefined) options.onWarning(loadWarningText);
   const root = fs.mkdtempSync(path.join(options.dir, 'txlog-bench-'));
   const event = eventOf(options.eventBytes);
   const recordBytes = commitRecordBytes(event, frameHeaderBytes);
   const scenarios: ScenarioResult[] = [];
   const notes: string[] = [];
-  const floorRun = new FloorRun({ root, recordBytes, floorMs: options.floorMs, echoCpus: options.backupCpus });
+  const floorRun = new FloorRun({ root, recordBytes, floorMs: options.floorMs, echoCpus: options.backupCpus, forwarderCpus: options.primaryCpus });
   const wanted = (system: BenchSystem, mode: BenchMode): boolean =>
     options.only === undefined || options.only.some((filter) => `${system}-${mode}`.includes(filter));
   const plan = (concurrency: number): LoadPlan => ({ concurrency, durationMs: options.durationMs, count: options.count, warmupMs: options.warmupMs });
@@ -125,6 +128,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
     if (floor !== undefined) scenario.p50VsFloor = scenario.p50Us / floor.p50Us;
   }
   notes.unshift(...peerNotes());
+  if (loadWarningText !== undefined) notes.unshift(loadWarningText);
   return {
     machine: {
       date: new Date().toISOString(),
@@ -148,6 +152,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       warmupMs: options.warmupMs,
       floorMs: options.floorMs,
       concurrencies: options.concurrencies,
+      cpuMethod,
     },
     scenarios: [...scenarios, ...floors.map(floorScenario)],
     floors,
@@ -157,11 +162,11 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
 }
 
 function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number): ScenarioBase {
-  const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'tcp-rtt+fdatasync' : 'tcp-rtt';
+  const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'two-hop+fdatasync' : 'tcp-rtt';
   return { name: `txlog ${mode} ${fsync} c=${concurrency}`, system: 'txlog', mode, fsync, concurrency, floor };
 }
 
 function placementOf(options: BenchOptions): string {
   const pinned = (cpus: string | undefined): string => (cpus === undefined ? 'unpinned' : `taskset -c ${cpus}`);
-  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary: ${pinned(options.primaryCpus)}; backup and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
+  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
 }

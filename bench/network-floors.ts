@@ -1,24 +1,32 @@
 /**
  * Network floors measured in the same run as the replicated scenarios: what a Node-to-Node
- * loopback round trip costs (a child process echoing small frames, one at a time), and that
- * round trip overlapped with a local write+fdatasync of one WAL frame (send to the echo child,
- * write and fdatasync here, then await the echo). A replicated commit cannot beat the second
- * under `fsync: 'always'`, nor the first under `interval`.
+ * loopback round trip costs (a child process echoing small frames, one at a time), that round
+ * trip overlapped with a local write+fdatasync of one WAL frame (send to the echo child, write
+ * and fdatasync here, then await the echo), and the two-hop floor of the real topology: this
+ * process (the client) to a forwarder child placed like the primary, which sends on to the echo
+ * child placed like the backup and flushes a record meanwhile (bench/forwarder-server.ts). A
+ * replicated commit cannot beat the two-hop floor under `fsync: 'always'`, nor one round trip
+ * under `interval`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ForwarderSettings } from './forwarder-server.js';
 import type { LatencySamples } from './stats.js';
 import { elapsedNs } from './stats.js';
 
 /** Bytes per echoed frame: about a client request or an acknowledgement. */
 export const echoFrameBytes = 64;
 const echoServerPath = fileURLToPath(new URL('./echo-server.js', import.meta.url));
+const forwarderServerPath = fileURLToPath(new URL('./forwarder-server.js', import.meta.url));
 
+/** A child process that answers each frame with a frame of the same size: the echo or the forwarder. */
 export interface EchoPeer {
   pid: number;
+  /** Its port on 127.0.0.1. */
+  port: number;
   /** One round trip: resolves when the frame came back whole. */
   roundTrip(frame: Buffer): Promise<void>;
   /** Starts a round trip; the returned promise resolves when the echo is back. */
@@ -27,10 +35,27 @@ export interface EchoPeer {
 }
 
 /** Starts the echo child (pinned with `taskset -c cpus` when given) and connects to it. */
-export async function startEchoPeer(cpus: string | undefined): Promise<EchoPeer> {
+export function startEchoPeer(cpus: string | undefined): Promise<EchoPeer> {
+  return startFramePeer([echoServerPath], cpus);
+}
+
+/**
+ * Starts the forwarder child of the two-hop floor (pinned with `taskset -c cpus` when given) in
+ * front of `echo`, flushing `recordBytes` per frame into a preallocated file at `filePath`.
+ */
+export function startForwarderPeer(
+  cpus: string | undefined,
+  echo: EchoPeer,
+  options: { filePath: string; recordBytes: number; fileBytes: number },
+): Promise<EchoPeer> {
+  const settings: ForwarderSettings = { downstreamPort: echo.port, ...options, frameBytes: echoFrameBytes };
+  return startFramePeer([forwarderServerPath, JSON.stringify(settings)], cpus);
+}
+
+async function startFramePeer(scriptArgs: string[], cpus: string | undefined): Promise<EchoPeer> {
   const child: ChildProcess = cpus === undefined
-    ? spawn(process.execPath, [echoServerPath], { stdio: ['pipe', 'pipe', 'inherit'] })
-    : spawn('taskset', ['-c', cpus, process.execPath, echoServerPath], { stdio: ['pipe', 'pipe', 'inherit'] });
+    ? spawn(process.execPath, scriptArgs, { stdio: ['pipe', 'pipe', 'inherit'] })
+    : spawn('taskset', ['-c', cpus, process.execPath, ...scriptArgs], { stdio: ['pipe', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
     child.stdout!.setEncoding('utf8');
@@ -39,7 +64,7 @@ export async function startEchoPeer(cpus: string | undefined): Promise<EchoPeer>
       const newline = buffered.indexOf('\n');
       if (newline >= 0) resolve((JSON.parse(buffered.slice(0, newline)) as { port: number }).port);
     });
-    child.once('exit', (code) => reject(new Error(`echo server exited with ${String(code)}`)));
+    child.once('exit', (code) => reject(new Error(`${path.basename(scriptArgs[0]!)} exited with ${String(code)}`)));
     child.once('error', reject);
   });
   const socket = net.connect({ host: '127.0.0.1', port, noDelay: true });
@@ -64,10 +89,13 @@ export async function startEchoPeer(cpus: string | undefined): Promise<EchoPeer>
     });
   return {
     pid: child.pid!,
+    port,
     roundTrip: send,
     send,
     close: async () => {
       socket.destroy();
+      // A child that already died (the forwarder exits when its echo goes) has no exit left to wait for.
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.stdin!.end();
       child.kill('SIGTERM');

@@ -61,8 +61,8 @@ export function formatText(report: BenchReport): string {
     out.push(line(rows[index]!));
   }
   out.push('');
-  out.push('CPU µs/tx: CPU time per transaction of this process (clients, or the whole embedded system), then P primary and B backup.');
-  out.push('A replicated commit makes two loopback round trips in sequence (client to primary, primary to backup); tcp-rtt is one.');
+  out.push(`CPU µs/tx: CPU time per transaction of this process (clients, or the whole embedded system), then P primary and B backup, summed over threads (${report.settings.cpuMethod}).`);
+  out.push('A replicated commit makes two loopback round trips in sequence (client to primary, primary to backup): two-hop+fdatasync measures them with the flush overlapped; tcp-rtt is one.');
   out.push('');
   out.push('Floors:');
   for (const floor of report.floors) out.push(`  ${floor.name.padEnd(18)} ${floor.what}`);

@@ -23,10 +23,12 @@ Measures commit latency (p50, p99, p999, max, in µs) and throughput of one-even
 (the built-in append): txlog embedded (openStore in this process) and replicated (a primary and
 a backup as 'txlog serve' child processes, clients here), each with fsync always and interval,
 at each concurrency (transactions in flight). Beside them, measured in the same run: floors
-(write+fdatasync and write of the same record, a Node-to-Node loopback TCP round trip, and the
-two overlapped) and peers (lmdb put, SQLite WAL synchronous=FULL, and with --with-postgres
+(write+fdatasync and write of the same record, a Node-to-Node loopback TCP round trip, the two
+overlapped, and the two-hop floor of a replicated commit: client to a forwarder placed like the
+primary, on to an echo placed like the backup, fdatasync overlapped) and peers (lmdb put, SQLite WAL synchronous=FULL, and with --with-postgres
 PostgreSQL with a synchronous standby). A peer whose package or binaries are missing is skipped
-with a note.
+with a note. A load average above the CPU count less 0.5 at the start is warned about on stderr
+(and in the notes): the figures of such a run are noisy.
 
   --quick              short run (under a minute): 500 ms per scenario
   --duration-ms N      measured time per scenario (default 3000)
@@ -36,8 +38,9 @@ with a note.
   --event-bytes N      encoded size of the event (default 200)
   --concurrency LIST   transactions in flight (default 1,8,64,256)
   --with-postgres      include PostgreSQL (needs /usr/lib/postgresql/*/bin; never installed here)
-  --cpus P:B           taskset CPU lists for the primary and the backup (default 0:1 when
-                       taskset exists and there are 2 or more CPUs)
+  --cpus P:B           taskset CPU lists for the primary and the backup, and for the
+                       forwarder and echo children of the floors (default 0:1 when taskset
+                       exists and there are 2 or more CPUs)
   --no-pin             do not pin the pair
   --only LIST          run only scenarios whose system-mode contains one of these, e.g.
                        txlog-replicated,sqlite (floors always run)
@@ -122,6 +125,8 @@ export async function runBench(args: string[]): Promise<number> {
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     metrics: values.metrics === true,
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
+    // Said at the start, not only in the report's notes: a person can stop and retry later.
+    onWarning: (warning) => process.stderr.write(`${warning}\n`),
     onStep: (label, index, total) => {
       if (showProgress) process.stderr.write(`\r\x1b[K[${index + 1}/${total}] ${label}`);
     },
