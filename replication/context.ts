@@ -82,6 +82,11 @@ export class NodeState implements NodeContext {
   changeRole(next: Role): void {
     assert(allowedRoleChanges[this.roleValue].includes(next), `role change ${this.roleValue} → ${next} is not allowed`);
     this.roleValue = next;
+    // The release gate depends on the role (a waiting node releases nothing new, a backup all it
+    // wrote): look again, or records held while waiting stay held after the node follows a
+    // primary (found by the simulator: a backup's join never went out, and the pair never
+    // formed again).
+    this.store.releaseMore();
   }
 
   observeEpoch(epoch: number): void {

@@ -14,10 +14,13 @@ import type { ReplicatedStore } from '../../replication/engine-port.js';
 import { resolveNodeOptions } from '../../replication/options.js';
 import type { Role } from '../../replication/protocol.js';
 
+const releases = { count: 0 };
+
 function newState(lines: string[] = []): NodeState {
   const options = resolveNodeOptions({ dir: '/nonexistent', listen: '127.0.0.1:0', peers: [], role: 'primary', nodeId: 'A' });
-  // Only `epoch` is read when the state is made; nothing here touches the store.
-  const store = { epoch: 3 } as ReplicatedStore;
+  // `epoch` is read when the state is made; each role change asks the store to look at its
+  // release gate again (counted here).
+  const store = { epoch: 3, releaseMore: () => void (releases.count += 1) } as unknown as ReplicatedStore;
   return new NodeState(options, store, nodePlatform.clock, nodePlatform.random, (line) => lines.push(line));
 }
 
@@ -29,8 +32,11 @@ describe('NodeState', () => {
   it('allows the role changes the state machine makes', () => {
     const state = newState();
     expect(state.role).toBe('waiting');
+    const before = releases.count;
     walk(state, ['primary', 'waiting', 'backup', 'backup', 'waiting', 'primary', 'waiting', 'backup', 'primary']);
     expect(state.role).toBe('primary');
+    // The release gate depends on the role: every change has it looked at again.
+    expect(releases.count - before).toBe(9);
   });
 
   it('refuses any other role change with an assertion, keeping the role', () => {

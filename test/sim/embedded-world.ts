@@ -118,7 +118,7 @@ class EmbeddedWorld {
   async run(): Promise<SeedSummary> {
     const note = (line: string): void => this.scheduler.note(line);
     note(`seed ${this.seed}: ${this.clientCount} clients, preallocate ${this.preallocate}, worker sync ${this.syncOnWorkerThread}, faults ${JSON.stringify(this.disk.faults)}`);
-    this.scheduler.schedule(0, () => void this.start());
+    this.scheduler.schedule(0, () => void this.start().catch(() => undefined));
     this.scheduleCrash();
     for (let client = 0; client < this.clientCount; client++) {
       this.scheduler.schedule(this.random.integer(0, 20), () => void this.client(client).catch(() => undefined));
@@ -214,7 +214,7 @@ class EmbeddedWorld {
     closeLmdbUnder(incarnation.stateRoot);
     this.scheduler.schedule(this.random.integer(1, 30), () => {
       this.counts.restarts += 1;
-      void this.start();
+      void this.start().catch(() => undefined);
     });
   }
 

@@ -105,8 +105,8 @@ class PairWorld {
 
   async run(): Promise<SeedSummary> {
     this.scheduler.note(`seed ${this.seed}: ${this.clientCount} clients`);
-    this.scheduler.schedule(0, () => void this.startNode('a'));
-    this.scheduler.schedule(0, () => void this.startNode('b'));
+    this.scheduler.schedule(0, () => void this.startNode('a').catch(() => undefined));
+    this.scheduler.schedule(0, () => void this.startNode('b').catch(() => undefined));
     this.scheduleFault();
     for (let client = 0; client < this.clientCount; client++) {
       // A violation found inside a client is kept by `fail` and thrown again by the run loop.
@@ -174,7 +174,14 @@ class PairWorld {
         // The node closed itself (its disk failed): the operator restarts it, unless no injected
         // fault explains why.
         const bug = bugBehind(node.storeFailure);
-        if (bug !== undefined && incarnation.alive) this.fail('bug', `${machine}${number} closed: ${bug}`);
+        // `fail` records the violation for the run loop; here it must not escape as a rejection.
+        if (bug !== undefined && incarnation.alive) {
+          try {
+            this.fail('bug', `${machine}${number} closed: ${bug}`);
+          } catch {
+            return;
+          }
+        }
         if (incarnation.alive && this.nodes[machine] === incarnation) {
           this.counts.storeFailures += 1;
           this.kill(machine, false);
@@ -216,7 +223,7 @@ class PairWorld {
     this.nodes[machine] = undefined;
     this.scheduler.schedule(this.faultRandom.integer(5, 120), () => {
       this.counts.restarts += 1;
-      void this.startNode(machine);
+      void this.startNode(machine).catch(() => undefined);
     });
   }
 
