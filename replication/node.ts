@@ -98,7 +98,10 @@ export class TxlogNode {
     });
     this.sender = new PrimarySender(state, this.leadership);
     this.receiver = new BackupReceiver(state, () => this.peers.broadcastState());
-    this.port.setReleaseGate(() => this.sender.releaseLimit());
+    // While a stepped-down primary drops its unreleased tail, nothing is released, whatever its
+    // role by then (found by the stale-primary test: following the new primary opened the gate
+    // for a tail the new primary never had).
+    this.port.setReleaseGate(() => (this.receiver.droppingTail ? this.port.appliedLsn : this.sender.releaseLimit()));
     this.port.setWritable(false);
     this.port.onBatch((frames, firstLsn) => this.sender.onBatch(frames, firstLsn));
     this.determinism = new DeterminismCheck(state, store.options.service, store.options.limits);

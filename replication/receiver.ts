@@ -19,6 +19,7 @@ export class BackupReceiver {
   /** The current primary answered our join (truncate): its records may be taken from here on. */
   private joinedPrimary = false;
   private liveLsnFromPrimary: number | undefined;
+  private droppingTailValue = false;
   /** Where the primary said it stopped committing alone (`synced`); holding it makes this node in sync. */
   private syncedLsnFromPrimary: number | undefined;
   /** A cut of the log (a truncate, or dropping an unreleased tail) in progress. */
@@ -82,12 +83,23 @@ export class BackupReceiver {
    */
   dropUnreleasedTail(error: TxlogError): void {
     const previous = this.truncating ?? Promise.resolve();
+    this.droppingTailValue = true;
     this.truncating = previous
       .then(() => this.context.store.dropUnapplied(error))
       .catch((failure: unknown) => this.context.log(`could not drop the unreleased tail: ${String(failure)}`))
       .finally(() => {
         this.truncating = undefined;
+        this.droppingTailValue = false;
       });
+  }
+
+  /**
+   * A tail this node wrote as primary is being dropped: none of it may be released meanwhile,
+   * whatever role the node takes in between (it may follow the new primary before the WAL has
+   * settled and the tail is gone).
+   */
+  get droppingTail(): boolean {
+    return this.droppingTailValue;
   }
 
   onLinkClosed(link: PeerLink): void {
