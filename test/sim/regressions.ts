@@ -53,4 +53,12 @@ export const regressionSeeds: RegressionSeed[] = [
       'not applied yet; following the primary again did not reopen its release gate, its join never went ' +
       'out and the pair never formed again (replication/context.ts changeRole: the gate is looked at again)',
   },
+  {
+    world: 'pair',
+    seed: 1336,
+    found:
+      'once role changes re-evaluated the release gate, a stepped-down primary that followed the new ' +
+      'primary before its unreleased tail was dropped released that tail: a handler saw a journaled result ' +
+      'the new primary never had (replication/node.ts: nothing is released while the tail is dropped)',
+  },
 ];
