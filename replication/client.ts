@@ -21,7 +21,8 @@ import {
   subscribeWaitMs,
 } from './limits.js';
 import type { Message, Operation } from './protocol.js';
-import { nodeNetwork, type Network } from './transport.js';
+import { defaultNetwork } from './tls.js';
+import type { Network } from './transport.js';
 import type { NodeStatus } from './node.js';
 
 export interface ClientOptions {
@@ -35,6 +36,10 @@ export interface ClientOptions {
    * continues its ids.
    */
   firstRequestId?: number;
+  /**
+   * Shared secret of the cluster: with one, links run TLS 1.3 with a key derived from it and the
+   * handshake proves it (`NodeOptions.secret`). Without one, plaintext on loopback only.
+   */
   secret?: string;
   /** @default 'txlog' */
   clusterId?: string;
@@ -47,6 +52,7 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Requests waiting for an answer at once; past it calls fail with `BUSY`. @default 16384 */
   inFlightMax?: number;
+  /** @default TLS 1.3 with a key derived from `secret` when there is one, else plaintext TCP */
   network?: Network;
   platform?: Platform;
 }
@@ -112,7 +118,7 @@ export class Client {
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
     this.inFlightMax = options.inFlightMax ?? 16_384;
-    this.network = options.network ?? nodeNetwork;
+    this.network = options.network ?? defaultNetwork(this.secret, this.clusterId, this.connectTimeoutMs);
     this.platform = options.platform ?? nodePlatform;
     if (options.firstRequestId !== undefined) {
       if (!Number.isSafeInteger(options.firstRequestId) || options.firstRequestId < 1) {

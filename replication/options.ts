@@ -7,7 +7,8 @@ import type { StoreOptions } from '../engine/options.js';
 import { parseArbiterUrl, resolveArbiterOptions, type ArbiterOptions } from './arbiter.js';
 import { frameBytesMaxDefault } from './limits.js';
 import { isLoopbackHost, parseAddress } from './protocol.js';
-import { nodeNetwork, type Network } from './transport.js';
+import { defaultNetwork } from './tls.js';
+import type { Network } from './transport.js';
 
 export interface NodeOptions extends StoreOptions {
   /** Addresses to listen on (`host:port`; port 0 picks a free one). Clients and the peer use them. */
@@ -20,7 +21,11 @@ export interface NodeOptions extends StoreOptions {
    * except by a higher epoch.
    */
   role: 'primary' | 'backup';
-  /** Shared secret for the handshake HMAC. Without one, only loopback addresses may be used. */
+  /**
+   * Shared secret of the cluster. With one, every link (client and peer) runs TLS 1.3 with a
+   * pre-shared key derived from it, and the handshake proves it again (HMAC) on top. Without
+   * one, links are plaintext TCP and only loopback addresses may be used.
+   */
   secret?: string;
   /** Name of the cluster; a node or client of another cluster is refused. @default 'txlog' */
   clusterId?: string;
@@ -59,6 +64,10 @@ export interface NodeOptions extends StoreOptions {
   requestsPerConnectionMax?: number;
   /** Handshake and dial time limit. @default 2000 (ms) */
   connectTimeoutMs?: number;
+  /**
+   * Where byte pipes come from. @default TLS 1.3 with a key derived from `secret` when there is
+   * one (`tlsNetwork`), else plaintext TCP (`nodeNetwork`); a simulator passes its own.
+   */
   network?: Network;
   /**
    * An external arbiter (etcd) that decides who leads, which nodes may lead, and when a primary
@@ -140,7 +149,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     clientConnectionsMax: options.clientConnectionsMax ?? 1024,
     requestsPerConnectionMax: options.requestsPerConnectionMax ?? 4096,
     connectTimeoutMs: options.connectTimeoutMs ?? 2000,
-    network: options.network ?? nodeNetwork,
+    network: options.network ?? defaultNetwork(secret, options.clusterId ?? 'txlog', options.connectTimeoutMs ?? 2000),
     arbiter: options.arbiter === undefined ? undefined : resolveNodeArbiter(options.arbiter),
   };
   if (resolved.onReplicaLost !== 'fail' && resolved.onReplicaLost !== 'continue') {

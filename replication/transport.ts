@@ -1,8 +1,9 @@
 /**
  * The byte pipes under every connection, and where they come from. `Connection` and the node
- * see only `Transport` and `Network`; `nodeNetwork` adapts TCP sockets (`node:net`) to them and
- * is the one real implementation. A deterministic simulator supplies in-memory ones instead, so
- * that it can reorder, delay, cut and stall links from one seed.
+ * see only `Transport` and `Network`; `nodeNetwork` adapts TCP sockets (`node:net`) to them, and
+ * `tlsNetwork` (`tls.ts`) TLS 1.3 sockets, used whenever a secret is configured. A
+ * deterministic simulator supplies in-memory ones instead, so that it can reorder, delay, cut
+ * and stall links from one seed.
  */
 import * as net from 'node:net';
 
@@ -35,8 +36,12 @@ export interface Network {
   connect(host: string, port: number): Transport;
 }
 
-/** Adapts a TCP socket (connected or connecting) to `Transport`. */
-export function socketTransport(socket: net.Socket): Transport {
+/**
+ * Adapts a TCP socket (connected or connecting; a TLS socket is one too) to `Transport`.
+ * `mapError` turns a socket error into the one the connection sees (the TLS network names
+ * handshake failures with it).
+ */
+export function socketTransport(socket: net.Socket, mapError: (error: Error) => Error = (error) => error): Transport {
   return {
     write: (bytes) => socket.write(bytes),
     get bufferedBytes() {
@@ -47,7 +52,7 @@ export function socketTransport(socket: net.Socket): Transport {
     onData: (listener) => void socket.on('data', listener),
     onceDrained: (listener) => void socket.once('drain', listener),
     onClose: (listener) => void socket.once('close', () => listener()),
-    onError: (listener) => void socket.on('error', listener),
+    onError: (listener) => void socket.on('error', (error: Error) => listener(mapError(error))),
     close: () => void socket.end(),
     destroy: () => void socket.destroy(),
     // Asked when needed, not at creation: a dialing socket learns its remote end on connect.
@@ -57,24 +62,28 @@ export function socketTransport(socket: net.Socket): Transport {
   };
 }
 
-export const nodeNetwork: Network = {
-  listen(host, port, onTransport) {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => onTransport(socketTransport(socket)));
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        const address = server.address();
-        const boundPort = typeof address === 'object' && address !== null ? address.port : port;
-        resolve({
-          port: boundPort,
-          close: () =>
-            new Promise<void>((done) => {
-              server.close(() => done());
-            }),
-        });
+/** Binds `server` and resolves with the bound port and a close that waits for it. */
+export function listenOn(server: net.Server, host: string, port: number): Promise<{ port: number; close: () => Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address();
+      const boundPort = typeof address === 'object' && address !== null ? address.port : port;
+      resolve({
+        port: boundPort,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+          }),
       });
     });
+  });
+}
+
+export const nodeNetwork: Network = {
+  listen(host, port, onTransport) {
+    return listenOn(net.createServer({ noDelay: true }, (socket) => onTransport(socketTransport(socket))), host, port);
   },
   connect(host, port) {
     return socketTransport(net.connect({ host, port, noDelay: true }));

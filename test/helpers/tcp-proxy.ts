@@ -1,7 +1,8 @@
 /**
  * A small TCP proxy on loopback (port chosen by the OS) for tests that need to cut a link or
  * give a restarted process a stable address: it forwards each connection to the current target,
- * `cut()` destroys every forwarded socket and refuses new ones until `restore()`. Closed after
+ * `cut()` destroys every forwarded socket and refuses new ones until `restore()`; `captured()`
+ * is every byte it forwarded, for tests of what crosses the wire. Closed after
  * the test by the `useTcpProxies` teardown.
  */
 import * as net from 'node:net';
@@ -17,6 +18,8 @@ export interface TcpProxy {
   restore(): void;
   /** Connections forwarded right now. */
   readonly openConnections: number;
+  /** Every byte forwarded so far, both ways (what someone on the path could read). */
+  captured(): Buffer;
   close(): Promise<void>;
 }
 
@@ -36,6 +39,7 @@ export async function startTcpProxy(initialTarget: string | undefined): Promise<
   let target = initialTarget;
   let isCut = false;
   const pairs = new Set<[net.Socket, net.Socket]>();
+  const capture: Buffer[] = [];
   const server = net.createServer((incoming) => {
     if (isCut || target === undefined) {
       incoming.destroy();
@@ -54,6 +58,8 @@ export async function startTcpProxy(initialTarget: string | undefined): Promise<
     outgoing.on('error', teardown);
     incoming.on('close', teardown);
     outgoing.on('close', teardown);
+    incoming.on('data', (chunk: Buffer) => capture.push(chunk));
+    outgoing.on('data', (chunk: Buffer) => capture.push(chunk));
     incoming.pipe(outgoing);
     outgoing.pipe(incoming);
   });
@@ -82,6 +88,7 @@ export async function startTcpProxy(initialTarget: string | undefined): Promise<
     get openConnections() {
       return pairs.size;
     },
+    captured: () => Buffer.concat(capture),
     close: () =>
       new Promise<void>((resolve) => {
         isCut = true;

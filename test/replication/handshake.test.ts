@@ -2,7 +2,7 @@
  * Proves the handshake and the connection guard of a node started in-process with `startNode`
  * (real loopback sockets):
  * - a client with the wrong secret, or of another cluster, is refused with UNAUTHORIZED;
- * - raw sockets that send garbage, a frame with a huge length prefix, an `auth` with a wrong
+ * - raw sockets (inside the TLS layer a node with a secret runs, with the derived key) that send garbage, a frame with a huge length prefix, an `auth` with a wrong
  *   protocol version, a `req` before `auth`, a forged proof, or (once authenticated) garbage or
  *   an unknown operation each get one `error` frame with the right code and are closed,
  *   while a good client connected the whole time keeps getting answers;
@@ -11,6 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { startNode, type TxlogNode } from '../../replication/node.js';
@@ -26,6 +27,7 @@ import {
   type Message,
 } from '../../replication/protocol.js';
 import { frameBytesMaxDefault } from '../../replication/limits.js';
+import { tlsPskCipher, tlsPskIdentity, tlsPskKey } from '../../replication/tls.js';
 import { rejectedError } from '../helpers/wal.js';
 import { useInProcessNodes } from '../helpers/in-process-pair.js';
 
@@ -48,11 +50,20 @@ interface RawSession {
   send(bytes: Buffer): void;
 }
 
+/** Raw frames inside the TLS layer a node with a secret runs (the key derived as the node does). */
 async function rawSession(address: string): Promise<RawSession> {
   const { host, port } = parseAddress(address);
-  const socket = net.connect({ host, port });
+  const key = tlsPskKey(secret, 'txlog');
+  const socket = tls.connect({
+    host,
+    port,
+    minVersion: 'TLSv1.3',
+    ciphers: tlsPskCipher,
+    pskCallback: () => ({ psk: key, identity: tlsPskIdentity }),
+    checkServerIdentity: () => undefined,
+  });
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
+    socket.once('secureConnect', resolve);
     socket.once('error', reject);
   });
   const decoder = new FrameDecoder(frameBytesMaxDefault);
