@@ -143,7 +143,7 @@ const tlsHandshakeRecordType = 0x16;
  * Node writes the ClientHello in the turn the connect completes; a TLS dialer stalled past this
  * gets the refusal as bytes that are not TLS, which it treats as a failed dial and retries.
  */
-export const tlsPlaintextProbeMs = 200;
+export const tlsPlaintextProbeMs = 500;
 
 /** Tells a dialer that does not speak TLS why it is refused, in the one format it reads, and closes. */
 function refusePlaintext(socket: net.Socket): void {
