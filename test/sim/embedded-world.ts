@@ -234,6 +234,9 @@ class EmbeddedWorld {
         }
         const attempt = store.execute('deposit', args, { clientId, requestId });
         attempt.catch(() => undefined);
+        // Now and then the same request goes twice at once, or again a moment later while the
+        // first may still run or wait for release: both must get the one outcome.
+        if (this.random.float() < 0.2) this.sendDuplicate(store, incarnation, args, clientId, requestId, attempt);
         const result = await Promise.race([attempt.then((reply) => ({ reply }), (error: unknown) => ({ error })), incarnation.killed]);
         if (result === 'killed') continue;
         if ('reply' in result) {
@@ -262,6 +265,39 @@ class EmbeddedWorld {
       await sleep(this.scheduler, this.random.float() * 5);
     }
     this.clientsDone += 1;
+  }
+
+  private sendDuplicate(
+    store: Store,
+    incarnation: Incarnation,
+    args: ReturnType<typeof depositArgs>,
+    clientId: string,
+    requestId: number,
+    first: Promise<unknown>,
+  ): void {
+    const settle = (promise: Promise<unknown>): Promise<string> =>
+      promise.then(
+        (reply) => JSON.stringify({ reply }),
+        (error: unknown) => JSON.stringify({ error: error instanceof TxlogError ? error.code : String(error) }),
+      );
+    const send = (): void => {
+      if (!incarnation.alive || this.incarnation !== incarnation) return;
+      const duplicate = store.execute('deposit', args, { clientId, requestId });
+      duplicate.catch(() => undefined);
+      void Promise.all([settle(first), settle(duplicate)]).then(([a, b]) => {
+        // Only answers that are outcomes count: a crash or a failed store may end either early.
+        const outcome = (text: string): boolean => text.includes('"reply"') || text.includes('WRONG_EXPECTED_VERSION');
+        if (incarnation.alive && outcome(a) && outcome(b) && a !== b) {
+          try {
+            this.fail('duplicate-diverged', `${args.tag} sent twice got ${a} and ${b}`);
+          } catch {
+            // Recorded for the run loop.
+          }
+        }
+      });
+    };
+    if (this.random.float() < 0.5) send();
+    else this.scheduler.schedule(this.random.float() * 3, send);
   }
 
   private async readSome(): Promise<void> {
