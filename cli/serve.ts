@@ -189,7 +189,7 @@ export async function runServe(args: string[]): Promise<number> {
   await metrics?.server.close();
   // A stdin still being read would keep the process alive after the close.
   if (values['exit-on-stdin-eof'] === true) process.stdin.destroy();
-  const failure = node.storeFailure;
+  const failure = node.store.failedWith;
   if (failure !== undefined) {
     process.stderr.write(`txlog: ${failure.code}: the store failed: ${failure.message}\n`);
     return exitCodes.failed;

@@ -11,6 +11,7 @@ import type { EventInput } from '../engine/records.js';
 import type { RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
 import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type Direction, type EventFilter, type ExpectedVersion, type ReadPage } from '../engine/index.js';
+import { finalError, timeoutError, type Call } from './client-call.js';
 import { dial, type Connection } from './connection.js';
 import {
   clientBusyRetryDelayMs,
@@ -56,28 +57,6 @@ export interface ClientOptions {
   network?: Network;
   platform?: Platform;
 }
-
-interface Call {
-  callId: number;
-  op: Operation;
-  body: Record<string, unknown>;
-  requestId: number | undefined;
-  resolve: (value: unknown) => void;
-  reject: (error: Error) => void;
-  deadline: { cancel(): void };
-  lastError: TxlogError | undefined;
-  /** The connection this call was last sent on. */
-  sentOn?: Connection;
-  /** Times it was sent: past the first, an earlier attempt may have committed. */
-  attempts: number;
-}
-
-/**
- * Refusals that say only that this attempt did nothing (the node's store failed or closed).
- * After an earlier attempt of the same request, they cannot say the request failed: it may have
- * committed, so the caller hears OUTCOME_UNKNOWN.
- */
-const attemptRefusals: ReadonlySet<string> = new Set(['STORE_FAILED', 'CLOSED', 'IO_ERROR', 'CORRUPT_LOG', 'STALE_EPOCH', 'PROTOCOL_ERROR']);
 
 export async function connect(options: ClientOptions): Promise<Client> {
   const client = new Client(options);
@@ -266,17 +245,7 @@ export class Client {
     const call = this.calls.get(callId);
     if (call === undefined) return;
     this.calls.delete(callId);
-    const details: Record<string, unknown> = { outcome: 'unknown' };
-    if (call.requestId !== undefined) details['requestId'] = call.requestId;
-    if (call.lastError !== undefined) details['lastError'] = call.lastError.code;
-    const last = call.lastError === undefined ? '' : ` (last answer: ${call.lastError.code})`;
-    call.reject(
-      txlogError(
-        'TIMEOUT',
-        `no answer in time${call.requestId === undefined ? '' : ` for request ${call.requestId}`}; the outcome is unknown, resending the same request id is safe${last}`,
-        details,
-      ),
-    );
+    call.reject(timeoutError(call));
   }
 
   /** Sends a call; `again` resends it on a connection that already carried it (a retry). */
@@ -381,7 +350,7 @@ export class Client {
     const error = errorFromSerialized(message.error);
     if (!error.retryable) {
       this.finish(call);
-      call.reject(call.requestId !== undefined && call.attempts > 1 && attemptRefusals.has(error.code) ? unknownAfterRetry(call, error) : error);
+      call.reject(finalError(call, error));
       return;
     }
     call.lastError = error;
@@ -415,13 +384,4 @@ export class Client {
     this.failAll(txlogError('CLOSED', 'the client closed'));
     this.connection?.close(undefined);
   }
-}
-
-function unknownAfterRetry(call: Call, error: TxlogError): TxlogError {
-  return txlogError(
-    'OUTCOME_UNKNOWN',
-    `request ${call.requestId} was sent ${call.attempts} times and the last answer was ${error.code} (${error.message}); an earlier attempt may have committed: resend the same request id later`,
-    { requestId: call.requestId, lastError: error.code },
-    error,
-  );
 }

@@ -17,7 +17,7 @@
  * campaign wins the leader key, with the epoch etcd hands out; the peer decision only says who
  * may start a fresh cluster (`bootstrap`); there is no promotion by a client and no forced start.
  */
-import { txlogError, type TxlogError } from '../wal/errors.js';
+import { txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
 import { resolveStoreOptions } from '../engine/options.js';
@@ -126,10 +126,6 @@ export class TxlogNode {
     return this.peers.addresses;
   }
 
-  private nowMs(): number {
-    return this.state.clock.monotonicMs();
-  }
-
   async start(): Promise<void> {
     await this.peers.listen();
     if (!this.options.nodeIdGiven) this.state.nodeId = this.peers.addresses[0]!;
@@ -167,7 +163,7 @@ export class TxlogNode {
   // ---------------------------------------------------------------- peer messages
 
   private onPeerMessage(link: PeerLink, message: Message): void {
-    link.lastHeardMs = this.nowMs();
+    link.lastHeardMs = this.state.clock.monotonicMs();
     // Fencing: replication from a primary of an older epoch is refused outright.
     const fromPrimary = message.t === 'records' || message.t === 'truncate' || message.t === 'live' || message.t === 'synced';
     if (fromPrimary && message.epoch < this.state.epoch) {
@@ -322,7 +318,7 @@ export class TxlogNode {
 
   /** Some link to a primary of our epoch or above was heard from recently. */
   private primaryAlive(): boolean {
-    return this.peers.primaryHeardFrom(this.state.epoch, this.nowMs());
+    return this.peers.primaryHeardFrom(this.state.epoch, this.state.clock.monotonicMs());
   }
 
   /** Resolves when this node may serve as primary now, promoting a lone in-sync backup. */
@@ -348,18 +344,14 @@ export class TxlogNode {
   // ---------------------------------------------------------------- heartbeats
 
   private tick(): void {
-    const now = this.nowMs();
+    const now = this.state.clock.monotonicMs();
     this.peers.heartbeat(now, this.state.epoch, this.port.lastLsn);
     this.sender.checkReplicaLost(now);
     // A backup whose primary went silent while its peer's last word was "not primary" decides
     // again now: nothing else would wake it until a client asks it to promote.
     if (this.state.role === 'backup' && !this.primaryAlive()) {
-      for (const link of [...this.peers.links]) {
-        if (link.state !== undefined && link.state.role !== 'primary' && !link.connection.closed) {
-          this.onPeerState(link, link.state);
-          break;
-        }
-      }
+      const peer = [...this.peers.links].find((link) => link.state !== undefined && link.state.role !== 'primary' && !link.connection.closed);
+      if (peer?.state !== undefined) this.onPeerState(peer, peer.state);
     }
   }
 
@@ -380,11 +372,6 @@ export class TxlogNode {
       addresses: this.peers.addresses,
       arbiter: this.leadership?.status(),
     });
-  }
-
-  /** The failure that made the node close itself, if its store failed. */
-  get storeFailure(): TxlogError | undefined {
-    return this.store.failedWith;
   }
 
   /** Resolves when the node has closed, by `close()` or because its store failed. */

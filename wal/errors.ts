@@ -65,32 +65,28 @@ const retryableCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export const outcomeUnknownCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['OUTCOME_UNKNOWN', 'REPLICA_UNAVAILABLE', 'TIMEOUT']);
 
 /**
- * Codes that only the runtime raises about itself (the node, the disk, the wire). Service code
- * that throws one of these has its error recorded as `HANDLER_FAILED` instead, with the original
- * code in `details`: a recorded outcome must never look like "resend me" or "outcome unknown".
+ * Codes that describe a transaction's own outcome: service code may throw them and have them
+ * recorded as they are.
  */
-export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'NOT_PRIMARY',
-  'REPLICA_UNAVAILABLE',
-  'STALE_EPOCH',
-  'CORRUPT_LOG',
-  'PROTOCOL_ERROR',
-  'UNAUTHORIZED',
-  'BUSY',
-  'TIMEOUT',
-  'REQUEST_EXPIRED',
-  'CLOSED',
-  'IO_ERROR',
-  'UNSUPPORTED_FORMAT',
-  'NOT_A_LOG',
-  'USAGE',
-  'STORE_FAILED',
-  'OUTCOME_UNKNOWN',
-  'REQUEST_ID_REUSED',
-  'TARGET_NOT_EMPTY',
-  'INTERNAL_ERROR',
-  'CONSUMER_ACTIVE',
+const transactionOutcomeCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'WRONG_EXPECTED_VERSION',
+  'UNKNOWN_COMMAND',
+  'HANDLER_FAILED',
+  'CALL_FAILED',
+  'TOO_LARGE',
+  'BAD_REQUEST',
+  'NOT_FOUND',
+  'NOT_SERIALIZABLE',
+  'DETERMINISM_VIOLATION',
 ]);
+
+/**
+ * Every other code: only the runtime raises it about itself (the node, the disk, the wire).
+ * Service code that throws one has its error recorded as `HANDLER_FAILED` instead, with the
+ * original code in `details`: a recorded outcome must never look like "resend me" or "outcome
+ * unknown". A new code lands here unless it is listed above, which is the safe side.
+ */
+export const infrastructureCodes: ReadonlySet<ErrorCode> = new Set<ErrorCode>(errorCodes.filter((code) => !transactionOutcomeCodes.has(code)));
 
 export interface TxlogErrorOptions {
   /** Extra machine-readable facts (segment, offset, actual version...). Must be msgpack-safe. */

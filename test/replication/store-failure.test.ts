@@ -30,7 +30,7 @@ describe('a node whose disk fails', () => {
     expect(error).toBeInstanceOf(TxlogError);
     expect((error as TxlogError).outcomeUnknown, (error as Error).message).toBe(true);
     await node.whenClosed;
-    expect(node.storeFailure?.code).toBe('IO_ERROR');
+    expect(node.store.failedWith?.code).toBe('IO_ERROR');
     expect(nodes.logs()).toMatch(/closing the node so its peer can take over/);
 
     const store = await openStore({ dir, fsync: 'never', log: () => undefined });

@@ -173,7 +173,7 @@ class PairWorld {
       void node.whenClosed.then(() => {
         // The node closed itself (its disk failed): the operator restarts it, unless no injected
         // fault explains why.
-        const bug = bugBehind(node.storeFailure);
+        const bug = bugBehind(node.store.failedWith);
         // `fail` records the violation for the run loop; here it must not escape as a rejection.
         if (bug !== undefined && incarnation.alive) {
           try {
