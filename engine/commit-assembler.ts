@@ -16,7 +16,7 @@ import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite 
 import { callKey, requestKey, type CheckedRequest } from './requests.js';
 import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
-import { newEventId } from './event-ids.js';
+import { EventIdSource } from './event-ids.js';
 import { expectationMet, expectedVersionName } from './expected-version.js';
 import type { Platform } from '../wal/platform.js';
 
@@ -39,10 +39,12 @@ export class CommitAssembler {
   private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
   private nextPosition: number;
   private readonly platform: Platform;
+  private readonly eventIds: EventIdSource;
 
   constructor(pipeline: CommitPipeline, platform: Platform) {
     this.pipeline = pipeline;
     this.platform = platform;
+    this.eventIds = new EventIdSource(platform.random);
     this.nextPosition = pipeline.state.nextPosition;
     pipeline.onApplied((records) => this.forgetApplied(records));
   }
@@ -139,7 +141,7 @@ export class CommitAssembler {
       }
       // Ids are drawn here, after the digest: the record carries them and every node applies
       // them as recorded, so re-execution never has to draw the same ones.
-      const events = write.events.map((event) => (event.id !== undefined ? event : { id: newEventId(this.platform.random), ...event }));
+      const events = write.events.map((event) => (event.id !== undefined ? event : { id: this.eventIds.next(), ...event }));
       const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events };
       if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
       placed.push(streamWrite);

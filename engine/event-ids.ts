@@ -22,12 +22,30 @@ export function checkedEventId(value: unknown, stream: string): string {
   return id;
 }
 
-/** A random (version 4) UUID from the platform's randomness. */
-export function newEventId(random: Random): string {
-  const bytes = Buffer.from(random.bytes(16));
-  bytes[6] = (bytes[6]! & 0x0f) | 0x40;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  return uuidOf(bytes);
+/** Random bytes drawn per block of ids: one draw from the platform per 64 events, not per event. */
+const idsPerDraw = 64;
+
+/**
+ * Draws random (version 4) UUIDs from the platform's randomness, 64 ids' worth at a time (a
+ * draw costs a system call; an id is 16 bytes of it). The same seed gives the same ids.
+ */
+export class EventIdSource {
+  private pool = Buffer.alloc(0);
+  private offset = 0;
+
+  constructor(private readonly random: Random) {}
+
+  next(): string {
+    if (this.offset === this.pool.length) {
+      this.pool = Buffer.from(this.random.bytes(16 * idsPerDraw));
+      this.offset = 0;
+    }
+    const bytes = this.pool.subarray(this.offset, this.offset + 16);
+    this.offset += 16;
+    bytes[6] = (bytes[6]! & 0x0f) | 0x40;
+    bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+    return uuidOf(bytes);
+  }
 }
 
 /**

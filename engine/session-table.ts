@@ -91,6 +91,8 @@ export class SessionTable {
     if (session.evicted) {
       return requestId <= session.latest ? { kind: 'expired', latest: session.latest } : { kind: 'unknown' };
     }
+    // Nothing above the highest committed id has an outcome: a new request costs no read.
+    if (requestId > session.latest) return { kind: 'unknown' };
     const outcome = this.outcomes.get([clientId, requestId]);
     if (outcome !== undefined) return { kind: 'committed', outcome: { requestId, ...outcome } };
     if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };

@@ -44,6 +44,9 @@ const metaKeys = {
   cleanClose: 'cleanClose',
 } as const;
 
+/** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
+const headsCachedMax = 65_536;
+
 export class State {
   private readonly root: RootDatabase;
   private readonly meta: Database<number | string | Array<[number, number]>, string>;
@@ -57,6 +60,8 @@ export class State {
   /** Sessions, kept outcomes and journaled calls (see `session-table.ts`). */
   readonly sessionTable: SessionTable;
 
+  /** Heads of recently written or read streams (the commit path checks expected versions against them). */
+  private readonly heads = new Map<string, number>();
   private appliedLsnValue: number;
   /** [epoch, LSN of its epoch record], in LSN order. */
   private epochsValue: Array<[number, number]>;
@@ -170,7 +175,17 @@ export class State {
   }
 
   streamVersion(stream: string): number {
-    return this.streams.get(stream) ?? -1;
+    const cached = this.heads.get(stream);
+    if (cached !== undefined) return cached;
+    const version = this.streams.get(stream) ?? -1;
+    if (version >= 0) this.cacheHead(stream, version);
+    return version;
+  }
+
+  /** Keeps a stream's head in memory (forgetting them all past `headsCachedMax`: a cache, not the truth). */
+  private cacheHead(stream: string, version: number): void {
+    if (this.heads.size >= headsCachedMax && !this.heads.has(stream)) this.heads.clear();
+    this.heads.set(stream, version);
   }
 
   /**
@@ -264,6 +279,7 @@ export class State {
         version += 1;
       }
       this.streams.putSync(write.stream, version - 1);
+      this.cacheHead(write.stream, version - 1);
     }
     if (commit.events.length > 0) this.nextPositionValue = position;
     if (commit.clientId !== '' && commit.requestId > 0) this.sessionTable.recordOutcome(lsn, commit, limits);
