@@ -54,14 +54,14 @@ export async function openState(options: ResolvedStoreOptions, wal: Wal): Promis
       ? `state is ahead of the WAL (LSN ${state.appliedLsn} > ${wal.lastLsn})`
       : state.mayBeDamagedByMachineCrash(bootId)
         ? 'state was not closed cleanly before the machine restarted'
-        : undefined;
+        : state.layoutMismatch(options.sessions);
   if (reason !== undefined) {
     options.log(`${reason}; rebuilding it from the WAL`);
     await state.close();
     State.destroy(stateDir);
     state = State.open(stateDir, options.stateMapBytes);
   }
-  state.markOpen(bootId);
+  state.markOpen(bootId, options.sessions);
   if (state.appliedLsn + 1 < wal.firstLsn) {
     throw txlogError('CORRUPT_LOG', `state is at LSN ${state.appliedLsn} but the WAL starts at ${wal.firstLsn}`);
   }

@@ -31,7 +31,7 @@ interface SessionRecord {
   evicted: boolean;
 }
 
-type StoredOutcome = Omit<Outcome, 'requestId'>;
+type StoredOutcome = Outcome;
 
 export type SessionLookup =
   | { kind: 'unknown' }
@@ -59,8 +59,13 @@ export function journalEntryOf(lsn: number, journal: JournalPayload): JournalEnt
 }
 
 export class SessionTable {
-  private readonly sessions: Database<SessionRecord, string>;
-  /** [clientId, requestId] → outcome, for the last `requestWindow` request ids of each client. */
+  /** clientId → the session, 17 bytes (see `encodeSession`). */
+  private readonly sessions: Database<Buffer, string>;
+  /**
+   * [clientId, requestId mod requestWindow] → outcome (with its request id), for the last
+   * `requestWindow` request ids of each client: a commit overwrites the slot of the id that left
+   * the window, so nothing is ever deleted on the commit path.
+   */
   private readonly outcomes: Database<StoredOutcome, [string, number]>;
   /**
    * Sessions not evicted, in least-recently-active order (by LSN: a Map keeps insertion order,
@@ -71,11 +76,14 @@ export class SessionTable {
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
 
   constructor(root: RootDatabase) {
-    this.sessions = root.openDB({ name: 'sessions' });
+    this.sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
     this.outcomes = root.openDB({ name: 'outcomes' });
     this.journal = root.openDB({ name: 'journal' });
     const live: Array<[string, SessionRecord]> = [];
-    for (const { key, value } of this.sessions.getRange({})) if (!value.evicted) live.push([key, value]);
+    for (const { key, value } of this.sessions.getRange({})) {
+      const session = decodeSession(value);
+      if (!session.evicted) live.push([key, session]);
+    }
     live.sort((a, b) => a[1].lastLsn - b[1].lastLsn);
     for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
   }
@@ -93,9 +101,14 @@ export class SessionTable {
     }
     // Nothing above the highest committed id has an outcome: a new request costs no read.
     if (requestId > session.latest) return { kind: 'unknown' };
-    const outcome = this.outcomes.get([clientId, requestId]);
-    if (outcome !== undefined) return { kind: 'committed', outcome: { requestId, ...outcome } };
     if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };
+    const stored = this.outcomes.get([clientId, requestId % limits.requestWindow]);
+    if (stored !== undefined && stored.requestId === requestId) {
+      const outcome: Outcome = { requestId, lsn: stored.lsn };
+      if (stored.error !== undefined) outcome.error = stored.error;
+      else outcome.reply = stored.reply;
+      return { kind: 'committed', outcome };
+    }
     return { kind: 'unknown' };
   }
 
@@ -112,7 +125,10 @@ export class SessionTable {
   }
 
   private sessionOf(clientId: string): SessionRecord | undefined {
-    return this.liveSessions.get(clientId) ?? this.sessions.get(clientId);
+    const live = this.liveSessions.get(clientId);
+    if (live !== undefined) return live;
+    const stored = this.sessions.get(clientId);
+    return stored === undefined ? undefined : decodeSession(stored);
   }
 
   journalEntry(clientId: string, requestId: number, callIndex: number): JournalEntry | undefined {
@@ -130,25 +146,18 @@ export class SessionTable {
   recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
     const { clientId, requestId } = commit;
     const previous = this.sessionOf(clientId);
-    const wasLive = previous !== undefined && !previous.evicted;
     const previousLatest = previous?.latest ?? 0;
     const latest = Math.max(previousLatest, requestId);
-    // An outcome already outside the window would never be asked for: do not keep it.
+    // An outcome already outside the window would never be asked for: do not keep it. Its slot
+    // holds an id that left the window (ids in a slot differ by a multiple of the window).
     if (requestId > latest - limits.requestWindow) {
-      const outcome: StoredOutcome = { lsn };
+      const outcome: StoredOutcome = { requestId, lsn };
       if (commit.error !== undefined) outcome.error = commit.error;
       else outcome.reply = commit.reply ?? null;
-      this.outcomes.putSync([clientId, requestId], outcome);
-    }
-    // Outcomes that fell out of the window: at most the ids the window moved past.
-    if (wasLive) {
-      const dropFrom = Math.max(1, previousLatest - limits.requestWindow + 1);
-      for (let dropped = dropFrom; dropped <= latest - limits.requestWindow; dropped++) {
-        this.outcomes.removeSync([clientId, dropped]);
-      }
+      this.outcomes.putSync([clientId, requestId % limits.requestWindow], outcome);
     }
     const session: SessionRecord = { latest, lastLsn: lsn, evicted: false };
-    this.sessions.putSync(clientId, session);
+    this.sessions.putSync(clientId, encodeSession(session));
     this.liveSessions.delete(clientId);
     this.liveSessions.set(clientId, session);
     if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
@@ -172,7 +181,7 @@ export class SessionTable {
     assert(oldest !== undefined, 'evicting from an empty session table');
     const [clientId, session] = oldest;
     this.liveSessions.delete(clientId);
-    this.sessions.putSync(clientId, { latest: session.latest, lastLsn: session.lastLsn, evicted: true });
+    this.sessions.putSync(clientId, encodeSession({ latest: session.latest, lastLsn: session.lastLsn, evicted: true }));
     for (const key of this.outcomes.getKeys({ start: [clientId, 0], end: [clientId, Number.MAX_SAFE_INTEGER] })) {
       this.outcomes.removeSync(key);
     }
@@ -181,8 +190,24 @@ export class SessionTable {
 
 
   dump(): { sessions: unknown[]; outcomes: unknown[]; journal: unknown[] } {
-    return { sessions: entriesOf(this.sessions), outcomes: entriesOf(this.outcomes), journal: entriesOf(this.journal) };
+    const sessions = entriesOf(this.sessions).map(([clientId, bytes]) => [clientId, decodeSession(bytes)]);
+    return { sessions, outcomes: entriesOf(this.outcomes), journal: entriesOf(this.journal) };
   }
+}
+
+/** A session as stored: latest request id and last LSN (f64 LE each), then 1 if evicted. */
+function encodeSession(session: SessionRecord): Buffer {
+  const bytes = Buffer.allocUnsafe(17);
+  bytes.writeDoubleLE(session.latest, 0);
+  bytes.writeDoubleLE(session.lastLsn, 8);
+  bytes[16] = session.evicted ? 1 : 0;
+  return bytes;
+}
+
+function decodeSession(bytes: Uint8Array): SessionRecord {
+  assert(bytes.length === 17, `a stored session is 17 bytes, not ${bytes.length}`);
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return { latest: view.readDoubleLE(0), lastLsn: view.readDoubleLE(8), evicted: view[16] === 1 };
 }
 
 /** Every key and value of a database, in key order (for comparing two states). */

@@ -15,23 +15,11 @@ import type { RecordedEvent, StreamSlice } from './service.js';
 import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf } from './session-table.js';
-import { derivedEventId } from './event-ids.js';
+import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
 
 export type { ApplicableRecord } from './records.js';
-
-interface StoredEvent {
-  stream: string;
-  version: number;
-  /** Absent for events committed before event ids (see `derivedEventId`). */
-  id?: string;
-  type: string;
-  data: unknown;
-  metadata?: unknown;
-  /** The commit's `createdAtMs`; absent for events committed before it was recorded. */
-  createdAtMs?: number;
-}
 
 const metaKeys = {
   appliedLsn: 'appliedLsn',
@@ -42,7 +30,18 @@ const metaKeys = {
   bootId: 'bootId',
   /** 1 when the state was closed cleanly (and fsync'd) after its last writes. */
   cleanClose: 'cleanClose',
+  /** How the databases are laid out (`stateLayout`); absent in a state of layout 1. */
+  layout: 'layout',
+  /** The `requestWindow` the session table's outcome slots were written with. */
+  requestWindow: 'requestWindow',
 } as const;
+
+/**
+ * Layout 2: events as our own msgpack bytes (`stored-event.ts`), outcomes in slots of
+ * `requestWindow` per client, sessions as 17 bytes. A state of another layout is rebuilt from
+ * the WAL (which holds every record since LSN 1: it is never trimmed).
+ */
+export const stateLayout = 2;
 
 /** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
 const headsCachedMax = 65_536;
@@ -52,7 +51,7 @@ export class State {
   private readonly meta: Database<number | string | Array<[number, number]>, string>;
   private readonly dataPath: string;
   /** position → event */
-  private readonly events: Database<StoredEvent, number>;
+  private readonly events: Database<Buffer, number>;
   /** [stream, version] → position */
   private readonly streamIndex: Database<number, [string, number]>;
   /** stream → last version */
@@ -72,7 +71,7 @@ export class State {
     this.root = root;
     this.dataPath = path.join(dir, 'data.mdb');
     this.meta = root.openDB({ name: 'meta' });
-    this.events = root.openDB({ name: 'events', keyEncoding: 'uint32' });
+    this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
     this.streamIndex = root.openDB({ name: 'stream-index' });
     this.streams = root.openDB({ name: 'streams' });
     this.sessionTable = new SessionTable(root);
@@ -102,11 +101,26 @@ export class State {
     return bootId === undefined || openedUnder !== bootId;
   }
 
+  /**
+   * Why this state cannot be used as it is with these limits (its layout is another version's, or
+   * its outcome slots were written for another `requestWindow`), or undefined.
+   */
+  layoutMismatch(limits: SessionLimits): string | undefined {
+    if (this.appliedLsnValue === 0) return undefined;
+    const layout = this.number(metaKeys.layout) || 1;
+    if (layout !== stateLayout) return `state has layout ${layout}, this version keeps layout ${stateLayout}`;
+    const window = this.number(metaKeys.requestWindow);
+    if (window !== limits.requestWindow) return `state keeps replies for a requestWindow of ${window}, the store now has ${limits.requestWindow}`;
+    return undefined;
+  }
+
   /** Records that the state is open under this boot, durably, before anything else is written. */
-  markOpen(bootId: string | undefined): void {
+  markOpen(bootId: string | undefined, limits: SessionLimits): void {
     this.root.transactionSync(() => {
       this.meta.putSync(metaKeys.bootId, bootId ?? '');
       this.meta.putSync(metaKeys.cleanClose, 0);
+      this.meta.putSync(metaKeys.layout, stateLayout);
+      this.meta.putSync(metaKeys.requestWindow, limits.requestWindow);
     });
     fsyncFile(this.dataPath);
   }
@@ -209,7 +223,7 @@ export class State {
     const end = Math.min(this.nextPositionValue, fromPosition + maxCount);
     if (fromPosition >= end) return events;
     for (const { key, value } of this.events.getRange({ start: fromPosition, end })) {
-      events.push(toRecorded(key, value));
+      events.push(decodeStoredEvent(key, value));
     }
     return events;
   }
@@ -217,7 +231,7 @@ export class State {
   private eventAt(position: number): RecordedEvent {
     const stored = this.events.get(position);
     assert(stored !== undefined, `stream index names missing position ${position}`);
-    return toRecorded(position, stored);
+    return decodeStoredEvent(position, stored);
   }
 
   /** Applies records in LSN order, all in one LMDB transaction. */
@@ -269,11 +283,7 @@ export class State {
     for (const write of commit.events) {
       let version = write.firstVersion;
       for (const event of write.events) {
-        const stored: StoredEvent = { stream: write.stream, version, type: event.type, data: event.data ?? null };
-        if (event.id !== undefined) stored.id = event.id;
-        if (event.metadata !== undefined) stored.metadata = event.metadata;
-        if (commit.createdAtMs !== undefined) stored.createdAtMs = commit.createdAtMs;
-        this.events.putSync(position, stored);
+        this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event));
         this.streamIndex.putSync([write.stream, version], position);
         position += 1;
         version += 1;
@@ -299,7 +309,7 @@ export class State {
     return {
       appliedLsn: this.appliedLsnValue,
       nextPosition: this.nextPositionValue,
-      events: entriesOf(this.events),
+      events: entriesOf(this.events).map(([position, bytes]) => decodeStoredEvent(position, bytes)),
       streams: entriesOf(this.streams),
       ...this.sessionTable.dump(),
     };
@@ -357,19 +367,4 @@ function checkDataFile(dir: string): void {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-
-function toRecorded(position: number, stored: StoredEvent): RecordedEvent {
-  const event: RecordedEvent = {
-    stream: stored.stream,
-    version: stored.version,
-    position,
-    id: stored.id ?? derivedEventId(stored.stream, stored.version),
-    type: stored.type,
-    data: stored.data,
-  };
-  if (stored.metadata !== undefined) event.metadata = stored.metadata;
-  if (stored.createdAtMs !== undefined) event.createdAt = new Date(stored.createdAtMs);
-  return event;
 }

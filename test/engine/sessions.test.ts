@@ -4,9 +4,11 @@
  * execution; with `requestWindow: 4` a resend older than the window is REQUEST_EXPIRED; with
  * `clientsMax: 3` a fourth client evicts the least recently active one (by LSN), whose later
  * resend of an old id is REQUEST_EXPIRED and never a second execution; the same holds after a
- * reopen and after a rebuild of the state from the WAL, which evicts identically.
+ * reopen and after a rebuild of the state from the WAL, which evicts identically; a state kept
+ * for another `requestWindow` (its outcome slots are per window) or in another layout is rebuilt.
  */
 import * as fs from 'node:fs';
+import { open } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import { defineService, type Context } from '../../engine/index.js';
 import { useTempDir } from '../helpers/temp.js';
@@ -174,6 +176,48 @@ describe('session window', () => {
       const error = await rejectedError(() => store.execute('add', { stream: 's', value: 1 }, { clientId: 'c', requestId: 1 }));
       expect(error.code).toBe('REQUEST_EXPIRED');
       expect(invocations.length).toBe(7);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a state kept for another requestWindow, or in another layout, is rebuilt: resends inside the new window get their replies, none runs twice', async () => {
+    const dir = newDir();
+    const invocations: string[] = [];
+    const service = countingService(invocations);
+    let { store } = await openQuietStore(dir, { service, requestWindow: 4 });
+    const replies: unknown[] = [];
+    for (let requestId = 1; requestId <= 10; requestId++) {
+      replies.push(await store.execute('add', { stream: 's', value: requestId }, { clientId: 'c', requestId }));
+    }
+    await store.close();
+
+    // Outcome slots are per requestWindow: with 8, id 5 lives in another slot than with 4.
+    let messages: string[];
+    ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
+    const check = async (): Promise<void> => {
+      // The rebuild kept every reply the new window covers (3..10), and 1..2 are expired.
+      for (let requestId = 3; requestId <= 10; requestId++) {
+        expect(await store.execute('add', { stream: 's', value: requestId }, { clientId: 'c', requestId })).toEqual(replies[requestId - 1]);
+      }
+      expect((await rejectedError(() => store.execute('add', { stream: 's', value: 2 }, { clientId: 'c', requestId: 2 }))).code).toBe('REQUEST_EXPIRED');
+      expect(invocations.length).toBe(10);
+    };
+    try {
+      expect(messages.join('\n')).toMatch(/requestWindow of 4, the store now has 8; rebuilding it from the WAL/);
+      await check();
+    } finally {
+      await store.close();
+    }
+
+    // A state whose layout is another version's (here: its layout mark rewritten to 1).
+    const root = open({ path: stateDirOf(dir), maxDbs: 16 });
+    await root.openDB({ name: 'meta' }).put('layout', 1);
+    await root.close();
+    ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
+    try {
+      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 2; rebuilding it from the WAL/);
+      await check();
     } finally {
       await store.close();
     }
