@@ -9,7 +9,7 @@
  * when the pipeline reports it applied.
  */
 import { txlogError, type TxlogError } from '../wal/errors.js';
-import { Packed, encodePayload } from '../wal/format.js';
+import { encodePayload } from '../wal/format.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { HandlerOutcome } from './context.js';
 import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite } from './records.js';
@@ -18,7 +18,6 @@ import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
 import { EventIdSource } from './event-ids.js';
 import { expectationMet, expectedVersionName } from './expected-version.js';
-import { packedOrSelf, withLeadingKey } from './values.js';
 import type { Platform } from '../wal/platform.js';
 
 export interface Appended {
@@ -103,13 +102,13 @@ export class CommitAssembler {
       else payload.reply = command === 'append' ? appendReply(payload) : outcome.reply;
     }
     const recordBytesMax = this.pipeline.wal.options.recordBytesMax;
-    let packed = encodeCommit(payload, request);
+    let packed = encodePayload(payload);
     if (packed.length > recordBytesMax) {
       payload.events = [];
       delete payload.reply;
       delete payload.createdAtMs;
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
-      packed = encodeCommit(payload, request);
+      packed = encodePayload(payload);
     }
     const appended = this.pipeline.append(recordTypes.commit, payload, packed);
     if (appended.lsn !== undefined) {
@@ -142,7 +141,7 @@ export class CommitAssembler {
       }
       // Ids are drawn here, after the digest: the record carries them and every node applies
       // them as recorded, so re-execution never has to draw the same ones.
-      const events = write.events.map((event) => (event.id !== undefined ? event : withLeadingKey('id', this.eventIds.next(), event)));
+      const events = write.events.map((event) => (event.id !== undefined ? event : { id: this.eventIds.next(), ...event }));
       const streamWrite: StreamWrite = { stream: write.stream, firstVersion: head + 1, events };
       if (write.expectedVersion !== undefined) streamWrite.expectedVersion = write.expectedVersion;
       placed.push(streamWrite);
@@ -193,20 +192,6 @@ export class CommitAssembler {
     // it applied; a batch ending in a journal entry must not leave it stale for a promotion.
     if (this.pipeline.pendingCount === 0) this.nextPosition = Math.max(this.nextPosition, this.pipeline.state.nextPosition);
   }
-}
-
-/**
- * The commit record's bytes: the same as `encodePayload(payload)`, with the args, events and
- * reply written from the bytes they were checked as rather than packed again.
- */
-function encodeCommit(payload: CommitPayload, request: CheckedRequest): Buffer {
-  const encodable: Record<string, unknown> = {
-    ...payload,
-    args: new Packed(request.packedArgs),
-    events: payload.events.map((write) => ({ ...write, events: write.events.map(packedOrSelf) })),
-  };
-  if (payload.reply !== undefined) encodable['reply'] = packedOrSelf(payload.reply);
-  return encodePayload(encodable);
 }
 
 function appendReply(payload: CommitPayload): AppendResult | null {

@@ -8,7 +8,7 @@ import type { EventInput, RecordedInputs } from './records.js';
 import type { AppendOptions, CommandHandler, Context, ContextReadOptions, StreamSlice } from './service.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
-import { checkedError, digestOf, isWellFormedName, packedOrSelf, snapshotChecked } from './values.js';
+import { checkedError, digestOf, isWellFormedName, snapshotChecked } from './values.js';
 import { checkedEventId } from './event-ids.js';
 import { recordedExpectedVersion, type ExpectedVersion } from './expected-version.js';
 
@@ -271,9 +271,7 @@ export async function runHandler(handler: CommandHandler, context: TransactionCo
   const checks = error === undefined ? context.checks : [];
   // Checks join the digest only when there are some: a commit written before them must replay
   // to the digest it was recorded with.
-  // Packed as they were checked (the same bytes, not packed again).
-  const packedWrites = writes.map((write) => ({ ...write, events: write.events.map(packedOrSelf) }));
-  const digested: unknown[] = [packedWrites, error === undefined ? packedOrSelf(reply) : null, error?.code ?? null];
+  const digested: unknown[] = [writes, error === undefined ? reply : null, error?.code ?? null];
   if (checks.length > 0) digested.push(checks);
   const outcome: HandlerOutcome = { writes, checks, ...context.recorded(digestOf(digested)) };
   if (error !== undefined) outcome.error = error;

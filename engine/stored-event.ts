@@ -1,18 +1,15 @@
 /**
  * How the state keeps an event (layout 2): the bytes of `[stream, version, createdAtMs | null,
  * event]` in our own plain msgpack, where `event` is the map the commit record holds (`id`,
- * `type`, `data`, `metadata`). On the committing node the event's map is written from the bytes
- * it was checked as (`packedOrSelf`), so storing an event costs a small header and a copy; a node
- * applying records it read (a backup, recovery) packs it again, to the same bytes.
+ * `type`, `data`, `metadata`), packed once here (not as an object through lmdb-js's encoder).
  */
 import { decodePayload, encodePayload } from '../wal/format.js';
 import { derivedEventId } from './event-ids.js';
 import type { EventInput } from './records.js';
 import type { RecordedEvent } from './service.js';
-import { packedOrSelf } from './values.js';
 
 export function encodeStoredEvent(stream: string, version: number, createdAtMs: number | undefined, event: EventInput): Buffer {
-  return encodePayload([stream, version, createdAtMs ?? null, packedOrSelf(event)]);
+  return encodePayload([stream, version, createdAtMs ?? null, event]);
 }
 
 export function decodeStoredEvent(position: number, bytes: Uint8Array): RecordedEvent {

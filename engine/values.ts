@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { txlogError, type TxlogError } from '../wal/errors.js';
-import { Packed, decodePayload, encodePayload } from '../wal/format.js';
+import { decodePayload, encodePayload } from '../wal/format.js';
 
 const depthMax = 64;
 
@@ -80,44 +80,7 @@ export function packChecked(value: unknown, bytesMax: number, what: string): Buf
  */
 export function snapshotChecked<T>(value: T, bytesMax: number, what: string): { value: T; packed: Buffer } {
   const packed = packChecked(value, bytesMax, what);
-  const snapshot = decodePayload(packed) as T;
-  if (typeof snapshot === 'object' && snapshot !== null) packedSnapshots.set(snapshot, packed);
-  return { value: snapshot, packed };
-}
-
-/**
- * The bytes each object snapshot was decoded from. Snapshots are the engine's private copies
- * (nothing changes them), so their bytes stand for them wherever they are packed again.
- */
-const packedSnapshots = new WeakMap<object, Buffer>();
-
-/** A snapshot as its packed bytes (see `Packed`); any other value as it is. */
-export function packedOrSelf(value: unknown): unknown {
-  if (typeof value !== 'object' || value === null) return value;
-  const bytes = packedSnapshots.get(value);
-  return bytes === undefined ? value : new Packed(bytes);
-}
-
-/**
- * `{ [key]: keyValue, ...snapshot }` as a new snapshot whose bytes are spliced from the
- * snapshot's own (the map header's count raised by one), not packed again.
- */
-export function withLeadingKey<T extends object>(key: string, keyValue: string, snapshot: T): T {
-  const extended = { [key]: keyValue, ...snapshot } as T;
-  const bytes = packedSnapshots.get(snapshot);
-  if (bytes === undefined || Object.hasOwn(snapshot, key)) return extended;
-  const entry = [encodePayload(key), encodePayload(keyValue)];
-  const header = bytes[0]!;
-  if (header >= 0x80 && header < 0x8f) {
-    // fixmap: the count is in the header byte.
-    packedSnapshots.set(extended, Buffer.concat([Buffer.of(header + 1), ...entry, bytes.subarray(1)]));
-  } else if (header === 0xde && bytes.readUInt16BE(1) < 0xffff) {
-    // map16, which msgpackr writes for plain objects: a two-byte count.
-    const raised = Buffer.of(0xde, 0, 0);
-    raised.writeUInt16BE(bytes.readUInt16BE(1) + 1, 1);
-    packedSnapshots.set(extended, Buffer.concat([raised, ...entry, bytes.subarray(3)]));
-  }
-  return extended;
+  return { value: decodePayload(packed) as T, packed };
 }
 
 /** A name that becomes a key (stream, client id, command, event type, call name) must survive UTF-8. */

@@ -21,7 +21,7 @@
  *    16  8  LSN (u64 LE)
  */
 import { crc32 } from 'node:zlib';
-import { Packr, addExtension } from 'msgpackr';
+import { Packr } from 'msgpackr';
 import { assert } from './assert.js';
 import { txlogError } from './errors.js';
 
@@ -47,32 +47,6 @@ const packr = new Packr({
     throw new TypeError('a function cannot be encoded as msgpack');
   },
 });
-
-/**
- * Bytes already packed by `encodePayload`, written into a larger value as they are: encoding
- * `{ a: new Packed(encodePayload(x)) }` gives exactly the bytes of encoding `{ a: x }`. The
- * commit path packs each event, the args and the reply once, and reuses those bytes for the
- * digest and the commit record instead of packing them again.
- */
-export class Packed {
-  constructor(readonly bytes: Uint8Array) {}
-}
-
-/** The extension code msgpackr needs for a class it writes itself; nothing is ever written under it. */
-const packedExtensionType = 0x7e;
-
-addExtension({
-  Class: Packed,
-  type: packedExtensionType,
-  // Writes the bytes in place, no extension header: the output is plain msgpack.
-  pack(value: Packed, allocateForWrite: (size: number) => { target: Uint8Array; position: number }) {
-    const { target, position } = allocateForWrite(value.bytes.length);
-    target.set(value.bytes, position);
-  },
-  unpack() {
-    throw new Error(`Unknown extension type ${packedExtensionType}`);
-  },
-} as unknown as Parameters<typeof addExtension>[0]);
 
 export function encodePayload(value: unknown): Buffer {
   return packr.pack(value);
