@@ -1,15 +1,22 @@
 /**
  * The commit pipeline: what happens to a record between the WAL taking it and its caller being
- * answered. It owns the records appended and not yet applied, the LSN the WAL has resolved, the
- * release gate (replication's acknowledged LSN), applying to LMDB in LSN order (one LMDB
- * transaction per batch), the waiters of each LSN, the listeners of applied batches, and the
- * store's failure.
+ * answered, and then applied. It owns the records appended and not yet applied, the LSN the WAL
+ * has resolved, the release gate (replication's acknowledged LSN), the released LSN, applying to
+ * LMDB in LSN order (one LMDB transaction per batch), the waiters of each LSN, the listeners of
+ * applied batches, and the store's failure.
  *
- * The rule it keeps: a record is applied, and its waiters answered, only once it is in the WAL
- * per the fsync policy *and* at or below the release gate. A reader therefore never sees a
- * commit that a crash or a failover could still lose.
+ * The rules it keeps:
+ * - A record is released, and its caller answered, only once it is in the WAL per the fsync
+ *   policy *and* at or below the release gate. A reader therefore never sees a commit that a
+ *   crash or a failover could still lose.
+ * - Applying to LMDB follows release, off the caller's path and in larger batches: when
+ *   `applyBatchRecords` released records wait, `applyDelayMs` after the first of them, or at once
+ *   when anything reads the state (`appliedState`) or waits for an LSN (`waitApplied`). So every
+ *   read sees at least what had been released when it began.
  */
 import type { Wal } from '../wal/wal.js';
+import type { TimerHandle } from '../wal/platform.js';
+import { assert } from '../wal/assert.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
 import type { ApplicableRecord, State } from './state.js';
@@ -21,6 +28,11 @@ interface Waiter {
 
 export type AppliedListener = (records: readonly ApplicableRecord[]) => void;
 
+/** Released records applied per LMDB transaction at most before the apply runs at once. */
+export const applyBatchRecords = 1024;
+/** The longest a released record waits to be applied when nothing reads (milliseconds). */
+export const applyDelayMs = 2;
+
 export class CommitPipeline {
   readonly wal: Wal;
   /** The derived state records are applied to (replaced when it is rebuilt after a cut). */
@@ -30,13 +42,19 @@ export class CommitPipeline {
   /** Set while this store must not write records of its own (a node that is not primary). */
   notWritable: TxlogError | undefined;
   private readonly options: ResolvedStoreOptions;
-  /** Records appended to the WAL and not yet applied, by LSN. */
+  /** Records appended to the WAL and not yet applied (released or not), by LSN. */
   private readonly pending = new Map<number, ApplicableRecord>();
+  /** Callers of each LSN, answered when it is released. */
+  private readonly releaseWaiters = new Map<number, Waiter[]>();
+  /** Whoever needs the state to hold an LSN (readers, `whenIdle`). */
   private readonly appliedWaiters = new Map<number, Waiter[]>();
   /** Highest LSN whose WAL append resolved (written, or durable under `always`). */
   private walResolvedLsn: number;
+  /** Highest LSN released: its caller answered, readers see it (the state applies it when read). */
+  private releasedLsnValue: number;
   private releaseGate: () => number = () => Number.MAX_SAFE_INTEGER;
-  private applyScheduled = false;
+  private releaseScheduled = false;
+  private applyTimer: TimerHandle | undefined;
   private readonly appliedListeners: AppliedListener[] = [];
   private readonly applyWakers = new Set<() => void>();
   private readonly failureListeners = new Set<(failure: TxlogError) => void>();
@@ -48,7 +66,19 @@ export class CommitPipeline {
     this.wal = wal;
     this.state = state;
     this.walResolvedLsn = wal.lastLsn;
+    this.releasedLsnValue = state.appliedLsn;
     this.epoch = Math.max(wal.lastEpoch, state.epoch);
+  }
+
+  /** Highest LSN released (answered, and visible to every read from now on). */
+  get releasedLsn(): number {
+    return this.releasedLsnValue;
+  }
+
+  /** The state with every released record applied: what every read goes through. */
+  appliedState(): State {
+    if (this.state.appliedLsn < this.releasedLsnValue) this.applyReleased();
+    return this.state;
   }
 
   get failedWith(): TxlogError | undefined {
@@ -81,30 +111,41 @@ export class CommitPipeline {
     return { lsn, applied: this.track({ lsn, type, payload }, written) };
   }
 
-  /** Tracks a record the WAL took (`written` resolves with its LSN); resolves when it is applied. */
+  /** Tracks a record the WAL took (`written` resolves with its LSN); resolves when it is released. */
   track(record: ApplicableRecord, written: Promise<number>): Promise<number> {
     this.pending.set(record.lsn, record);
-    const applied = this.waitApplied(record.lsn).then(() => record.lsn);
+    const released = this.waitReleased(record.lsn).then(() => record.lsn);
     written.then(
       (lsn) => {
         // A record dropped meanwhile (a primary stepping down) no longer counts.
         if (this.pending.get(lsn) !== record) return;
         if (lsn > this.walResolvedLsn) this.walResolvedLsn = lsn;
-        this.scheduleApply();
+        this.scheduleRelease();
       },
       (error: unknown) => this.fail(error),
     );
-    return applied;
+    return released;
   }
 
-  /** Resolves when `lsn` is applied; rejects when the store fails or gives up on it. */
+  /** Resolves when `lsn` is released; rejects when the store fails or gives up on it. */
+  waitReleased(lsn: number): Promise<void> {
+    if (lsn <= this.releasedLsnValue) return Promise.resolve();
+    return this.wait(this.releaseWaiters, lsn);
+  }
+
+  /** Resolves when the state holds `lsn` (applying what is released at once); rejects like `waitReleased`. */
   waitApplied(lsn: number): Promise<void> {
+    if (lsn <= this.releasedLsnValue) this.applyReleased();
     if (lsn <= this.state.appliedLsn) return Promise.resolve();
+    return this.wait(this.appliedWaiters, lsn);
+  }
+
+  private wait(waiting: Map<number, Waiter[]>, lsn: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(outcomeUnknown(this.failure));
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
     return new Promise<void>((resolve, reject) => {
-      const waiters = this.appliedWaiters.get(lsn);
-      if (waiters === undefined) this.appliedWaiters.set(lsn, [{ resolve, reject }]);
+      const waiters = waiting.get(lsn);
+      if (waiters === undefined) waiting.set(lsn, [{ resolve, reject }]);
       else waiters.push({ resolve, reject });
     });
   }
@@ -114,10 +155,10 @@ export class CommitPipeline {
     this.releaseGate = gate;
   }
 
-  /** The gate moved: apply what it now allows. */
+  /** The gate moved: release what it now allows. */
   releaseMore(): void {
     if (this.options.metrics.enabled) this.options.metrics.released(this.releaseGate());
-    this.scheduleApply();
+    this.scheduleRelease();
   }
 
   /**
@@ -138,20 +179,41 @@ export class CommitPipeline {
     return () => this.failureListeners.delete(listener);
   }
 
-  private scheduleApply(): void {
-    if (this.applyScheduled) return;
-    this.applyScheduled = true;
+  private scheduleRelease(): void {
+    if (this.releaseScheduled) return;
+    this.releaseScheduled = true;
     queueMicrotask(() => {
-      this.applyScheduled = false;
-      this.applyReady();
+      this.releaseScheduled = false;
+      this.releaseReady();
     });
   }
 
-  private applyReady(): void {
+  /** Releases every record the WAL resolved up to the gate, in LSN order, and answers its callers. */
+  private releaseReady(): void {
     if (this.failure !== undefined || this.closed) return;
     const limit = Math.min(this.walResolvedLsn, this.releaseGate());
+    const from = this.releasedLsnValue + 1;
+    let lsn = this.releasedLsnValue;
+    while (lsn < limit && this.pending.has(lsn + 1)) lsn += 1;
+    if (lsn < from) return;
+    this.releasedLsnValue = lsn;
+    for (let released = from; released <= lsn; released++) {
+      const waiters = this.releaseWaiters.get(released);
+      if (waiters === undefined) continue;
+      this.releaseWaiters.delete(released);
+      for (const waiter of waiters) waiter.resolve();
+    }
+    if (this.appliedWaiters.size > 0 || lsn - this.state.appliedLsn >= applyBatchRecords) this.applyReleased();
+    else this.applyTimer ??= this.options.platform.clock.setTimeout(() => this.applyReleased(), applyDelayMs);
+  }
+
+  /** Applies every released record not yet applied, in one LMDB transaction. */
+  private applyReleased(): void {
+    this.applyTimer?.cancel();
+    this.applyTimer = undefined;
+    if (this.failure !== undefined || this.closed) return;
     const batch: ApplicableRecord[] = [];
-    for (let lsn = this.state.appliedLsn + 1; lsn <= limit; lsn++) {
+    for (let lsn = this.state.appliedLsn + 1; lsn <= this.releasedLsnValue; lsn++) {
       const record = this.pending.get(lsn);
       if (record === undefined) break;
       batch.push(record);
@@ -169,8 +231,9 @@ export class CommitPipeline {
     for (const record of batch) {
       this.pending.delete(record.lsn);
       const waiters = this.appliedWaiters.get(record.lsn);
+      if (waiters === undefined) continue;
       this.appliedWaiters.delete(record.lsn);
-      for (const waiter of waiters ?? []) waiter.resolve();
+      for (const waiter of waiters) waiter.resolve();
     }
     for (const listener of this.appliedListeners) listener(batch);
     const wakers = [...this.applyWakers];
@@ -193,17 +256,20 @@ export class CommitPipeline {
     for (const listener of this.failureListeners) listener(this.failure);
   }
 
+  /** Rejects every caller not yet answered, and whoever waits for an LSN not yet applied. */
   rejectWaiters(error: Error): void {
-    const waiting = [...this.appliedWaiters.values()];
+    const waiting = [...this.releaseWaiters.values(), ...this.appliedWaiters.values()];
+    this.releaseWaiters.clear();
     this.appliedWaiters.clear();
     for (const waiters of waiting) for (const waiter of waiters) waiter.reject(error);
   }
 
   /**
-   * Forgets every record not yet applied; their callers get `error`. The WAL is the caller's to
-   * cut (a primary stepping down drops what it never released).
+   * Applies what was released, then forgets every record not released; their callers get
+   * `error`. The WAL is the caller's to cut (a primary stepping down drops what it never released).
    */
   dropPending(error: Error): void {
+    this.applyReleased();
     this.rejectWaiters(error);
     this.pending.clear();
   }
@@ -211,6 +277,13 @@ export class CommitPipeline {
   /** The WAL was cut or rewritten under the pipeline: what it resolved is its new end. */
   resetToWal(): void {
     this.walResolvedLsn = this.wal.lastLsn;
+    this.releasedLsnValue = Math.min(this.releasedLsnValue, this.wal.lastLsn);
+  }
+
+  /** The state was rebuilt under the pipeline (after a cut): it holds everything released. */
+  resetToState(): void {
+    assert(this.pending.size === 0, 'the state was rebuilt with records in flight');
+    this.releasedLsnValue = this.state.appliedLsn;
   }
 
   /** Resolves when every record appended so far is applied (or the store closed or failed). */
@@ -236,6 +309,8 @@ export class CommitPipeline {
 
   /** Stops: callers still waiting hear that their commit's outcome is unknown; subscribers wake. */
   close(): void {
+    // What was released is applied first, so a clean close leaves nothing for recovery to redo.
+    this.applyReleased();
     this.closed = true;
     this.rejectWaiters(
       txlogError('OUTCOME_UNKNOWN', 'the store closed after this commit reached the WAL but before it was released; resend the same request id', {

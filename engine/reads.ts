@@ -231,8 +231,9 @@ export class StoreReads {
     }
   }
 
+  /** The state with everything released applied: a read sees every commit answered before it began. */
   private get state(): CommitPipeline['state'] {
-    return this.pipeline.state;
+    return this.pipeline.appliedState();
   }
 
   private cursor(

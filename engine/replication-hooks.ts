@@ -164,7 +164,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
   }
 
   endOfEpoch(epoch: number): number {
-    const applied = this.pipeline.state.endOfEpoch(epoch);
+    const applied = this.pipeline.appliedState().endOfEpoch(epoch);
     if (applied !== undefined) return applied;
     const begun = this.begunEpochs.find(([started]) => started > epoch);
     return begun === undefined ? this.wal.lastLsn : begun[1] - 1;
@@ -227,6 +227,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
       await this.pipeline.state.close();
       State.destroy(stateDirOf(this.options));
       this.pipeline.state = await openState(this.options, this.wal);
+      this.pipeline.resetToState();
       this.assembler.reset();
     }
     this.pipeline.epoch = Math.max(this.wal.lastEpoch, this.pipeline.state.epoch);

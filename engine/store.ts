@@ -91,8 +91,9 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     return this.pipeline.epoch;
   }
 
+  /** Highest LSN released: every read sees it (the state applies released records when read). */
   get appliedLsn(): number {
-    return this.pipeline.state.appliedLsn;
+    return this.pipeline.releasedLsn;
   }
 
   get lastLsn(): number {
@@ -129,7 +130,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
         const running = this.inFlight.get(key);
         if (running !== undefined) return running;
         const decided = this.assembler.decidedCommit(request.clientId, request.requestId);
-        if (decided !== undefined) return this.pipeline.waitApplied(decided.lsn).then(() => outcomeOf(decided.payload));
+        if (decided !== undefined) return this.pipeline.waitReleased(decided.lsn).then(() => outcomeOf(decided.payload));
         const known = this.lookupOutcome(request.clientId, request.requestId);
         if (known !== undefined) return known;
       }
@@ -175,7 +176,13 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   }
 
   private lookupOutcome(clientId: string, requestId: number): Promise<unknown> | undefined {
-    const lookup = this.pipeline.state.sessionTable.lookup(clientId, requestId, this.options.sessions);
+    // A new request id costs no apply: only a resend of a known one (committed or expired in the
+    // state as applied so far) looks again with every released commit applied, so that it gets the
+    // answer a later read would give (the window and evictions move as commits apply).
+    let lookup = this.pipeline.state.sessionTable.lookup(clientId, requestId, this.options.sessions);
+    if (lookup.kind !== 'unknown' && this.pipeline.state.appliedLsn < this.pipeline.releasedLsn) {
+      lookup = this.pipeline.appliedState().sessionTable.lookup(clientId, requestId, this.options.sessions);
+    }
     switch (lookup.kind) {
       case 'unknown':
         return undefined;
@@ -201,7 +208,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
    * would reuse the id of a request in flight, or hand a new request the old one's call results.
    */
   latestRequestId(clientId: string): number {
-    let latest = this.pipeline.state.sessionTable.latestRequestId(clientId);
+    let latest = this.pipeline.appliedState().sessionTable.latestRequestId(clientId);
     for (const keys of [this.inFlight.keys(), ...this.assembler.pendingKeys()]) {
       for (const key of keys) latest = Math.max(latest, requestIdInKey(key, clientId) ?? 0);
     }
@@ -284,12 +291,12 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     } catch (error) {
       return Promise.reject(error);
     }
-    return backupStoreDirectory(this.options.dir, outDir, options, this.pipeline.state);
+    return backupStoreDirectory(this.options.dir, outDir, options, this.pipeline.appliedState());
   }
 
   /** For tests and `status`: the whole derived state in comparable form. */
   dumpState(): ReturnType<State['dump']> {
-    return this.pipeline.state.dump();
+    return this.pipeline.appliedState().dump();
   }
 
   /**

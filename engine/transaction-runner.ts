@@ -94,7 +94,7 @@ export class TransactionRunner {
     const { clock, random } = this.options.platform;
     const { clientId, requestId } = request;
     return {
-      read: (stream, fromVersion, maxCount) => this.pipeline.state.readStream(stream, fromVersion, maxCount),
+      read: (stream, fromVersion, maxCount) => this.pipeline.appliedState().readStream(stream, fromVersion, maxCount),
       call: async (callIndex, name, fn) => {
         if (requestId > 0) {
           // A resend finds calls journaled by an earlier attempt (before a crash or failover).
@@ -105,7 +105,7 @@ export class TransactionRunner {
             } catch (error) {
               abort(error);
             }
-            if (journaled.lsn !== undefined) await this.pipeline.waitApplied(journaled.lsn).catch(abort);
+            if (journaled.lsn !== undefined) await this.pipeline.waitReleased(journaled.lsn).catch(abort);
             return journaled.entry;
           }
         }

@@ -84,7 +84,9 @@ export function useInProcessNodes(prefix = 'txlog-in-process-'): InProcessNodes 
         ...options.both,
         ...options.backup,
       });
-      await waitForInProcess('the primary to have its backup in sync', () => inSyncPrimary(primary.status()), 30_000);
+      // Both sides: the primary counts its backup in sync at its acknowledgement, and the backup
+      // learns it from the `synced` message that follows (a moment later on a busy machine).
+      await waitForInProcess('the pair to be in sync, as both nodes see it', () => inSyncPrimary(primary.status()) && backup.status().inSync, 30_000);
       return { primary, backup, servers: [primary.addresses[0]!, backup.addresses[0]!] };
     },
     async connect(servers, options = {}) {
