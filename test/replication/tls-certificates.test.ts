@@ -10,10 +10,12 @@
  *   backup afterwards;
  * - a plaintext client against a node with certificates is refused with UNAUTHORIZED (an error
  *   frame it can read), and the node keeps serving;
+ * - with a secret as well, the secret is still proven inside TLS: a client with a good
+ *   certificate but no secret is refused with UNAUTHORIZED;
  * - the files are checked before anything starts: unreadable, another certificate's key, a
  *   certificate the CA did not sign, a node certificate without serverAuth are BAD_REQUEST.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cliMainPath } from '../../dist/replication/spawn-node.js';
@@ -67,8 +69,8 @@ async function expectServing(servers: string[], cluster: Cluster, stream: string
   }
 }
 
-async function startLone(nodes: Nodes, cluster: Cluster): Promise<string> {
-  const node = await nodes.start('A', path.join(fixture.newDir(), 'a'), ['--listen', '127.0.0.1:0', ...lightArgs, ...tlsFlags(cluster.node)]);
+async function startLone(nodes: Nodes, cluster: Cluster, extraArgs: string[] = []): Promise<string> {
+  const node = await nodes.start('A', path.join(fixture.newDir(), 'a'), ['--listen', '127.0.0.1:0', ...lightArgs, ...tlsFlags(cluster.node), ...extraArgs]);
   return node.addresses[0]!;
 }
 
@@ -133,6 +135,22 @@ describe.skipIf(!opensslAvailable())('TLS with certificates', () => {
     expect(cli.exitCode).toBe(4);
     expect(JSON.parse(cli.stdout)).toMatchObject([{ server: address, error: { code: 'UNAUTHORIZED' } }]);
     await expectServing([address], cluster, 'after');
+  });
+
+  it('still proves the secret inside TLS when there is one', async () => {
+    const cluster = makeCluster();
+    const secretFile = path.join(fixture.newDir(), 'secret');
+    writeFileSync(secretFile, 'correct horse battery staple\n');
+    const address = await startLone(fixture.nodes, cluster, ['--secret-file', secretFile]);
+    const withoutSecret = await rejectedError(() => connectClient([address], { tls: cluster.client, deadlineMs: 3000 }));
+    expect(withoutSecret.code).toBe('UNAUTHORIZED');
+    const client = await connectClient([address], { tls: cluster.client, secret: 'correct horse battery staple' });
+    try {
+      await client.append('both', [{ type: 'Added', data: 1 }]);
+      expect((await client.readStream('both')).events).toHaveLength(1);
+    } finally {
+      await client.close();
+    }
   });
 
   it('checks the files before starting or dialing (BAD_REQUEST)', async () => {
