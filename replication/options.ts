@@ -9,7 +9,7 @@ import { parseArbiterUrl, resolveArbiterOptions, type ArbiterOptions } from './a
 import { frameBytesMaxDefault } from './limits.js';
 import { isLoopbackHost, parseAddress } from './protocol.js';
 import { defaultNetwork } from './tls.js';
-import { checkTlsFiles, loadTlsCertificates, type TlsCertificates, type TlsFiles } from './tls-certificates.js';
+import { checkTlsFiles, loadTlsCertificates, type TlsFiles } from './tls-certificates.js';
 import type { Network } from './transport.js';
 
 export interface NodeOptions extends StoreOptions {
@@ -35,8 +35,8 @@ export interface NodeOptions extends StoreOptions {
    * authentication. This node presents `certFile` when it listens and when it dials its peer,
    * and refuses any peer or client whose certificate is missing or not signed by `caFile`; when
    * it dials, the peer's certificate must also name the host dialed. With a `secret` as well,
-   * the handshake proves the secret inside the TLS channel, which keeps holders of a client
-   * certificate from the same CA out of replication (README "Encryption"). The files are read
+   * the handshake proves the secret inside the TLS channel, so a certificate alone or the
+   * secret alone lets no one in (README "Encryption"). The files are read
    * and checked here: unreadable, not PEM, a key of another certificate, expired, without
    * `serverAuth`/`clientAuth` use, or not signed by the CA is `BAD_REQUEST`. @default none
    */
@@ -118,8 +118,6 @@ export interface ResolvedNodeOptions {
   peers: string[];
   role: 'primary' | 'backup';
   secret: string;
-  /** The certificates' contents, when `tls` was given. */
-  certificates: TlsCertificates | undefined;
   clusterId: string;
   nodeId: string;
   nodeIdGiven: boolean;
@@ -154,7 +152,6 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     peers: options.peers,
     role: options.role,
     secret,
-    certificates,
     clusterId: options.clusterId ?? 'txlog',
     nodeId: options.nodeId ?? listen[0]!,
     nodeIdGiven: options.nodeId !== undefined,
