@@ -10,6 +10,10 @@ import type { Transaction } from './load.js';
 /** The fsync policies txlog is measured under. */
 export const fsyncPolicies: readonly FsyncPolicy[] = ['always', 'interval'];
 
+/** How the replicated pair's links are protected: plaintext on loopback, or TLS 1.3 with the secret's key. */
+export type PairTls = 'off' | 'psk';
+export const pairTlsModes: readonly PairTls[] = ['off', 'psk'];
+
 export type BenchSystem = 'txlog' | 'lmdb' | 'sqlite' | 'postgres' | 'floor';
 export type BenchMode = 'embedded' | 'replicated';
 export type FloorName = 'write+fdatasync' | 'write' | 'tcp-rtt' | 'tcp-rtt+fdatasync' | 'two-hop+fdatasync';
@@ -40,6 +44,8 @@ export interface ScenarioResult extends LatencyFigures {
   cpuUsPerTransaction: { bench: number | null; primary: number | null; backup: number | null };
   /** The floor this scenario is read against, and its p50 over that floor's p50. */
   floor: FloorName | null;
+  /** txlog replicated only: plaintext links, or TLS 1.3 with the secret's key on every link. */
+  tls?: PairTls;
   p50VsFloor: number | null;
 }
 
@@ -108,6 +114,8 @@ export interface BenchOptions {
   primaryNodeArgs: string[] | undefined;
   /** txlog with Prometheus metrics on (a sink for the embedded store, `--metrics-listen` for the pair). */
   metrics: boolean;
+  /** The replicated pair is measured once per mode listed, in this order (`--tls off,psk`). */
+  pairTls: readonly PairTls[];
   /** Substrings of `system-mode` (e.g. `txlog-replicated`, `lmdb`): run only matching scenarios. */
   only: string[] | undefined;
   /** Called at the start with a warning about the machine (a load average that makes the run noisy). */

@@ -22,6 +22,7 @@ import {
   type BenchSystem,
   type FloorName,
   type Measure,
+  type PairTls,
   type ScenarioBase,
   type ScenarioResult,
   type Step,
@@ -33,7 +34,7 @@ import { loadWarning } from './machine-load.js';
 import { echoFrameBytes } from './network-floors.js';
 import { addLocalPeerSteps, addPostgresSteps, peerNotes } from './peer-steps.js';
 import { verdicts } from './targets.js';
-import { commitRecordBytes, eventOf, openEmbedded, startReplicated, clientConnectionsMax } from './txlog-subjects.js';
+import { commitRecordBytes, eventOf, openEmbedded, startReplicated, clientConnectionsMax, type BenchEvent, type ReplicatedSubject } from './txlog-subjects.js';
 
 export async function runCommitBench(options: BenchOptions): Promise<BenchReport> {
   const loadAverageStart = os.loadavg();
@@ -89,23 +90,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   }
   for (const fsync of fsyncPolicies) {
     if (!wanted('txlog', 'replicated')) continue;
-    let pair: Awaited<ReturnType<typeof startReplicated>> | undefined;
-    options.concurrencies.forEach((concurrency, index) => {
-      steps.push({
-        label: `txlog replicated, fsync ${fsync}, ${concurrency} in flight`,
-        run: async () => {
-          pair ??= await startReplicated(path.join(root, `pair-${fsync}`), fsync, event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, options.primaryNodeArgs, options.metrics);
-          try {
-            await measure(txlogBase('replicated', fsync, concurrency), pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
-          } finally {
-            if (index === options.concurrencies.length - 1) {
-              await pair.close();
-              fs.rmSync(path.join(root, `pair-${fsync}`), { recursive: true, force: true });
-            }
-          }
-        },
-      });
-    });
+    for (const tls of options.pairTls) addReplicatedSteps(steps, options, { root, event, fsync, tls, measure });
   }
   const peerRun = { root, event, notes, measure, wanted };
   addLocalPeerSteps(steps, options.concurrencies, peerRun);
@@ -161,9 +146,33 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   };
 }
 
-function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number): ScenarioBase {
+/** One pair per fsync policy and TLS mode, started at its first concurrency and closed after its last. */
+function addReplicatedSteps(steps: Step[], options: BenchOptions, run: { root: string; event: BenchEvent; fsync: FsyncPolicy; tls: PairTls; measure: Measure }): void {
+  const dir = path.join(run.root, `pair-${run.fsync}-tls-${run.tls}`);
+  let pair: ReplicatedSubject | undefined;
+  options.concurrencies.forEach((concurrency, index) => {
+    steps.push({
+      label: `txlog replicated, fsync ${run.fsync}, TLS ${run.tls}, ${concurrency} in flight`,
+      run: async () => {
+        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, metrics: options.metrics, tls: run.tls });
+        try {
+          await run.measure({ ...txlogBase('replicated', run.fsync, concurrency, run.tls), tls: run.tls }, pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
+        } finally {
+          if (index === options.concurrencies.length - 1) {
+            await pair.close();
+            fs.rmSync(dir, { recursive: true, force: true });
+          }
+        }
+      },
+    });
+  });
+}
+
+/** A scenario's name says TLS only when it is on, so plaintext names stay what they were. */
+function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number, tls: PairTls = 'off'): ScenarioBase {
   const floor: FloorName = mode === 'embedded' ? (fsync === 'always' ? 'write+fdatasync' : 'write') : fsync === 'always' ? 'two-hop+fdatasync' : 'tcp-rtt';
-  return { name: `txlog ${mode} ${fsync} c=${concurrency}`, system: 'txlog', mode, fsync, concurrency, floor };
+  const tlsName = tls === 'off' ? '' : ` tls-${tls}`;
+  return { name: `txlog ${mode}${tlsName} ${fsync} c=${concurrency}`, system: 'txlog', mode, fsync, concurrency, floor };
 }
 
 function placementOf(options: BenchOptions): string {

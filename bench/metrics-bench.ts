@@ -58,8 +58,8 @@ try {
   }
   if (values.mode !== 'embedded') {
     const placement = { primaryCpus: undefined, backupCpus: undefined };
-    const off = await startReplicated(path.join(root, 'pair-off'), fsync, event, placement, undefined, false);
-    const on = await startReplicated(path.join(root, 'pair-on'), fsync, event, placement, undefined, true);
+    const off = await startReplicated(path.join(root, 'pair-off'), fsync, event, placement, { metrics: false });
+    const on = await startReplicated(path.join(root, 'pair-on'), fsync, event, placement, { metrics: true });
     report['replicated'] = await compare({ ...off, cpuUs: () => processCpuUs(off.primary.pid) ?? 0 }, { ...on, cpuUs: () => processCpuUs(on.primary.pid) ?? 0 });
   }
   report['loadAverageAfter'] = os.loadavg().map((value) => Number(value.toFixed(2)));

@@ -55,7 +55,7 @@ export function formatText(report: BenchReport): string {
   out.push(line(columns.map((_, index) => '-'.repeat(widths[index]!))));
   let previous: string | undefined;
   for (const [index, scenario] of report.scenarios.entries()) {
-    const group = scenario.system === 'floor' ? 'floor' : `${scenario.system}-${scenario.mode}-${scenario.fsync}`;
+    const group = scenario.system === 'floor' ? 'floor' : `${scenario.system}-${scenario.mode}-${scenario.fsync}-${scenario.tls ?? 'off'}`;
     if (previous !== undefined && group !== previous) out.push('');
     previous = group;
     out.push(line(rows[index]!));

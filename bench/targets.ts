@@ -7,8 +7,9 @@
 import { fsyncPolicies, type BenchMode, type FloorName, type FloorSummary, type ScenarioResult, type TargetVerdict } from './bench-types.js';
 
 export function verdicts(scenarios: readonly ScenarioResult[], floors: readonly FloorSummary[]): TargetVerdict[] {
+  // The targets are the plaintext pair's; a TLS run is read beside it, not judged.
   const find = (mode: BenchMode, fsync: string, concurrency: number): ScenarioResult | undefined =>
-    scenarios.find((scenario) => scenario.system === 'txlog' && scenario.mode === mode && scenario.fsync === fsync && scenario.concurrency === concurrency);
+    scenarios.find((scenario) => scenario.system === 'txlog' && scenario.mode === mode && scenario.fsync === fsync && scenario.concurrency === concurrency && (scenario.tls ?? 'off') === 'off');
   const floor = (name: FloorName): FloorSummary | undefined => floors.find((candidate) => candidate.name === name);
   const result: TargetVerdict[] = [];
   const ratioTarget = (fsync: string, floorName: FloorName, limit: number): void => {

@@ -11,6 +11,7 @@ import { createPrometheusMetrics } from '../replication/metrics.js';
 import type { CommitPayload } from '../engine/records.js';
 import { connect, type Client } from '../replication/client.js';
 import { spawnNode, type SpawnedNode } from '../replication/spawn-node.js';
+import type { PairTls } from './bench-types.js';
 import type { Transaction } from './load.js';
 import { settleSpare } from './spare.js';
 
@@ -85,29 +86,45 @@ export interface ReplicatedSubject extends TxlogSubject {
 /** Client connections the bench opens to the primary; workers share them round-robin. */
 export const clientConnectionsMax = 16;
 
+/** The secret of a pair benchmarked with TLS (`--tls psk`): any secret gives the same cost. */
+const benchSecret = 'txlog-bench-secret';
+
+export interface ReplicatedOptions {
+  /** Arguments for the primary's node itself (e.g. `--cpu-prof`). @default none */
+  primaryNodeArgs?: string[] | undefined;
+  /** `--metrics-listen` on both nodes. @default false */
+  metrics?: boolean;
+  /** @default 'off' */
+  tls?: PairTls;
+}
+
 /**
  * Starts a pair as `txlog demo` does (primary with --expect-peer on port 0, backup with --peer),
- * waits until the primary says it has a backup in sync, and opens the client connections.
- * `primaryNodeArgs` go to the primary's node (e.g. `--cpu-prof`).
+ * waits until the primary says it has a backup in sync, and opens the client connections. With
+ * `tls: 'psk'` both nodes and every client get a secret, so every link runs TLS 1.3 with the key
+ * derived from it (and the handshake proves it), as a production pair with a secret does.
  */
 export async function startReplicated(
   dir: string,
   fsync: FsyncPolicy,
   event: BenchEvent,
   placement: PairPlacement,
-  primaryNodeArgs: string[] | undefined,
-  metrics = false,
+  options: ReplicatedOptions = {},
 ): Promise<ReplicatedSubject> {
-  const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024), ...(metrics ? ['--metrics-listen', '127.0.0.1:0'] : [])];
+  const common = ['--fsync', fsync, '--segment-bytes', String(256 * 1024 * 1024), ...(options.metrics === true ? ['--metrics-listen', '127.0.0.1:0'] : [])];
+  const secret = options.tls === 'psk' ? { secret: benchSecret } : {};
+  const env = options.tls === 'psk' ? { ...process.env, TXLOG_SECRET: benchSecret } : process.env;
   const primary = await spawnNode({
     args: ['--dir', path.join(dir, 'primary'), '--listen', '127.0.0.1:0', '--expect-peer', '--role', 'primary', '--node-id', 'P', ...common],
-    ...(primaryNodeArgs === undefined ? {} : { nodeArgs: primaryNodeArgs }),
+    env,
+    ...(options.primaryNodeArgs === undefined ? {} : { nodeArgs: options.primaryNodeArgs }),
     ...(placement.primaryCpus === undefined ? {} : { cpus: placement.primaryCpus }),
   });
   let backup: SpawnedNode;
   try {
     backup = await spawnNode({
       args: ['--dir', path.join(dir, 'backup'), '--listen', '127.0.0.1:0', '--peer', primary.addresses[0]!, '--role', 'backup', '--node-id', 'B', ...common],
+      env,
       ...(placement.backupCpus === undefined ? {} : { cpus: placement.backupCpus }),
     });
   } catch (error) {
@@ -122,11 +139,11 @@ export async function startReplicated(
     await backup.stop();
   };
   try {
-    await waitInSync(primary.addresses[0]!, 30_000);
+    await waitInSync(primary.addresses[0]!, 30_000, secret);
     await settleSpare(path.join(dir, 'primary', 'wal'));
     await settleSpare(path.join(dir, 'backup', 'wal'));
     for (let index = 0; index < clientConnectionsMax; index++) {
-      clients.push(await connect({ servers, clientId: `bench-client-${index}`, deadlineMs: 60_000 }));
+      clients.push(await connect({ servers, clientId: `bench-client-${index}`, deadlineMs: 60_000, ...secret }));
     }
   } catch (error) {
     await close();
@@ -141,12 +158,12 @@ export async function startReplicated(
   return { primary, backup, transaction, close };
 }
 
-async function waitInSync(address: string, timeoutMs: number): Promise<void> {
+async function waitInSync(address: string, timeoutMs: number, secret: { secret?: string }): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     try {
-      const client = await connect({ servers: [address], deadlineMs: 1000, connectTimeoutMs: 500 });
+      const client = await connect({ servers: [address], deadlineMs: 1000, connectTimeoutMs: 1000, ...secret });
       try {
         const status = await client.status();
         if (status.role === 'primary' && status.inSync && !status.alone) return;

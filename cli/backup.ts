@@ -15,9 +15,11 @@ import { parseArgs } from 'node:util';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { startProgress, type Progress } from './progress.js';
 import { readSecret, splitList } from './service-loader.js';
+import { tlsFilesFromFlags, tlsFlagOptions } from './tls-flags.js';
 
 export const backupHelp = `Usage: txlog backup --dir STORE --out DIR
        txlog backup --servers H:P[,H:P...] --out DIR [--secret-file F] [--cluster-id ID] [--timeout-ms N]
+                    [--tls-cert F --tls-key F --tls-ca F]
        txlog backup --verify DIR
 
 Writes a consistent copy of a store to DIR (which must not exist, or be empty): the state as of
@@ -31,6 +33,8 @@ Opening DIR as a store (openStore, txlog serve --dir DIR) is the restore.
   --out DIR            where the backup goes
   --verify DIR         check a backup against its manifest's checksums
   --timeout-ms N       with --servers, how long to wait for the node (default 3600000)
+  --tls-cert F, --tls-key F, --tls-ca F
+                       with --servers, for a cluster with certificates: as txlog exec
   -h, --help           show this help
 
 Prints one JSON line: {"event":"backup", out, lsn, epoch, stateLsn, files}.`;
@@ -41,6 +45,7 @@ const backupOptions = {
   out: { type: 'string' },
   verify: { type: 'string' },
   'secret-file': { type: 'string' },
+  ...tlsFlagOptions,
   'cluster-id': { type: 'string' },
   'timeout-ms': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -70,6 +75,9 @@ export async function runBackup(args: string[]): Promise<number> {
     return exitCodes.done;
   }
   if (values.out === undefined) throw usageError('--out is required', 'backup');
+  if (values.servers === undefined && Object.keys(tlsFlagOptions).some((flag) => flag in values)) {
+    throw usageError('--tls-cert, --tls-key and --tls-ca go with --servers', 'backup');
+  }
   const manifest = values.dir !== undefined ? await backupDirectory(values.dir, values.out) : await backupFromNode(values, values.out);
   print('backup', values.out, manifest);
   return exitCodes.done;
@@ -104,6 +112,8 @@ async function backupFromNode(values: Record<string, string | boolean | undefine
   const secret = readSecret(values['secret-file'] as string | undefined);
   if (secret !== undefined) options.secret = secret;
   if (typeof values['cluster-id'] === 'string') options.clusterId = values['cluster-id'];
+  const tls = tlsFilesFromFlags('backup', values, 'client');
+  if (tls !== undefined) options.tls = tls;
   const client = await connect(options);
   try {
     return (await client.backup(out, deadlineMs)) as ManifestSummary;

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { BenchOptions } from '../bench/bench-types.js';
+import { pairTlsModes, type BenchOptions, type PairTls } from '../bench/bench-types.js';
 import { runCommitBench } from '../bench/commit-bench.js';
 import { formatHtml, formatText } from '../bench/report.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
@@ -17,7 +17,8 @@ import { progressWanted } from './progress.js';
 export const benchHelp = `Usage: txlog bench [--quick] [--duration-ms N | --count N] [--warmup-ms N] [--floor-ms N]
                    [--event-bytes N] [--concurrency 1,8,64,256] [--with-postgres]
                    [--cpus PRIMARY:BACKUP | --no-pin] [--only FILTER[,FILTER...]]
-                   [--profile-primary DIR] [--metrics] [--dir D] [--json] [--report FILE.html]
+                   [--profile-primary DIR] [--metrics] [--tls off|psk|off,psk] [--dir D]
+                   [--json] [--report FILE.html]
 
 Measures commit latency (p50, p99, p999, max, in µs) and throughput of one-event transactions
 (the built-in append): txlog embedded (openStore in this process) and replicated (a primary and
@@ -47,6 +48,10 @@ with a note. A load average above the CPU count less 0.5 at the start is warned 
   --profile-primary D  run the replicated primaries with --cpu-prof into directory D
   --metrics            with Prometheus metrics on (the embedded stores get a sink, the
                        pair's nodes --metrics-listen): compare with a run without it
+  --tls LIST           the replicated pair's links: off (plaintext on loopback, the
+                       default) or psk (TLS 1.3 with the key of a secret, as a pair with
+                       --secret-file runs), or off,psk to measure both in one run (scenarios
+                       'txlog replicated tls-psk ...'); the targets judge the plaintext pair
   --dir D              where data goes (default: the OS temporary directory)
   --json               print one JSON document on stdout
   --report FILE        also write a self-contained HTML page with the table and a chart
@@ -66,6 +71,7 @@ const benchOptions = {
   only: { type: 'string' },
   'profile-primary': { type: 'string' },
   metrics: { type: 'boolean' },
+  tls: { type: 'string' },
   dir: { type: 'string' },
   json: { type: 'boolean' },
   report: { type: 'string' },
@@ -90,6 +96,16 @@ function pairCpus(cpus: string | undefined, noPin: boolean): { primaryCpus: stri
   }
   if (os.cpus().length < 2 || !tasksetAvailable()) return { primaryCpus: undefined, backupCpus: undefined };
   return { primaryCpus: '0', backupCpus: '1' };
+}
+
+/** `--tls off,psk`: each mode once, in the order given. */
+function pairTlsList(value: string | undefined): PairTls[] {
+  if (value === undefined) return ['off'];
+  const modes = value.split(',').map((text) => text.trim());
+  const unknown = modes.find((mode) => !(pairTlsModes as readonly string[]).includes(mode));
+  if (unknown !== undefined || modes.length === 0) throw usageError(`--tls takes off, psk or off,psk, got '${value}'`, 'bench');
+  if (new Set(modes).size !== modes.length) throw usageError(`--tls names a mode twice: '${value}'`, 'bench');
+  return modes as PairTls[];
 }
 
 export async function runBench(args: string[]): Promise<number> {
@@ -124,6 +140,7 @@ export async function runBench(args: string[]): Promise<number> {
     ...pairCpus(values.cpus, values['no-pin'] === true),
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     metrics: values.metrics === true,
+    pairTls: pairTlsList(values.tls),
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
     // Said at the start, not only in the report's notes: a person can stop and retry later.
     onWarning: (warning) => process.stderr.write(`${warning}\n`),

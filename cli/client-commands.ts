@@ -9,6 +9,7 @@ import type { NodeStatus } from '../replication/node.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { checkPositionals, exitCodes, formatTable, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { readSecret, splitList } from './service-loader.js';
+import { tlsFilesFromFlags, tlsFlagOptions, tlsFlagsHelp } from './tls-flags.js';
 import type { ExpectedVersion } from '../engine/expected-version.js';
 
 const connectionOptions = {
@@ -16,6 +17,7 @@ const connectionOptions = {
   'client-id': { type: 'string' },
   'request-id': { type: 'string' },
   'secret-file': { type: 'string' },
+  ...tlsFlagOptions,
   'cluster-id': { type: 'string' },
   'timeout-ms': { type: 'string' },
   json: { type: 'boolean' },
@@ -26,6 +28,7 @@ const connectionHelp = `  --servers H:P[,H:P...]  every node's address (required
   --client-id C           the client identity (exactly-once needs the same one on a resend)
   --request-id N          the request id to use (a resend of an earlier request)
   --secret-file F         the shared secret (else TXLOG_SECRET)
+${tlsFlagsHelp}
   --cluster-id ID         default txlog
   --timeout-ms N          per-call deadline (default 10000); past it: TIMEOUT, outcome unknown
   -h, --help              show this help`;
@@ -108,6 +111,8 @@ function clientOptions(command: string, values: ParsedValues, servers: string[])
   if (typeof values['cluster-id'] === 'string') options.clusterId = values['cluster-id'];
   const secret = readSecret(typeof values['secret-file'] === 'string' ? values['secret-file'] : undefined);
   if (secret !== undefined) options.secret = secret;
+  const tls = tlsFilesFromFlags(command, values, 'client');
+  if (tls !== undefined) options.tls = tls;
   return options;
 }
 

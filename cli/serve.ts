@@ -13,10 +13,12 @@ import { TxlogError } from '../wal/errors.js';
 import { fsyncPolicies, type FsyncPolicy } from '../wal/options.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { loadService, readSecret, splitList } from './service-loader.js';
+import { tlsFilesFromFlags, tlsFlagOptions, tlsFlagsHelp } from './tls-flags.js';
 
 export const serveHelp = `Usage: txlog serve --dir D --listen H:P[,H:P...] [--peer H:P[,H:P...]]
                    [--role primary|backup] [--service FILE] [--fsync always|interval|never]
-                   [--secret-file F] [--cluster-id ID] [--node-id ID]
+                   [--secret-file F] [--tls-cert F --tls-key F --tls-ca F]
+                   [--cluster-id ID] [--node-id ID]
                    [--heartbeat-timeout-ms N] [--replica-timeout-ms N]
                    [--on-replica-lost fail|continue] [--force-primary] [--expect-peer]
                    [--segment-bytes N] [--metrics-listen H:P]
@@ -35,7 +37,9 @@ machine loss loses what its fsync policy allows).
   --service FILE          an ESM module whose default export is the service; without it only
                           the built-in commands (append) run
   --fsync P               always (default), interval or never: see README "Durability"
-  --secret-file F         the shared secret (else TXLOG_SECRET); without one, loopback only
+  --secret-file F         the shared secret (else TXLOG_SECRET); without one (and without
+                          --tls-*), loopback only; with --tls-* too, it is proven inside TLS
+${tlsFlagsHelp}
   --on-replica-lost P     fail (default: writes fail with REPLICA_UNAVAILABLE while no backup
                           is in sync) or continue (commit alone; unsafe under a partition)
   --force-primary         become primary at once, without waiting for the peer
@@ -62,6 +66,7 @@ const serveOptions = {
   service: { type: 'string' },
   fsync: { type: 'string' },
   'secret-file': { type: 'string' },
+  ...tlsFlagOptions,
   'cluster-id': { type: 'string' },
   'node-id': { type: 'string' },
   'heartbeat-interval-ms': { type: 'string' },
@@ -153,6 +158,8 @@ export async function runServe(args: string[]): Promise<number> {
   }
   const secret = readSecret(values['secret-file']);
   if (secret !== undefined) options.secret = secret;
+  const tls = tlsFilesFromFlags('serve', values, 'node');
+  if (tls !== undefined) options.tls = tls;
   if (values.service !== undefined) options.service = await loadService(values.service);
   if (peers.length === 0 && values['expect-peer'] !== true) {
     process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');

@@ -23,6 +23,7 @@ import {
 } from './limits.js';
 import type { Message, Operation } from './protocol.js';
 import { defaultNetwork } from './tls.js';
+import { checkTlsFiles, loadTlsCertificates, type TlsFiles } from './tls-certificates.js';
 import type { Network } from './transport.js';
 import type { NodeStatus } from './node.js';
 
@@ -39,9 +40,18 @@ export interface ClientOptions {
   firstRequestId?: number;
   /**
    * Shared secret of the cluster: with one, links run TLS 1.3 with a key derived from it and the
-   * handshake proves it (`NodeOptions.secret`). Without one, plaintext on loopback only.
+   * handshake proves it (`NodeOptions.secret`). Without one (and without `tls`), plaintext on
+   * loopback only.
    */
   secret?: string;
+  /**
+   * Certificates, for a cluster whose nodes run with them (`NodeOptions.tls`): TLS 1.3 where
+   * this client presents `certFile` (nodes refuse a client without a certificate signed by
+   * their CA) and checks each node's certificate against `caFile` and the host dialed. With a
+   * `secret` too, the handshake proves it inside TLS. Unreadable or mismatched files are
+   * `BAD_REQUEST` here, before any dial. @default none
+   */
+  tls?: TlsFiles;
   /** @default 'txlog' */
   clusterId?: string;
   /**
@@ -97,8 +107,9 @@ export class Client {
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
     this.inFlightMax = options.inFlightMax ?? 16_384;
-    this.network = options.network ?? defaultNetwork(this.secret, this.clusterId, this.connectTimeoutMs);
     this.platform = options.platform ?? nodePlatform;
+    const certificates = options.tls === undefined ? undefined : loadTlsCertificates(checkTlsFiles(options.tls, 'tls'), 'client', this.platform.clock.nowMs());
+    this.network = options.network ?? defaultNetwork(this.secret, this.clusterId, this.connectTimeoutMs, certificates);
     if (options.firstRequestId !== undefined) {
       if (!Number.isSafeInteger(options.firstRequestId) || options.firstRequestId < 1) {
         throw txlogError('BAD_REQUEST', 'firstRequestId must be a positive integer');

@@ -4,6 +4,7 @@ export { type NodeOptions, type NodeArbiterOptions } from './options.js';
 export { type ArbiterNodeStatus } from './leadership.js';
 export { protocolVersion, parseAddress } from './protocol.js';
 export { nodeNetwork, type Network, type Transport } from './transport.js';
+export { type TlsFiles } from './tls-certificates.js';
 export {
   openArbiter,
   parseArbiterUrl,

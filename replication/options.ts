@@ -3,11 +3,13 @@
  * lost. Each documented once with default, unit and trade-off; merged with defaults here only.
  */
 import { txlogError } from '../wal/errors.js';
+import { nodePlatform } from '../wal/platform.js';
 import type { StoreOptions } from '../engine/options.js';
 import { parseArbiterUrl, resolveArbiterOptions, type ArbiterOptions } from './arbiter.js';
 import { frameBytesMaxDefault } from './limits.js';
 import { isLoopbackHost, parseAddress } from './protocol.js';
 import { defaultNetwork } from './tls.js';
+import { checkTlsFiles, loadTlsCertificates, type TlsFiles } from './tls-certificates.js';
 import type { Network } from './transport.js';
 
 export interface NodeOptions extends StoreOptions {
@@ -23,10 +25,22 @@ export interface NodeOptions extends StoreOptions {
   role: 'primary' | 'backup';
   /**
    * Shared secret of the cluster. With one, every link (client and peer) runs TLS 1.3 with a
-   * pre-shared key derived from it, and the handshake proves it again (HMAC) on top. Without
-   * one, links are plaintext TCP and only loopback addresses may be used.
+   * pre-shared key derived from it (unless `tls` gives certificates), and the handshake proves
+   * it again (HMAC) on top. Without a secret and without `tls`, links are plaintext TCP and only
+   * loopback addresses may be used.
    */
   secret?: string;
+  /**
+   * Certificates instead of the pre-shared key: every link runs TLS 1.3 with mutual
+   * authentication. This node presents `certFile` when it listens and when it dials its peer,
+   * and refuses any peer or client whose certificate is missing or not signed by `caFile`; when
+   * it dials, the peer's certificate must also name the host dialed. With a `secret` as well,
+   * the handshake proves the secret inside the TLS channel, so a certificate alone or the
+   * secret alone lets no one in (README "Encryption"). The files are read
+   * and checked here: unreadable, not PEM, a key of another certificate, expired, without
+   * `serverAuth`/`clientAuth` use, or not signed by the CA is `BAD_REQUEST`. @default none
+   */
+  tls?: TlsFiles;
   /** Name of the cluster; a node or client of another cluster is refused. @default 'txlog' */
   clusterId?: string;
   /** Names this node in logs and epoch records. @default the first listen address */
@@ -126,10 +140,11 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
   if (!Array.isArray(options.peers)) throw txlogError('BAD_REQUEST', 'startNode needs peers (may be empty)');
   if (options.role !== 'primary' && options.role !== 'backup') throw txlogError('BAD_REQUEST', 'role must be primary or backup');
   const secret = options.secret ?? '';
+  const certificates = options.tls === undefined ? undefined : loadTlsCertificates(checkTlsFiles(options.tls, 'tls'), 'node', (options.platform ?? nodePlatform).clock.nowMs());
   for (const address of [...listen, ...options.peers]) {
     const { host } = parseAddress(address);
-    if (secret === '' && !isLoopbackHost(host)) {
-      throw txlogError('BAD_REQUEST', `refusing ${address} without a secret: without one txlog stays on loopback`);
+    if (secret === '' && certificates === undefined && !isLoopbackHost(host)) {
+      throw txlogError('BAD_REQUEST', `refusing ${address} without a secret or certificates: without them txlog stays on loopback`);
     }
   }
   const resolved: ResolvedNodeOptions = {
@@ -149,7 +164,7 @@ export function resolveNodeOptions(options: NodeOptions): ResolvedNodeOptions {
     clientConnectionsMax: options.clientConnectionsMax ?? 1024,
     requestsPerConnectionMax: options.requestsPerConnectionMax ?? 4096,
     connectTimeoutMs: options.connectTimeoutMs ?? 2000,
-    network: options.network ?? defaultNetwork(secret, options.clusterId ?? 'txlog', options.connectTimeoutMs ?? 2000),
+    network: options.network ?? defaultNetwork(secret, options.clusterId ?? 'txlog', options.connectTimeoutMs ?? 2000, certificates),
     arbiter: options.arbiter === undefined ? undefined : resolveNodeArbiter(options.arbiter),
   };
   if (resolved.onReplicaLost !== 'fail' && resolved.onReplicaLost !== 'continue') {

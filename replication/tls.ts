@@ -1,17 +1,19 @@
 /**
- * TLS 1.3 under every link of a cluster that has a secret: `tlsNetwork` adapts `node:tls`
- * sockets to `Transport` and `Network`, as `nodeNetwork` does for plain TCP, so nothing above
- * the seam changes. By default both ends hold a pre-shared key derived from the cluster secret
- * (HKDF-SHA256, a key of its own for this purpose and cluster), so a cluster that had a secret
- * is encrypted with no new configuration; certificates (with mutual authentication) are the
- * alternative. A handshake that fails (wrong key, untrusted certificate, a peer that does not
- * speak TLS) reaches the dialer as `UNAUTHORIZED`: retrying cannot fix it.
+ * TLS 1.3 under every link of a cluster that has a secret or certificates: `tlsNetwork` adapts
+ * `node:tls` sockets to `Transport` and `Network`, as `nodeNetwork` does for plain TCP, so
+ * nothing above the seam changes. By default both ends hold a pre-shared key derived from the
+ * cluster secret (HKDF-SHA256, a key of its own for this purpose and cluster), so a cluster that
+ * had a secret is encrypted with no new configuration; certificates signed by one CA, checked
+ * both ways on every link, are the alternative (`tls-certificates.ts` reads them). A handshake
+ * that fails (wrong key, untrusted or missing certificate, a peer that does not speak TLS)
+ * reaches the dialer as `UNAUTHORIZED`: retrying cannot fix it.
  */
 import { hkdfSync } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { txlogError } from '../wal/errors.js';
 import { encodeMessage } from './protocol.js';
+import type { TlsCertificates } from './tls-certificates.js';
 import { listenOn, nodeNetwork, socketTransport, type Network, type Transport } from './transport.js';
 
 /**
@@ -29,10 +31,18 @@ export const tlsPskIdentity = 'txlog-psk-v1';
 /** HKDF `info` of the PSK; another purpose of the secret must use another one. */
 const pskInfo = 'txlog tls psk v1';
 
-/** How the TLS layer authenticates both ends. */
+/**
+ * How the TLS layer authenticates both ends. With certificates, `identity` is what this end
+ * presents: a listener must have one, and every txlog dialer has one (nodes ask every dialer
+ * for a certificate); a dialer without one exists for tests of that refusal.
+ */
 export type TlsCredentials =
   | { kind: 'psk'; key: Buffer }
-  | { kind: 'certificates'; cert: Buffer; key: Buffer; ca: Buffer };
+  | { kind: 'certificates'; ca: Buffer; identity: { cert: Buffer; key: Buffer } | undefined };
+
+export function certificateCredentials(certificates: TlsCertificates): TlsCredentials {
+  return { kind: 'certificates', ca: certificates.ca, identity: { cert: certificates.cert, key: certificates.key } };
+}
 
 /** The TLS pre-shared key of `clusterId` for `secret`: HKDF-SHA256, info bound to the cluster. */
 export function tlsPskKey(secret: string, clusterId: string): Buffer {
@@ -58,7 +68,7 @@ function commonOptions(credentials: TlsCredentials): tls.CommonConnectionOptions
     case 'psk':
       return { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: tlsPskCipher };
     case 'certificates':
-      return { minVersion: 'TLSv1.3', cert: credentials.cert, key: credentials.key, ca: credentials.ca, rejectUnauthorized: true };
+      return { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...credentials.identity, ca: credentials.ca, rejectUnauthorized: true };
     default:
       return assertNever(credentials);
   }
@@ -70,7 +80,13 @@ function assertNever(value: never): never {
 
 function serverOptions(credentials: TlsCredentials, options: TlsNetworkOptions): tls.TlsOptions {
   const common = { ...commonOptions(credentials), handshakeTimeout: options.handshakeTimeoutMs };
-  if (credentials.kind === 'certificates') return { ...common, requestCert: true };
+  if (credentials.kind === 'certificates') {
+    if (credentials.identity === undefined) throw new TypeError('a TLS listener needs a certificate and key');
+    // Every dialer (peer or client) must present a certificate signed by the CA, but the check
+    // is ours (`acceptVerified`): Node would drop an untrusted dialer without a word (it sends
+    // no alert), and the dialer would retry until its deadline instead of hearing why.
+    return { ...common, requestCert: true, rejectUnauthorized: false };
+  }
   const key = credentials.key;
   // Null for an unknown identity: OpenSSL then answers with an alert and the socket is dropped.
   return { ...common, pskCallback: (_socket, identity) => (identity === tlsPskIdentity ? key : null) };
@@ -78,6 +94,7 @@ function serverOptions(credentials: TlsCredentials, options: TlsNetworkOptions):
 
 function clientOptions(credentials: TlsCredentials, host: string, port: number): tls.ConnectionOptions {
   const common = { ...commonOptions(credentials), host, port };
+  // Node's own check of the server's name stays on: its certificate must name the host dialed.
   if (credentials.kind === 'certificates') return common;
   const key = credentials.key;
   return {
@@ -91,7 +108,8 @@ function clientOptions(credentials: TlsCredentials, host: string, port: number):
 /**
  * A dialed TLS socket as a `Transport`. Errors before the handshake finished are the
  * handshake's: a TLS error becomes `UNAUTHORIZED` (retrying with the same key or certificate
- * cannot succeed); a refused or reset dial is passed on as it is, so the dialer retries it.
+ * cannot succeed); a refused or reset dial is passed on as it is, so the dialer retries it. A
+ * node that refuses our certificate says so after the TLS handshake, in an `error` frame.
  */
 function dialedTransport(socket: tls.TLSSocket, address: string): Transport {
   let secured = false;
@@ -145,11 +163,32 @@ const tlsHandshakeRecordType = 0x16;
  */
 export const tlsPlaintextProbeMs = 500;
 
-/** Tells a dialer that does not speak TLS why it is refused, in the one format it reads, and closes. */
-function refusePlaintext(socket: net.Socket): void {
-  const error = txlogError('UNAUTHORIZED', 'this node takes TLS only (the cluster has a secret): configure the secret');
-  socket.end(encodeMessage({ t: 'error', error: error.toJSON() }));
+/**
+ * Tells a dialer why it is refused, in the one format it reads (a txlog `error` frame, in the
+ * clear or inside TLS), and closes.
+ */
+function refuse(socket: net.Socket, message: string): void {
+  socket.on('error', () => socket.destroy());
+  socket.end(encodeMessage({ t: 'error', error: txlogError('UNAUTHORIZED', message).toJSON() }));
   socket.setTimeout(tlsPlaintextProbeMs, () => socket.destroy());
+}
+
+function refusePlaintext(socket: net.Socket): void {
+  refuse(socket, 'this node takes TLS only: configure the cluster\'s secret, or its certificates (--tls-cert, --tls-key, --tls-ca)');
+}
+
+/**
+ * Hands on a TLS socket whose dialer proved itself: with certificates, only one whose
+ * certificate the CA signed; any other is told so (inside TLS: it has checked our certificate,
+ * so it can believe us) and closed, and never reaches `onTransport`.
+ */
+function acceptVerified(credentials: TlsCredentials, socket: tls.TLSSocket, onTransport: (transport: Transport) => void): void {
+  if (credentials.kind === 'certificates' && !socket.authorized) {
+    const reason = socket.authorizationError === undefined ? 'none' : String(socket.authorizationError);
+    refuse(socket, `this node takes only dialers with a certificate signed by its CA (${reason})`);
+    return;
+  }
+  onTransport(socketTransport(socket));
 }
 
 /**
@@ -180,7 +219,7 @@ export function tlsNetwork(credentials: TlsCredentials, options: TlsNetworkOptio
   return {
     listen(host, port, onTransport) {
       // Never listens itself: the plain server below hands it the sockets that speak TLS.
-      const tlsServer = tls.createServer(serverOptions(credentials, options), (socket) => onTransport(socketTransport(socket)));
+      const tlsServer = tls.createServer(serverOptions(credentials, options), (socket) => acceptVerified(credentials, socket, onTransport));
       // A failed handshake (a wrong key, garbage) only drops that socket: Node has destroyed
       // it already, and the dialer hears the alert or the close.
       tlsServer.on('tlsClientError', () => undefined);
@@ -194,8 +233,12 @@ export function tlsNetwork(credentials: TlsCredentials, options: TlsNetworkOptio
   };
 }
 
-/** The network of a node or client: TLS with a key derived from the secret when there is one, plaintext TCP only without one. */
-export function defaultNetwork(secret: string, clusterId: string, handshakeTimeoutMs: number): Network {
+/**
+ * The network of a node or client: TLS with certificates when it has them, else TLS with a key
+ * derived from the secret when there is one, plaintext TCP only with neither.
+ */
+export function defaultNetwork(secret: string, clusterId: string, handshakeTimeoutMs: number, certificates: TlsCertificates | undefined): Network {
+  if (certificates !== undefined) return tlsNetwork(certificateCredentials(certificates), { handshakeTimeoutMs });
   if (secret === '') return nodeNetwork;
   return tlsNetwork(pskCredentials(secret, clusterId), { handshakeTimeoutMs });
 }

@@ -1,8 +1,9 @@
 /**
  * Proves that `txlog bench --quick --json` runs end to end as a real process (an embedded
  * store, a real pair of `txlog serve` children, the floors and the peers) and prints one JSON
- * document of the documented shape with every scenario present. It checks names and types, not
- * speed: the machine is shared and a tiny count says nothing about performance.
+ * document of the documented shape with every scenario present, and that `--tls psk` measures the
+ * pair over TLS. It checks names and types, not speed: the machine is shared and a tiny
+ * count says nothing about performance.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,9 +75,21 @@ describe('txlog bench --quick --json', () => {
     expect((report['notes'] as unknown[]).some((note) => String(note).startsWith('postgres skipped'))).toBe(true);
   });
 
+  it('measures the pair with TLS (--tls psk; the plaintext pair is the first test)', async () => {
+    const result = await runBench(['--json', '--only', 'txlog-replicated', '--tls', 'psk', '--concurrency', '1', '--count', '20', '--warmup-ms', '0', '--floor-ms', '20', '--no-pin', '--dir', workDir]);
+    expect(result.exitCode).toBe(0);
+    const scenarios = (JSON.parse(result.stdout) as { scenarios: Array<Record<string, unknown>> }).scenarios.filter((scenario) => scenario['system'] === 'txlog');
+    expect(scenarios.map((scenario) => [scenario['name'], scenario['tls']])).toEqual([
+      ['txlog replicated tls-psk always c=1', 'psk'],
+      ['txlog replicated tls-psk interval c=1', 'psk'],
+    ]);
+  });
+
   it('refuses a bad flag with the usage exit code', async () => {
-    const result = await runBench(['--concurrency', 'zero']);
-    expect(result.exitCode).toBe(2);
-    expect(result.stderr).toMatch(/USAGE/);
+    for (const args of [['--concurrency', 'zero'], ['--tls', 'on'], ['--tls', 'psk,psk']]) {
+      const result = await runBench(args);
+      expect(result.exitCode, args.join(' ')).toBe(2);
+      expect(result.stderr, args.join(' ')).toMatch(/USAGE/);
+    }
   });
 });

@@ -149,6 +149,8 @@ export interface PairOptions {
   listen?: string;
   /** The backup's --peer (default: the primary's addresses). */
   peerOf?: (primary: TestNode) => string;
+  /** What the status client needs to reach the nodes (a secret, certificates). */
+  client?: Partial<ClientOptions>;
 }
 
 /**
@@ -172,13 +174,13 @@ export async function startPair(nodes: Nodes, dirs: { primary: string; backup: s
     { ...options.env, ...options.backupEnv },
   );
   const servers = [primary.addresses[0]!, backup.addresses[0]!];
-  await waitForPrimaryInSync(primary.addresses[0]!, 30_000, nodes);
+  await waitForPrimaryInSync(primary.addresses[0]!, 30_000, nodes, options.client);
   return { primary, backup, servers };
 }
 
 /** The status of one node, asked over a fresh client connection. */
-export async function statusOf(address: string, deadlineMs = 2000): Promise<NodeStatus> {
-  const client = await connect({ servers: [address], deadlineMs, connectTimeoutMs: Math.min(1000, deadlineMs) });
+export async function statusOf(address: string, deadlineMs = 2000, options: Partial<ClientOptions> = {}): Promise<NodeStatus> {
+  const client = await connect({ servers: [address], deadlineMs, connectTimeoutMs: Math.min(1000, deadlineMs), ...options });
   try {
     return await client.status();
   } finally {
@@ -202,12 +204,12 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}${logs}`);
 }
 
-export async function waitForPrimaryInSync(address: string, timeoutMs: number, nodes?: Nodes): Promise<NodeStatus> {
+export async function waitForPrimaryInSync(address: string, timeoutMs: number, nodes?: Nodes, options: Partial<ClientOptions> = {}): Promise<NodeStatus> {
   let status: NodeStatus | undefined;
   await waitFor(
     `${address} to be a primary with its backup in sync`,
     async () => {
-      status = await statusOf(address);
+      status = await statusOf(address, 2000, options);
       return status.role === 'primary' && status.inSync && !status.alone;
     },
     timeoutMs,

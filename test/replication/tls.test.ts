@@ -10,40 +10,17 @@
  *   while the same capture without a secret does (the capture would see it);
  * - the key derivation is bound to the secret and the cluster.
  */
-import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { FrameDecoder, parseAddress, parseMessage } from '../../replication/protocol.js';
-import { frameBytesMaxDefault } from '../../replication/limits.js';
 import { tlsPskKey, tlsPskKeyBytes } from '../../replication/tls.js';
 import type { NodeOptions } from '../../replication/options.js';
 import { rejectedError } from '../helpers/wal.js';
 import { useInProcessNodes, waitForInProcess } from '../helpers/in-process-pair.js';
 import { useTcpProxies } from '../helpers/tcp-proxy.js';
+import { firstPlaintextFrame } from '../helpers/plaintext-dialer.js';
 
 const nodes = useInProcessNodes('txlog-tls-');
 const proxies = useTcpProxies();
 const secret = 'correct horse battery staple';
-
-/** Connects a raw plaintext socket and resolves with the first frame the node sends. */
-async function firstPlaintextFrame(address: string): Promise<unknown> {
-  const { host, port } = parseAddress(address);
-  const socket = net.connect({ host, port });
-  socket.on('error', () => undefined);
-  const decoder = new FrameDecoder(frameBytesMaxDefault);
-  try {
-    return await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no frame within 5 s')), 5000);
-      socket.on('data', (chunk: Buffer) => {
-        const [body] = decoder.push(chunk);
-        if (body === undefined) return;
-        clearTimeout(timer);
-        resolve(parseMessage(body));
-      });
-    });
-  } finally {
-    socket.destroy();
-  }
-}
 
 /** A primary and a backup whose peer link and one client go through proxies that capture. */
 async function capturedPair(options: Partial<NodeOptions>): Promise<Buffer> {
