@@ -2,9 +2,12 @@
  * `txlog read`: a stream, or the whole log, from the primary, forwards or backwards, from a
  * version or position or the end, filtered by stream prefix and event type (the log: the node
  * filters), printed as one JSON document. It iterates the client's read page by page and
- * prints each page as it comes, so neither it nor the node holds more than a page.
+ * prints each page as it comes, so neither it nor the node holds more than a page. With
+ * `--follow` it subscribes instead (the log, forwards) and prints one event a line as they
+ * commit, until interrupted or `--max-count` events.
  */
-import type { EventFilter, ReadAllOptions, ReadStreamOptions, RecordedEvent } from '../engine/index.js';
+import type { EventFilter, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeOptions } from '../engine/index.js';
+import type { Client } from '../replication/client.js';
 import { clientOptions, connectionHelp, help, parseClientArgs, text, withConnection, type ParsedValues } from './client-commands.js';
 import { LineOutput, checkPositionals, exitCodes, parseIntegerFlag, usageError } from './common.js';
 import { splitList } from './service-loader.js';
@@ -15,7 +18,7 @@ const readCountDefault = 4096;
 const readCountMax = 1_000_000;
 
 export const readHelp = `Usage: txlog read --servers H:P[,...] [STREAM] [--from N|start|end] [--backwards]
-                  [--max-count N] [--stream-prefix P]... [--event-type T]...
+                  [--max-count N] [--stream-prefix P]... [--event-type T]... [--follow]
 
 Reads STREAM, or without one the whole log, from the primary, page by page, and prints one JSON
 document: {version, events} for a stream (version: its last version when the read began),
@@ -27,6 +30,9 @@ document: {version, events} for a stream (version: its last version when the rea
   --max-count N       events to print at most, 1 to ${readCountMax} (default ${readCountDefault})
   --stream-prefix P   the log only: events of streams whose name starts with P (repeatable)
   --event-type T      the log only: events of type T (repeatable)
+  --follow            the log only, forwards: every event from --from (end: only those
+                      committed from now on), then each one as it commits, one JSON object a
+                      line, until SIGINT or SIGTERM (exit 0) or --max-count events
 ${connectionHelp}`;
 
 const readFlags = {
@@ -36,6 +42,7 @@ const readFlags = {
   'max-count': { type: 'string' },
   'stream-prefix': { type: 'string', multiple: true },
   'event-type': { type: 'string', multiple: true },
+  follow: { type: 'boolean' },
 } as const;
 
 export async function runRead(args: string[]): Promise<number> {
@@ -47,6 +54,11 @@ export async function runRead(args: string[]): Promise<number> {
   const read = readOptions(values, stream !== undefined);
   const filter = filterOf(values);
   if (stream !== undefined && filter !== undefined) throw usageError('--stream-prefix and --event-type filter the log: leave out STREAM', 'read');
+  if (values['follow'] === true) {
+    if (stream !== undefined || read.direction === 'backwards') throw usageError('--follow follows the log forwards: leave out STREAM and --backwards', 'read');
+    const maxCount = text(values, 'max-count') === undefined ? undefined : read.maxCount;
+    return withConnection(options, (client) => follow(client, read.fromPosition, maxCount, filter));
+  }
   return withConnection(options, async (client) => {
     const output = new LineOutput();
     if (stream === undefined) {
@@ -61,6 +73,37 @@ export async function runRead(args: string[]): Promise<number> {
     await output.flush();
     return exitCodes.done;
   });
+}
+
+/** Subscribes and prints each event on a line as it comes, until a signal or `maxCount` events. */
+async function follow(client: Client, from: number | 'start' | 'end' | undefined, maxCount: number | undefined, filter: EventFilter | undefined): Promise<number> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const output = new LineOutput();
+  try {
+    // Caught up, each event goes out as it comes; before, in chunks (a long history is many).
+    let live = false;
+    const onCaughtUp = (): void => {
+      live = true;
+      void output.flush();
+    };
+    const subscribe: SubscribeOptions = { fromPosition: from === undefined || from === 'start' ? 0 : from, signal: controller.signal, onCaughtUp };
+    if (filter !== undefined) subscribe.filter = filter;
+    let printed = 0;
+    for await (const event of client.subscribe(subscribe)) {
+      await output.line(JSON.stringify(event));
+      if (live) await output.flush();
+      printed += 1;
+      if (printed === maxCount) break;
+    }
+    await output.flush();
+    return exitCodes.done;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
 }
 
 /** Each event on a line of its own, commas between: the whole output is one JSON document. */

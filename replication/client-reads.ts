@@ -8,7 +8,7 @@
  * its iteration throws) with the signal's reason, as the store's do; a subscription ends.
  */
 import type { ConsumerList } from '../engine/consumer-list.js';
-import { ReadResult, type ReadAllOptions, type ReadStreamOptions, type SubscribeOptions } from '../engine/reads.js';
+import { ReadResult, checkCount, type ReadAllOptions, type ReadStreamOptions, type SubscribeOptions } from '../engine/reads.js';
 import type { AnyEvent, RecordedEvent, StreamSlice } from '../engine/service.js';
 import { txlogError } from '../wal/errors.js';
 import { filteredReadEventsMax, readPageEventsMax, subscribeWaitMs } from './limits.js';
@@ -44,6 +44,8 @@ export class ClientReads<Events extends AnyEvent = AnyEvent> {
     return new ReadResult(
       () => page(fromVersion, maxCount),
       async function* (): AsyncGenerator<RecordedEvent<Events>> {
+        // Checked here as the store checks it: a count the loop below cannot compare is no read.
+        if (maxCount !== undefined) checkCount(maxCount, 'maxCount');
         let from = fromVersion;
         let remaining = maxCount ?? Number.POSITIVE_INFINITY;
         while (remaining > 0) {
@@ -85,6 +87,7 @@ export class ClientReads<Events extends AnyEvent = AnyEvent> {
   private async *pages(options: ReadAllOptions<Events['type']>): AsyncGenerator<RecordedEvent<Events>> {
     const { direction, filter, signal } = options;
     const backwards = direction === 'backwards';
+    if (options.maxCount !== undefined) checkCount(options.maxCount, 'maxCount');
     let from: ReadStart | undefined = options.fromPosition;
     let remaining = options.maxCount ?? Number.POSITIVE_INFINITY;
     while (remaining > 0) {

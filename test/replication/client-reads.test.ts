@@ -4,7 +4,7 @@
  * - `readStream` and `readAll` iterate every event past that cap, forwards and backwards, from a
  *   version or position or `'end'`, with `maxCount`, and `readAll` with a filter the node
  *   applies, both ways; the promise forms keep one page as before (capped by the node), and a
- *   filtered promise gathers its matches;
+ *   filtered promise gathers its matches; bad options are BAD_REQUEST, iterated or not;
  * - an `AbortSignal` rejects an aborted read with the signal's reason (AbortError, as the
  *   embedded store), stops an iteration with it, and ends a subscription waiting in its long
  *   poll at once; `subscribe` from `'end'` gets only new events;
@@ -59,6 +59,11 @@ describe('network reads', () => {
       expect((await client.readAll({ filter: { streamPrefix: 'other-' } })).map((event) => event.position)).toEqual([600, 1301]);
       expect((await client.readAll({ fromPosition: 'end', direction: 'backwards', maxCount: 1 })).map((event) => event.position)).toEqual([1301]);
       await expect(client.readAll({ direction: 'up' as never })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      for (const maxCount of [-1, 1.5, Number.NaN]) {
+        await expect(collect(client.readAll({ maxCount })), String(maxCount)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+        await expect(collect(client.readStream('long', { maxCount })), String(maxCount)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      }
+      await expect(collect(client.readStream('long', { fromVersion: -2 }))).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     }));
 
   it('abort with the signal reason, and end a waiting subscription at once', () =>
