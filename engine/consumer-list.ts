@@ -81,7 +81,7 @@ export async function listConsumers(dir: string): Promise<ConsumerList> {
     await wal.close();
   }
   const consumers = [...checkpoints.values()]
-    .sort((left, right) => (left.name < right.name ? -1 : left.name > right.name ? 1 : 0))
+    .sort(byName)
     .map((status) => ({ ...status, lag: total - countedUpTo(counted, status.position) }));
   return { lastPosition, consumers };
 }
@@ -120,7 +120,12 @@ export function consumersOfState(state: State): ConsumerList {
     if (last.createdAt !== undefined) status.updatedAtMs = last.createdAt.getTime();
     consumers.push(status);
   }
-  return { lastPosition, consumers };
+  // LMDB orders names by their UTF-8 bytes; both listings order them the same way.
+  return { lastPosition, consumers: consumers.sort(byName) };
+}
+
+function byName(left: { name: string }, right: { name: string }): number {
+  return left.name < right.name ? -1 : left.name > right.name ? 1 : 0;
 }
 
 /** Events of `stream` (last version `head`) at positions above `position`. */
