@@ -1,7 +1,8 @@
 /**
- * The client subcommands: `exec`, `append`, `read` and `status`. Each connects with the same
- * flags, does one thing, prints JSON on stdout and exits 0, or prints one coded error line and
- * exits 1 (the request failed) or 4 (no primary could be reached).
+ * The client subcommands: `exec`, `append` and `status` (and what `read` and `consumers
+ * --servers` share with them: the connection flags, connecting, the exit codes). Each connects
+ * with the same flags, does one thing, prints JSON on stdout and exits 0, or prints one coded
+ * error line and exits 1 (the request failed) or 4 (no primary could be reached).
  */
 import { parseArgs } from 'node:util';
 import { connect, type Client, type ClientOptions } from '../replication/client.js';
@@ -24,7 +25,7 @@ const connectionOptions = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-const connectionHelp = `  --servers H:P[,H:P...]  every node's address (required)
+export const connectionHelp = `  --servers H:P[,H:P...]  every node's address (required)
   --client-id C           the client identity (exactly-once needs the same one on a resend)
   --request-id N          the request id to use (a resend of an earlier request)
   --secret-file F         the shared secret (else TXLOG_SECRET)
@@ -45,11 +46,6 @@ position} of the last event. --expected-version: no_stream (or -1) the stream mu
 stream_exists (or exists) it has an event, any, or N its last version.
 ${connectionHelp}`;
 
-export const readHelp = `Usage: txlog read --servers H:P[,...] STREAM [--from-version N] [--max-count N]
-
-Prints the stream as JSON: {version, events}.
-${connectionHelp}`;
-
 export const statusHelp = `Usage: txlog status --servers H:P[,...] [--json]
 
 Asks every node for its role, epoch, last LSN, backup lag, sync state, whether it serves alone,
@@ -58,12 +54,13 @@ the leader key's holder and its lease, the in-sync set, this node's lease, and w
 lead. Exit 4 when no node answers.
 ${connectionHelp}`;
 
-type ParsedValues = Record<string, string | boolean | undefined>;
+export type ParsedValues = Record<string, string | boolean | string[] | undefined>;
 
-function parse(
+/** Parses a client command's flags: the connection flags, `--json`, `--help` and `extra`. */
+export function parseClientArgs(
   command: string,
   args: string[],
-  extra: Record<string, { type: 'string' | 'boolean' }> = {},
+  extra: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {},
 ): { values: ParsedValues; positionals: string[] } {
   const options = { ...connectionOptions, ...extra };
   return parseCommandArgs(command, () =>
@@ -91,12 +88,12 @@ function joinNegativeValues(args: readonly string[], options: Record<string, { t
   return joined;
 }
 
-function text(values: ParsedValues, flag: string): string | undefined {
+export function text(values: ParsedValues, flag: string): string | undefined {
   const value = values[flag];
   return typeof value === 'string' ? value : undefined;
 }
 
-function clientOptions(command: string, values: ParsedValues, servers: string[]): ClientOptions {
+export function clientOptions(command: string, values: ParsedValues, servers: string[]): ClientOptions {
   if (servers.length === 0) throw usageError('--servers is required', command);
   const options: ClientOptions = { servers };
   if (typeof values['client-id'] === 'string') options.clientId = values['client-id'];
@@ -124,8 +121,16 @@ function parseJson(command: string, text: string, what: string): unknown {
   }
 }
 
+/** Connects, runs `action`, prints its value as JSON, closes (see `withConnection`). */
+function withClient(options: ClientOptions, action: (client: Client) => Promise<unknown>): Promise<number> {
+  return withConnection(options, async (client) => {
+    process.stdout.write(`${JSON.stringify(await action(client))}\n`);
+    return exitCodes.done;
+  });
+}
+
 /** Connects, runs `action`, closes; a connection that never found a primary becomes exit 4. */
-async function withClient(options: ClientOptions, action: (client: Client) => Promise<unknown>): Promise<number> {
+export async function withConnection(options: ClientOptions, action: (client: Client) => Promise<number>): Promise<number> {
   let client: Client;
   try {
     client = await connect(options);
@@ -133,9 +138,7 @@ async function withClient(options: ClientOptions, action: (client: Client) => Pr
     throw asUnreachable(error);
   }
   try {
-    const value = await action(client);
-    process.stdout.write(`${JSON.stringify(value)}\n`);
-    return exitCodes.done;
+    return await action(client);
   } finally {
     await client.close();
   }
@@ -149,7 +152,7 @@ function asUnreachable(error: unknown): unknown {
 }
 
 export async function runExec(args: string[]): Promise<number> {
-  const { values, positionals } = parse('exec', args);
+  const { values, positionals } = parseClientArgs('exec', args);
   if (values['help'] === true) return help(execHelp);
   checkPositionals('exec', positionals, ['COMMAND', 'JSON'], 1);
   const options = clientOptions('exec', values, splitList(text(values, 'servers')));
@@ -160,7 +163,7 @@ export async function runExec(args: string[]): Promise<number> {
 const expectedVersionNames = ['no_stream', 'stream_exists', 'exists', 'any'] as const;
 
 export async function runAppend(args: string[]): Promise<number> {
-  const { values, positionals } = parse('append', args, { 'expected-version': { type: 'string' } });
+  const { values, positionals } = parseClientArgs('append', args, { 'expected-version': { type: 'string' } });
   if (values['help'] === true) return help(appendHelp);
   checkPositionals('append', positionals, ['STREAM', 'JSON'], 2);
   const options = clientOptions('append', values, splitList(text(values, 'servers')));
@@ -175,21 +178,8 @@ export async function runAppend(args: string[]): Promise<number> {
   return withClient(options, (client) => client.append(positionals[0]!, events as never, appendOptions));
 }
 
-export async function runRead(args: string[]): Promise<number> {
-  const { values, positionals } = parse('read', args, { 'from-version': { type: 'string' }, 'max-count': { type: 'string' } });
-  if (values['help'] === true) return help(readHelp);
-  checkPositionals('read', positionals, ['STREAM'], 1);
-  const options = clientOptions('read', values, splitList(text(values, 'servers')));
-  const readOptions: { fromVersion?: number; maxCount?: number } = {};
-  const fromVersion = text(values, 'from-version');
-  const maxCount = text(values, 'max-count');
-  if (fromVersion !== undefined) readOptions.fromVersion = parseIntegerFlag('read', '--from-version', fromVersion, 0, Number.MAX_SAFE_INTEGER);
-  if (maxCount !== undefined) readOptions.maxCount = parseIntegerFlag('read', '--max-count', maxCount, 1, 1_000_000);
-  return withClient(options, (client) => client.readStream(positionals[0]!, readOptions));
-}
-
 export async function runStatus(args: string[]): Promise<number> {
-  const { values, positionals } = parse('status', args);
+  const { values, positionals } = parseClientArgs('status', args);
   if (values['help'] === true) return help(statusHelp);
   checkPositionals('status', positionals, [], 0);
   const servers = splitList(text(values, 'servers'));
@@ -254,7 +244,7 @@ function arbiterLine(server: string, arbiter: NonNullable<NodeStatus['arbiter']>
   return `arbiter seen from ${server}: ${etcd}; this node: ${self}${waiting} (checked ${seconds(arbiter.checkedAgoMs)} ago)`;
 }
 
-function help(text: string): number {
+export function help(text: string): number {
   process.stdout.write(`${text}\n`);
   return exitCodes.done;
 }

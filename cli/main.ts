@@ -34,8 +34,8 @@ const commands: Record<string, CommandEntry> = {
     load: async () => (await import('./client-commands.js')).runAppend,
   },
   read: {
-    summary: 'read a stream',
-    load: async () => (await import('./client-commands.js')).runRead,
+    summary: 'read a stream or the whole log, either way, filtered',
+    load: async () => (await import('./read.js')).runRead,
   },
   status: {
     summary: "each node's role, epoch, last LSN, backup lag, sync state and violations",
@@ -46,7 +46,7 @@ const commands: Record<string, CommandEntry> = {
     load: async () => (await import('./backup.js')).runBackup,
   },
   consumers: {
-    summary: "list a store's durable consumers with their positions and lag (read-only)",
+    summary: 'list the durable consumers with their positions and lag, from a store directory or a running pair',
     load: async () => (await import('./consumers.js')).runConsumers,
   },
   replay: {

@@ -1,13 +1,22 @@
 /**
- * The durable consumers of a store as its log shows them, read from the WAL alone (read-only,
- * never the LMDB state), so `txlog consumers DIR` is safe beside a running store: each
- * consumer's checkpoint position, when it was written, and its lag (events after it).
+ * The durable consumers of a store: each consumer's checkpoint position, when it was written,
+ * and its lag (events after it). `listConsumers` reads the WAL alone (read-only, never the LMDB
+ * state), so `txlog consumers DIR` is safe beside a running store; `consumersOfState` reads a
+ * running store's applied state (what a node answers `txlog consumers --servers` with).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Wal, recordPayload } from '../wal/wal.js';
 import { checkpointEventType, consumerStreamPrefix } from './consumer.js';
+import { txlogError } from '../wal/errors.js';
 import { recordTypes, type CommitPayload } from './records.js';
+import type { State } from './state.js';
+
+/**
+ * Consumers a running store lists at most. Each one's lag counts the other consumers'
+ * checkpoints after its position (a binary search each), so the work grows with its square.
+ */
+export const consumersListedMax = 256;
 
 export interface ConsumerStatus {
   name: string;
@@ -72,7 +81,7 @@ export async function listConsumers(dir: string): Promise<ConsumerList> {
     await wal.close();
   }
   const consumers = [...checkpoints.values()]
-    .sort((left, right) => (left.name < right.name ? -1 : left.name > right.name ? 1 : 0))
+    .sort(byName)
     .map((status) => ({ ...status, lag: total - countedUpTo(counted, status.position) }));
   return { lastPosition, consumers };
 }
@@ -87,4 +96,46 @@ function countedUpTo(counted: ReadonlyArray<[number, number]>, position: number)
     else high = middle;
   }
   return low === 0 ? 0 : counted[low - 1]![1] + 1;
+}
+
+/**
+ * The same list from a store's applied state: the `$consumer-` streams from the stream table,
+ * each one's last checkpoint, and its lag as events after its position less the consumers'
+ * checkpoints among them. More than `consumersListedMax` is TOO_LARGE.
+ */
+export function consumersOfState(state: State): ConsumerList {
+  const streams = state.streamsWithPrefix(consumerStreamPrefix, consumersListedMax + 1);
+  if (streams.length > consumersListedMax) {
+    throw txlogError('TOO_LARGE', `more than ${consumersListedMax} consumers; list them from the log with txlog consumers DIR`);
+  }
+  const lastPosition = state.nextPosition - 1;
+  const consumers: ConsumerStatus[] = [];
+  for (const [stream, version] of streams) {
+    const last = state.readStream(stream, version, 1).events[0];
+    if (last?.type !== checkpointEventType) continue;
+    const data = last.data as { position?: unknown } | null;
+    const position = typeof data?.position === 'number' ? data.position : -1;
+    const checkpoints = streams.reduce((sum, [other, head]) => sum + eventsAfter(state, other, head, position), 0);
+    const status: ConsumerStatus = { name: stream.slice(consumerStreamPrefix.length), position, checkpointVersion: version, lag: lastPosition - position - checkpoints };
+    if (last.createdAt !== undefined) status.updatedAtMs = last.createdAt.getTime();
+    consumers.push(status);
+  }
+  // LMDB orders names by their UTF-8 bytes; both listings order them the same way.
+  return { lastPosition, consumers: consumers.sort(byName) };
+}
+
+function byName(left: { name: string }, right: { name: string }): number {
+  return left.name < right.name ? -1 : left.name > right.name ? 1 : 0;
+}
+
+/** Events of `stream` (last version `head`) at positions above `position`. */
+function eventsAfter(state: State, stream: string, head: number, position: number): number {
+  let low = 0;
+  let high = head + 1;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((state.positionOf(stream, middle) ?? Number.POSITIVE_INFINITY) <= position) low = middle + 1;
+    else high = middle;
+  }
+  return head + 1 - low;
 }

@@ -26,3 +26,4 @@ export { verifyBackup, readManifest } from './backup-manifest.js';
 export { nullMetrics, type StoreMetrics } from './metrics.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';
 export { Consumer, ConsumerRegistry, checkpointStreamOf, consumerStreamPrefix, type ConsumerOptions, type ConsumerContext, type ConsumerHost } from './consumer.js';
+export { listConsumers, consumersListedMax, type ConsumerList, type ConsumerStatus } from './consumer-list.js';

@@ -63,8 +63,10 @@ export interface SubscribeOptions<Types extends string = string> {
 }
 
 export interface ReadPageOptions<Types extends string = string> {
-  /** @default 0 */
-  fromPosition?: number;
+  /** A position, `'start'` or `'end'` (the last event). @default 'start' forwards, 'end' backwards */
+  fromPosition?: number | 'start' | 'end';
+  /** @default 'forwards' */
+  direction?: Direction;
   /** Most events to return (never more than `readEventsMax`). */
   maxCount?: number;
   filter?: EventFilter<Types>;
@@ -72,7 +74,10 @@ export interface ReadPageOptions<Types extends string = string> {
 
 export interface ReadPage<Event = RecordedEvent> {
   events: Event[];
-  /** Where the next page starts: past every event this one looked at, delivered or not. */
+  /**
+   * Where the next page starts: past every event this one looked at, delivered or not
+   * (backwards, below them: -1 once position 0 was looked at).
+   */
   nextPosition: number;
 }
 
@@ -178,22 +183,22 @@ export class StoreReads {
 
   /**
    * One page of a filtered scan of the log: of the next `readEventsMax` events from
-   * `fromPosition`, those that pass `filter` (at most `maxCount`), and the position the next page
-   * starts at. A subscriber over the network long-polls with it, so the node filters and the
-   * subscriber moves past what it passed over.
+   * `fromPosition` in `direction`, those that pass `filter` (at most `maxCount`), and the
+   * position the next page starts at. A network client pages (and a subscriber long-polls) with
+   * it, so the node filters and the client moves past what it passed over.
    */
   readAllPage(options: ReadPageOptions = {}): ReadPage {
     this.pipeline.checkOpen();
-    const fromPosition = options.fromPosition ?? 0;
-    checkCount(fromPosition, 'fromPosition');
-    if (options.maxCount !== undefined) checkCount(options.maxCount, 'maxCount');
-    const maxCount = Math.min(options.maxCount ?? this.limits.readEventsMax, this.limits.readEventsMax);
+    const cursor = this.cursor(options.fromPosition, options.direction, options.maxCount, 'fromPosition', () => this.state.nextPosition - 1);
+    const maxCount = Math.min(cursor.remaining, this.limits.readEventsMax);
     const filter = checkFilter(options.filter);
+    const step = cursor.direction === 'forwards' ? 1 : -1;
     const events: RecordedEvent[] = [];
-    let nextPosition = fromPosition;
-    for (const event of this.state.readAll(fromPosition, this.limits.readEventsMax)) {
+    // Backwards from past the end starts at the last event, or is done at once in an empty log.
+    let nextPosition = step > 0 ? cursor.next : Math.min(cursor.next, this.state.nextPosition - 1);
+    for (const event of this.allPage(cursor, this.limits.readEventsMax)) {
       if (events.length >= maxCount) break;
-      nextPosition = event.position + 1;
+      nextPosition = event.position + step;
       if (filter === undefined || filter(event)) events.push(event);
     }
     return { events, nextPosition };

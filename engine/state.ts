@@ -218,6 +218,21 @@ export class State {
     return { version, events };
   }
 
+  /** Streams whose name starts with `prefix`, in name order, with their last versions; at most `max`. */
+  streamsWithPrefix(prefix: string, max: number): Array<[string, number]> {
+    const found: Array<[string, number]> = [];
+    for (const { key, value } of this.streams.getRange({ start: prefix })) {
+      if (found.length >= max || !key.startsWith(prefix)) break;
+      found.push([key, value]);
+    }
+    return found;
+  }
+
+  /** The global position of a stream's event (undefined: no such version). */
+  positionOf(stream: string, version: number): number | undefined {
+    return this.streamIndex.get([stream, version]);
+  }
+
   readAll(fromPosition: number, maxCount: number): RecordedEvent[] {
     const events: RecordedEvent[] = [];
     const end = Math.min(this.nextPositionValue, fromPosition + maxCount);

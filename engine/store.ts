@@ -32,6 +32,7 @@ import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
+import { consumersOfState, type ConsumerList } from './consumer-list.js';
 import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
 import { StoreReads, type ReadAllOptions, type ReadPage, type ReadPageOptions, type ReadResult, type ReadStreamOptions, type SubscribeOptions } from './reads.js';
 import type { State } from './state.js';
@@ -59,7 +60,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   private readonly assembler: CommitAssembler;
   private readonly runner: TransactionRunner;
   private readonly reads: StoreReads;
-  private readonly consumers = new ConsumerRegistry();
+  private readonly consumerRegistry = new ConsumerRegistry();
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private inFlightCount = 0;
 
@@ -246,6 +247,12 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     return this.reads.readAll(options) as unknown as ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>>;
   }
 
+  /** The durable consumers as the applied state shows them (see `engine/consumer-list.ts`). */
+  consumers(): ConsumerList {
+    this.pipeline.checkOpen();
+    return consumersOfState(this.pipeline.state);
+  }
+
   /** One page of a filtered scan and where the next starts (see `StoreReads.readAllPage`). */
   async readAllPage(options: ReadPageOptions<Events['type']> = {}): Promise<ReadPage<RecordedEvent<Events>>> {
     return this.reads.readAllPage(options) as ReadPage<RecordedEvent<Events>>;
@@ -276,7 +283,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
         return pipeline.isClosed;
       },
     };
-    return Consumer.start(host, this.consumers, options);
+    return Consumer.start(host, this.consumerRegistry, options);
   }
 
   /**

@@ -51,3 +51,27 @@ export function timeoutError(call: Call): TxlogError {
     details,
   );
 }
+
+/**
+ * The `resolve` and `reject` of a call that `signal` may abandon: `abandon` runs when it aborts,
+ * and settling stops listening, so a signal shared by many calls holds none of them.
+ */
+export function listenForAbort(
+  signal: AbortSignal | undefined,
+  abandon: () => void,
+  resolve: (value: unknown) => void,
+  reject: (error: Error) => void,
+): Pick<Call, 'resolve' | 'reject'> {
+  if (signal === undefined) return { resolve, reject };
+  signal.addEventListener('abort', abandon, { once: true });
+  return {
+    resolve: (value) => {
+      signal.removeEventListener('abort', abandon);
+      resolve(value);
+    },
+    reject: (error) => {
+      signal.removeEventListener('abort', abandon);
+      reject(error);
+    },
+  };
+}

@@ -7,74 +7,41 @@
 import { randomUUID } from 'node:crypto';
 import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
 import { nodePlatform, type Platform } from '../wal/platform.js';
-import type { EventInput } from '../engine/records.js';
-import type { RecordedEvent, StreamSlice } from '../engine/service.js';
+import type { ConsumerList } from '../engine/consumer-list.js';
+import type { ReadResult, ReadStreamOptions, SubscribeOptions } from '../engine/reads.js';
+import type { AnyEvent, EventToAppend, RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
-import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type Direction, type EventFilter, type ExpectedVersion, type ReadPage } from '../engine/index.js';
-import { finalError, timeoutError, type Call } from './client-call.js';
+import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type ExpectedVersion } from '../engine/index.js';
+import { finalError, listenForAbort, timeoutError, type Call } from './client-call.js';
+import { ClientReads, type ClientReadAllOptions } from './client-reads.js';
 import { dial, type Connection } from './connection.js';
 import {
   clientBusyRetryDelayMs,
   clientRetryDelayMsMax,
   clientRetryDelayMsMin,
   frameBytesMaxDefault,
-  subscribePageEventsMax,
-  subscribeWaitMs,
 } from './limits.js';
 import type { Message, Operation } from './protocol.js';
 import { defaultNetwork } from './tls.js';
-import { checkTlsFiles, loadTlsCertificates, type TlsFiles } from './tls-certificates.js';
+import { checkTlsFiles, loadTlsCertificates } from './tls-certificates.js';
+import type { ClientOptions } from './client-options.js';
 import type { Network } from './transport.js';
 import type { NodeStatus } from './node.js';
 
-export interface ClientOptions {
-  /** Every node's address; the client finds the primary among them. */
-  servers: string[];
-  /** This client's identity for exactly-once. @default a random UUID (a new session) */
-  clientId?: string;
-  /**
-   * The first request id to use. @default one above the highest the primary knows for this
-   * client id, committed or in flight (asked before the first `execute`), so a restarted client
-   * continues its ids.
-   */
-  firstRequestId?: number;
-  /**
-   * Shared secret of the cluster: with one, links run TLS 1.3 with a key derived from it and the
-   * handshake proves it (`NodeOptions.secret`). Without one (and without `tls`), plaintext on
-   * loopback only.
-   */
-  secret?: string;
-  /**
-   * Certificates, for a cluster whose nodes run with them (`NodeOptions.tls`): TLS 1.3 where
-   * this client presents `certFile` (nodes refuse a client without a certificate signed by
-   * their CA) and checks each node's certificate against `caFile` and the host dialed. With a
-   * `secret` too, the handshake proves it inside TLS. Unreadable or mismatched files are
-   * `BAD_REQUEST` here, before any dial. @default none
-   */
-  tls?: TlsFiles;
-  /** @default 'txlog' */
-  clusterId?: string;
-  /**
-   * Per-call deadline. Past it the call fails with `TIMEOUT`: outcome unknown, the error carries
-   * the request id, and resending that id later is safe. @default 10000 (ms)
-   */
-  deadlineMs?: number;
-  /** Dial and handshake limit per attempt. @default 1000 (ms) */
-  connectTimeoutMs?: number;
-  /** Requests waiting for an answer at once; past it calls fail with `BUSY`. @default 16384 */
-  inFlightMax?: number;
-  /** @default TLS 1.3 with a key derived from `secret` when there is one, else plaintext TCP */
-  network?: Network;
-  platform?: Platform;
-}
+export type { ClientOptions };
 
-export async function connect(options: ClientOptions): Promise<Client> {
-  const client = new Client(options);
+/**
+ * Connects to a pair (or a lone node). Its events are typed by naming them,
+ * `connect<Events>({ servers })`, as `openStore<Events>()` types a store: appends must be of
+ * the union, reads and subscriptions narrow `data` by `type`, filters name only its types.
+ */
+export async function connect<Events extends AnyEvent = AnyEvent>(options: ClientOptions): Promise<Client<Events>> {
+  const client = new Client<Events>(options);
   await client.ready();
   return client;
 }
 
-export class Client {
+export class Client<Events extends AnyEvent = AnyEvent> {
   readonly clientId: string;
   private readonly servers: string[];
   private readonly secret: string;
@@ -94,7 +61,11 @@ export class Client {
   private hint: string | undefined;
   private serverIndex = 0;
   private closed = false;
-  private consumers: ConsumerRegistry | undefined;
+  private consumerRegistry: ConsumerRegistry | undefined;
+  private readonly reads = new ClientReads<Events>(
+    (op, body, signal) => this.call(op, body, undefined, this.deadlineMs, signal),
+    () => this.closed,
+  );
 
   constructor(options: ClientOptions) {
     if (!Array.isArray(options.servers) || options.servers.length === 0) {
@@ -155,19 +126,29 @@ export class Client {
     return this.settlingRequestIds;
   }
 
-  async append(stream: string, events: EventInput[], options: { expectedVersion?: ExpectedVersion; checks?: AppendCheck[] } = {}): Promise<AppendResult> {
+  async append(stream: string, events: Array<EventToAppend<Events>>, options: { expectedVersion?: ExpectedVersion; checks?: AppendCheck[] } = {}): Promise<AppendResult> {
     const args: Record<string, unknown> = { stream, events };
     if (options.expectedVersion !== undefined) args['expectedVersion'] = options.expectedVersion;
     if (options.checks !== undefined) args['checks'] = options.checks;
     return (await this.execute('append', args)) as AppendResult;
   }
 
-  async readStream(stream: string, options: { fromVersion?: number; maxCount?: number } = {}): Promise<StreamSlice> {
-    return (await this.call('readStream', { stream, ...options }, undefined)) as StreamSlice;
+  /** Reads a stream from the primary as `Store.readStream` does (see `client-reads.ts`). */
+  readStream(stream: string, options: ReadStreamOptions = {}): ReadResult<StreamSlice<Events>, RecordedEvent<Events>> {
+    return this.reads.readStream(stream, options);
   }
 
-  async readAll(options: { fromPosition?: number | 'end'; direction?: Direction; maxCount?: number; waitMs?: number } = {}): Promise<RecordedEvent[]> {
-    return (await this.call('readAll', { ...options }, undefined)) as RecordedEvent[];
+  /** Reads the log from the primary, as `Store.readAll` does (with `waitMs`: a long poll). */
+  readAll(options: ClientReadAllOptions<Events['type']> = {}): ReadResult<Array<RecordedEvent<Events>>, RecordedEvent<Events>> {
+    return this.reads.readAll(options);
+  }
+
+  /**
+   * Events in global order from `fromPosition` (or `'end'`), then live ones, long-polling the
+   * primary, which applies `filter`. Ends when `signal` aborts or the client closes.
+   */
+  subscribe(options: SubscribeOptions<Events['type']> = {}): AsyncGenerator<RecordedEvent<Events>> {
+    return this.reads.subscribe(options);
   }
 
   /**
@@ -175,45 +156,26 @@ export class Client {
    * client, resent across failovers; one of a name per client, and consumers of the same name on
    * other clients are fenced by the checkpoint's expected version (CONSUMER_ACTIVE).
    */
-  consumer(options: ConsumerOptions): Promise<Consumer> {
+  consumer(options: ConsumerOptions<Events>): Promise<Consumer<Events>> {
     const client = this;
     return Consumer.start(
       {
         execute: (command, args) => this.execute(command, args),
-        readAll: (readOptions) => this.readAll(readOptions),
-        readStream: (stream, readOptions) => this.readStream(stream, readOptions),
-        waitForEvents: async (fromPosition) => void (await this.readAll({ fromPosition, maxCount: 1, waitMs: 1000 })),
+        readAll: (readOptions) => this.reads.readAll(readOptions),
+        readStream: (stream, readOptions) => this.reads.readStream(stream, readOptions),
+        waitForEvents: (fromPosition, signal) => this.reads.waitForEvents(fromPosition, signal),
         get isClosed() {
           return client.closed;
         },
       },
-      (this.consumers ??= new ConsumerRegistry()),
+      (this.consumerRegistry ??= new ConsumerRegistry()),
       options,
     );
   }
 
-  /**
-   * Events in global order from `fromPosition`, then live ones (long-polling the primary). With
-   * `filter`, the primary filters (`readAllPage`) and the client moves past what it passed over.
-   */
-  async *subscribe(options: { fromPosition?: number; signal?: AbortSignal; onCaughtUp?: () => void; filter?: EventFilter } = {}): AsyncGenerator<RecordedEvent> {
-    let next = options.fromPosition ?? 0;
-    let caughtUp = false;
-    while (!this.closed && options.signal?.aborted !== true) {
-      const request = { fromPosition: next, maxCount: subscribePageEventsMax, waitMs: caughtUp ? subscribeWaitMs : 0 };
-      const scanned: ReadPage =
-        options.filter === undefined ? { events: await this.readAll(request), nextPosition: next } : ((await this.call('readAllPage', { ...request, filter: options.filter }, undefined)) as ReadPage);
-      const before = next;
-      for (const event of scanned.events) {
-        yield event;
-        next = event.position + 1;
-      }
-      next = Math.max(next, scanned.nextPosition);
-      if (next === before && !caughtUp) {
-        caughtUp = true;
-        options.onCaughtUp?.();
-      }
-    }
+  /** The durable consumers, their positions and lag, as the primary's state shows them. */
+  consumers(): Promise<ConsumerList> {
+    return this.reads.consumers();
   }
 
   /**
@@ -229,20 +191,30 @@ export class Client {
     return (await this.call('status', {}, undefined)) as NodeStatus;
   }
 
-  private call(op: Operation, body: Record<string, unknown>, requestId: number | undefined, deadlineMs = this.deadlineMs): Promise<unknown> {
+  /**
+   * Sends a request and resolves with its answer. A `signal` (reads only: a write cannot be
+   * taken back) abandons the call when it aborts: it rejects with the signal's reason, and an
+   * answer that comes later is dropped.
+   */
+  private call(op: Operation, body: Record<string, unknown>, requestId: number | undefined, deadlineMs = this.deadlineMs, signal?: AbortSignal): Promise<unknown> {
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the client is closed'));
+    if (signal?.aborted === true) return Promise.reject(signal.reason as Error);
     if (this.calls.size >= this.inFlightMax) {
       return Promise.reject(txlogError('BUSY', `${this.inFlightMax} requests are waiting; retry later`));
     }
     return new Promise<unknown>((resolve, reject) => {
       const callId = this.nextCallId++;
+      const abandon = (): void => {
+        if (this.calls.get(callId) !== call) return;
+        this.finish(call);
+        reject(signal?.reason as Error);
+      };
       const call: Call = {
         callId,
         op,
         body,
         requestId,
-        resolve,
-        reject,
+        ...listenForAbort(signal, abandon, resolve, reject),
         lastError: undefined,
         attempts: 0,
         deadline: this.platform.clock.setTimeout(() => this.expire(callId), deadlineMs),

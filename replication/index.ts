@@ -1,5 +1,6 @@
 export { startNode, TxlogNode, type NodeStatus } from './node.js';
 export { connect, Client, type ClientOptions } from './client.js';
+export { type ClientReadAllOptions } from './client-reads.js';
 export { type NodeOptions, type NodeArbiterOptions } from './options.js';
 export { type ArbiterNodeStatus } from './leadership.js';
 export { protocolVersion, parseAddress } from './protocol.js';

@@ -54,8 +54,16 @@ export const violationsKeptMax = 100;
 
 /** How long a `readAll` may wait for new events (subscriptions long-poll). */
 export const readWaitMsMax = 30_000;
-/** Events one page of a network subscription asks for. */
-export const subscribePageEventsMax = 512;
+/**
+ * Events one page of a network read (iterated) or subscription asks for: what a client holds
+ * of a read at once, whatever its length.
+ */
+export const readPageEventsMax = 512;
+/**
+ * Events the promise form of a filtered network `readAll` returns at most (the embedded store's
+ * `readEventsMax` default): the client gathers them page by page, as the store would.
+ */
+export const filteredReadEventsMax = 4096;
 /** How long a caught-up network subscription long-polls for each page. */
 export const subscribeWaitMs = 1000;
 /** First wait before a client dials the servers again after a round of failures. */
@@ -76,5 +84,6 @@ assert(
 assert(0 < dialBackoffMsMin && dialBackoffMsMin <= dialBackoffMsMax, 'dial backoff bounds must be ordered');
 assert(0 < clientRetryDelayMsMin && clientRetryDelayMsMin <= clientRetryDelayMsMax, 'client retry bounds must be ordered');
 assert(subscribeWaitMs <= readWaitMsMax, 'a subscription may not ask to wait longer than a read may');
+assert(0 < readPageEventsMax && readPageEventsMax <= filteredReadEventsMax, 'a page of a read is within what its promise form returns');
 assert(violationsKeptMax >= 1 && violationsKeptMax <= verifyQueueMax, 'status keeps at least the last violation');
 assert(peerAddressesMax >= 1, 'a peer announces at least one address');

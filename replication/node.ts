@@ -20,6 +20,7 @@
 import { txlogError } from '../wal/errors.js';
 import type { TimerHandle } from '../wal/platform.js';
 import { Store } from '../engine/store.js';
+import type { AnyEvent } from '../engine/service.js';
 import { resolveStoreOptions } from '../engine/options.js';
 import { DeterminismCheck } from './determinism.js';
 import { ArbiterLeadership, notServingError } from './leadership.js';
@@ -35,13 +36,13 @@ import { statusOf, type NodeStatus } from './status.js';
 
 export type { NodeStatus } from './status.js';
 
-export async function startNode(options: NodeOptions): Promise<TxlogNode> {
+/** Starts a node; its store is typed by its service's events, or `startNode<Events>()`, as `openStore`'s. */
+export async function startNode<Events extends AnyEvent = AnyEvent>(options: NodeOptions<Events>): Promise<TxlogNode<Events>> {
   const resolved = resolveNodeOptions(options);
   resolveStoreOptions(options);
-  // A node's WAL always fdatasyncs on a worker thread: the frames for the backup then go out
-  // while the primary's sync runs, instead of after it (see ARCHITECTURE.md).
-  const store = await Store.open({ syncOnWorkerThread: true, ...options });
-  const node = new TxlogNode(resolved, store);
+  // Its WAL fdatasyncs on a worker thread, so frames go to the backup during a sync (ARCHITECTURE.md).
+  const store = await Store.open<Events>({ syncOnWorkerThread: true, ...options });
+  const node = new TxlogNode<Events>(resolved, store);
   try {
     await node.start();
   } catch (error) {
@@ -51,9 +52,9 @@ export async function startNode(options: NodeOptions): Promise<TxlogNode> {
   return node;
 }
 
-export class TxlogNode {
+export class TxlogNode<Events extends AnyEvent = AnyEvent> {
   readonly options: ResolvedNodeOptions;
-  readonly store: Store;
+  readonly store: Store<Events>;
   private readonly port: ReplicatedStore;
   /** Id, role, epoch: what the parts read and only this class changes. */
   private readonly state: NodeState;
@@ -73,7 +74,7 @@ export class TxlogNode {
   /** LSN of the epoch record this node wrote when it last became primary. */
   private epochLsn: number | undefined;
 
-  constructor(options: ResolvedNodeOptions, store: Store) {
+  constructor(options: ResolvedNodeOptions, store: Store<Events>) {
     this.options = options;
     this.store = store;
     this.port = replicatedStoreOf(store);
@@ -380,8 +381,7 @@ export class TxlogNode {
   }
 
   close(): Promise<void> {
-    this.closing ??= this.closeNow();
-    return this.closing;
+    return (this.closing ??= this.closeNow());
   }
 
   private async closeNow(): Promise<void> {

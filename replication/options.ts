@@ -5,6 +5,7 @@
 import { txlogError } from '../wal/errors.js';
 import { nodePlatform } from '../wal/platform.js';
 import type { StoreOptions } from '../engine/options.js';
+import type { AnyEvent } from '../engine/service.js';
 import { parseArbiterUrl, resolveArbiterOptions, type ArbiterOptions } from './arbiter.js';
 import { frameBytesMaxDefault } from './limits.js';
 import { isLoopbackHost, parseAddress } from './protocol.js';
@@ -12,7 +13,7 @@ import { defaultNetwork } from './tls.js';
 import { checkTlsFiles, loadTlsCertificates, type TlsFiles } from './tls-certificates.js';
 import type { Network } from './transport.js';
 
-export interface NodeOptions extends StoreOptions {
+export interface NodeOptions<Events extends AnyEvent = AnyEvent> extends StoreOptions<Events> {
   /** Addresses to listen on (`host:port`; port 0 picks a free one). Clients and the peer use them. */
   listen: string | string[];
   /** The peer's addresses; several are several replication links to the same peer. */

@@ -1,5 +1,5 @@
 /**
- * The wire protocol, version 1: length-prefixed msgpack frames over TCP.
+ * The wire protocol (`protocolVersion`): length-prefixed msgpack frames over TCP.
  *
  *   frame = [u32 BE body bytes][body: one msgpack map with a string field `t`]
  *
@@ -14,9 +14,15 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { assert } from '../wal/assert.js';
 import { txlogError, type SerializedError } from '../wal/errors.js';
-import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax, readWaitMsMax } from './limits.js';
+import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax } from './limits.js';
 
-export const protocolVersion = 2;
+/**
+ * Both ends speak exactly this version and refuse any other at the handshake (connection.ts),
+ * with a message that names both: a change to what a message or a body may hold or means
+ * bumps it. 2: `synced`. 3: reads from `'end'` and backwards on streams too, `readAllPage` both
+ * ways (what the client pages with), `consumers`.
+ */
+export const protocolVersion = 3;
 export const nonceBytes = 32;
 assert(nonceBytes <= handshakeFieldBytesMax, 'a nonce must fit in a handshake field');
 
@@ -88,7 +94,7 @@ export interface PeerState {
   addresses: string[];
 }
 
-export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session' | 'backup' | 'readAllPage';
+export type Operation = 'execute' | 'readStream' | 'readAll' | 'status' | 'session' | 'backup' | 'readAllPage' | 'consumers';
 
 export type Message =
   | { t: 'hello'; protocol: number; clusterId: string; nodeId: string; nonce: Uint8Array }
@@ -126,7 +132,7 @@ const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8A
 const isBoolean = (value: unknown): value is boolean => typeof value === 'boolean';
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session', 'backup', 'readAllPage'];
+const operations: readonly string[] = ['execute', 'readStream', 'readAll', 'status', 'session', 'backup', 'readAllPage', 'consumers'];
 const roles: readonly string[] = ['primary', 'backup', 'waiting'];
 
 function parsePeerState(value: unknown): PeerState {
@@ -276,9 +282,10 @@ export function parseMessage(body: Buffer): Message {
 // ---------------------------------------------------------------- request bodies
 //
 // `parseMessage` checks that a request's body is a map; what it must hold depends on the
-// operation, and is checked here when the node acts on it (after it knows it may serve it, so a
-// backup answers NOT_PRIMARY before it looks at the body). Only the shape is checked: the store
-// checks values against its limits and answers BAD_REQUEST itself.
+// operation, and is checked here (the reads' bodies, both ways, in read-bodies.ts) when the
+// node acts on it (after it knows it may serve it, so a backup answers NOT_PRIMARY before it
+// looks at the body). Only the shape is checked: the store checks values against its limits and
+// answers BAD_REQUEST itself.
 
 export interface ExecuteRequest {
   command: string;
@@ -286,27 +293,8 @@ export interface ExecuteRequest {
   requestId: number;
 }
 
-export interface ReadStreamRequest {
-  stream: string;
-  options: { fromVersion?: number; maxCount?: number };
-}
-
-export interface ReadAllRequest {
-  options: { fromPosition?: number; maxCount?: number; direction?: 'forwards' | 'backwards' };
-  /** How long to wait for new events when there are none; 0 answers at once. */
-  waitMs: number;
-}
-
 function badRequest(message: string): never {
   throw txlogError('BAD_REQUEST', message);
-}
-
-/** An optional count: absent, or a number (the store checks its range). */
-function optionalCount(body: Record<string, unknown>, name: string): number | undefined {
-  const value = body[name];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number') badRequest(`${name} must be a non-negative integer`);
-  return value;
 }
 
 export function parseExecuteBody(body: Record<string, unknown>): ExecuteRequest {
@@ -315,55 +303,6 @@ export function parseExecuteBody(body: Record<string, unknown>): ExecuteRequest 
   const command = body['command'];
   if (typeof command !== 'string') badRequest('execute needs a command name (a string)');
   return { command, args: body['args'], requestId };
-}
-
-export function parseReadStreamBody(body: Record<string, unknown>): ReadStreamRequest {
-  const stream = body['stream'];
-  if (typeof stream !== 'string') badRequest('readStream needs a stream name (a string)');
-  const options: ReadStreamRequest['options'] = {};
-  const fromVersion = optionalCount(body, 'fromVersion');
-  const maxCount = optionalCount(body, 'maxCount');
-  if (fromVersion !== undefined) options.fromVersion = fromVersion;
-  if (maxCount !== undefined) options.maxCount = maxCount;
-  return { stream, options };
-}
-
-/** A `waitMs` that is not a number means no wait; a longer one is cut to `readWaitMsMax`. */
-export function parseReadAllBody(body: Record<string, unknown>): ReadAllRequest {
-  const options: ReadAllRequest['options'] = {};
-  const fromPosition = optionalCount(body, 'fromPosition');
-  const maxCount = optionalCount(body, 'maxCount');
-  if (fromPosition !== undefined) options.fromPosition = fromPosition;
-  if (maxCount !== undefined) options.maxCount = maxCount;
-  const direction = body['direction'];
-  if (direction !== undefined) {
-    if (direction !== 'forwards' && direction !== 'backwards') badRequest('direction must be forwards or backwards');
-    options.direction = direction;
-  }
-  return { options, waitMs: waitMsOf(body) };
-}
-
-function waitMsOf(body: Record<string, unknown>): number {
-  const waitMs = body['waitMs'];
-  return Math.min(typeof waitMs === 'number' && waitMs >= 0 ? waitMs : 0, readWaitMsMax);
-}
-
-export interface ReadAllPageRequest {
-  options: { fromPosition: number; maxCount?: number; filter?: Record<string, unknown> };
-  waitMs: number;
-}
-
-/** A filtered subscription's page: the store checks the filter's fields. */
-export function parseReadAllPageBody(body: Record<string, unknown>): ReadAllPageRequest {
-  const options: ReadAllPageRequest['options'] = { fromPosition: optionalCount(body, 'fromPosition') ?? 0 };
-  const maxCount = optionalCount(body, 'maxCount');
-  if (maxCount !== undefined) options.maxCount = maxCount;
-  const filter = body['filter'];
-  if (filter !== undefined && filter !== null) {
-    if (typeof filter !== 'object' || Array.isArray(filter)) badRequest('filter must be an object');
-    options.filter = filter as Record<string, unknown>;
-  }
-  return { options, waitMs: waitMsOf(body) };
 }
 
 /** The proof that the sender knows the shared secret, bound to the nonce and the sender's role. */

@@ -10,7 +10,8 @@ import { TxlogError, txlogError } from '../wal/errors.js';
 import type { Store } from '../engine/store.js';
 import type { Connection } from './connection.js';
 import type { NodeContext } from './context.js';
-import { parseExecuteBody, parseReadAllBody, parseReadAllPageBody, parseReadStreamBody, type Message, type MessageOf } from './protocol.js';
+import { parseExecuteBody, type Message, type MessageOf } from './protocol.js';
+import { parseReadAllBody, parseReadAllPageBody, parseReadStreamBody } from './read-bodies.js';
 
 /** What request handling needs from the node's role state machine. */
 export interface ServingNode {
@@ -151,16 +152,21 @@ export class ClientRequests {
         return events;
       }
       case 'readAllPage': {
-        // A filtered subscription's long poll: the node filters, the client moves past the rest.
+        // A page of the log (filtered or not, either way) the client iterates with, or a
+        // subscription's long poll: the node filters, the client moves past the rest.
         await this.node.servePrimary();
         const { options, waitMs } = parseReadAllPageBody(body);
         let page = await this.store.readAllPage(options);
-        if (page.nextPosition === options.fromPosition && waitMs > 0) {
+        const forwards = options.direction !== 'backwards';
+        if (forwards && page.nextPosition === options.fromPosition && waitMs > 0) {
           await this.store.waitForEvents(waitMs);
           page = await this.store.readAllPage(options);
         }
         return page;
       }
+      case 'consumers':
+        await this.node.servePrimary();
+        return this.store.consumers();
     }
   }
 }

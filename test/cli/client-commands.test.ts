@@ -6,49 +6,19 @@
  * log written through a service module: exit 0 with the same module, exit 1 with each
  * divergence named when the handler changed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { runCli, useBuiltCli } from './helpers.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli, stopServer, useBuiltCli, useServers } from './helpers.js';
 
 const cli = useBuiltCli();
 const root = mkdtempSync(path.join(tmpdir(), 'txlog-cli-client-'));
-const servers: ChildProcess[] = [];
-afterEach(async () => {
-  await Promise.all(servers.splice(0).map(stopServer));
-});
+const startServer = useServers(cli);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 /** Where nothing listens: connecting is refused at once. */
 const unreachable = '127.0.0.1:1';
-
-async function startServer(dir: string, extra: string[] = []): Promise<{ child: ChildProcess; address: string }> {
-  const child = spawn(process.execPath, [cli(), 'serve', '--dir', dir, '--listen', '127.0.0.1:0', '--segment-bytes', '1048576', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  servers.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const address = await new Promise<string>((resolve, reject) => {
-    let stdout = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      const newline = stdout.indexOf('\n');
-      if (newline >= 0) resolve((JSON.parse(stdout.slice(0, newline)) as { addresses: string[] }).addresses[0]!);
-    });
-    child.once('exit', (code) => reject(new Error(`txlog serve exited with ${String(code)}: ${stderr}`)));
-  });
-  return { child, address };
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
 
 function json(stdout: string): unknown {
   return JSON.parse(stdout.trim()) as unknown;

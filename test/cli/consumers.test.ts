@@ -2,18 +2,32 @@
  * Proves `txlog consumers DIR` (cli/consumers.ts over engine/consumer-list.ts) as a real process:
  * each consumer's checkpoint position and lag (events after it, checkpoints not counted) as the
  * log shows them, in JSON and as a table; a log without consumers; a missing directory is exit 2;
- * and the directory is left exactly as it was.
+ * and the directory is left exactly as it was. `txlog consumers --servers` against a real
+ * `txlog serve` lists what `consumers DIR` lists of the same store, as JSON and as a table; DIR
+ * with `--servers` or with a connection flag is one USAGE line and exit 2; no node is exit 4.
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { openQuietStore } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp.js';
-import { fingerprint, runCli, useBuiltCli } from './helpers.js';
+import type { Store } from '../../engine/index.js';
+import { connect, type Client } from '../../replication/client.js';
+import { fingerprint, runCli, useBuiltCli, useServers } from './helpers.js';
 
 const cli = useBuiltCli();
 const newDir = useTempDir('txlog-cli-consumers-');
+const startServer = useServers(cli);
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+
+/** Runs each named consumer (embedded or over a client) until it has handled `upTo`, then stops it. */
+async function consumeUpTo(host: Pick<Store, 'consumer'> | Pick<Client, 'consumer'>, consumers: ReadonlyArray<readonly [string, number]>): Promise<void> {
+  for (const [name, upTo] of consumers) {
+    const consumer = await host.consumer({ name, handle: () => undefined });
+    while (consumer.position < upTo) await new Promise((resolve) => setTimeout(resolve, 2));
+    await consumer.stop();
+  }
+}
 
 /** A store whose consumer `ahead` has seen all 10 source events and `behind` the first 4. */
 async function storeWithConsumers(): Promise<string> {
@@ -21,11 +35,7 @@ async function storeWithConsumers(): Promise<string> {
   const { store } = await openQuietStore(dir);
   try {
     await store.append('orders', Array.from({ length: 10 }, (_, index) => ({ type: 'Placed', data: { index } })));
-    for (const [name, upTo] of [['ahead', 9], ['behind', 3]] as const) {
-      const consumer = await store.consumer({ name, handle: () => undefined });
-      while (consumer.position < upTo) await new Promise((resolve) => setTimeout(resolve, 1));
-      await consumer.stop();
-    }
+    await consumeUpTo(store, [['ahead', 9], ['behind', 3]]);
   } finally {
     await store.close();
   }
@@ -61,5 +71,35 @@ describe('txlog consumers', () => {
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/^txlog: [A-Z_]+: /);
     expect((await runCli(cli(), ['consumers'])).exitCode).toBe(2);
+  });
+
+  it('lists the consumers of a running node with --servers, as the log does', async () => {
+    const dir = newDir();
+    const { address } = await startServer(dir);
+    const client = await connect({ servers: [address] });
+    try {
+      await client.append('orders', Array.from({ length: 6 }, (_, index) => ({ type: 'Placed', data: { index } })));
+      await consumeUpTo(client, [['mailer', 5], ['slow', 1]]);
+    } finally {
+      await client.close();
+    }
+    const served = await runCli(cli(), ['consumers', '--servers', address, '--json']);
+    expect(served.exitCode, served.stderr).toBe(0);
+    const list = JSON.parse(served.stdout) as { consumers: Array<{ name: string; lag: number }> };
+    expect(list.consumers.map((consumer) => consumer.name)).toEqual(['mailer', 'slow']);
+    expect(list.consumers[0]!.lag).toBe(0);
+    const fromLog = await runCli(cli(), ['consumers', dir, '--json']);
+    expect(JSON.parse(served.stdout)).toEqual(JSON.parse(fromLog.stdout));
+    const table = await runCli(cli(), ['consumers', '--servers', address]);
+    expect(table.stdout).toMatch(/^mailer +\d+ +0 +\d{4}-/m);
+    expect(table.stdout).toContain('2 consumers;');
+
+    for (const args of [[dir, '--servers', address], [dir, '--secret-file', '/nonexistent'], ['--servers', '']]) {
+      const refused = await runCli(cli(), ['consumers', ...args]);
+      expect(refused.exitCode, args.join(' ')).toBe(2);
+      expect(refused.stderr, args.join(' ')).toMatch(/^txlog: USAGE: [^\n]+\n$/);
+    }
+    const nobody = await runCli(cli(), ['consumers', '--servers', '127.0.0.1:1', '--timeout-ms', '1000']);
+    expect(nobody.exitCode).toBe(4);
   });
 });

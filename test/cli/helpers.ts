@@ -1,15 +1,16 @@
 /**
- * Helpers for the CLI tests: run the built `txlog` as a real process, write a known log with the
- * WAL API (record types and payloads shaped like `engine/records.ts`), and fingerprint a
- * directory to prove a command wrote nothing.
+ * Helpers for the CLI tests: run the built `txlog` as a real process, start a lone `txlog serve`
+ * for the client commands (stopped after each test), write a known log with the WAL API (record
+ * types and payloads shaped like `engine/records.ts`), and fingerprint a directory to prove a
+ * command wrote nothing.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { Wal } from '../../wal/index.js';
 import type { SerializedError } from '../../wal/errors.js';
 import { recordTypes, type CommitPayload, type EpochPayload, type JournalPayload } from '../../engine/records.js';
@@ -74,6 +75,44 @@ export function runCli(cliPath: string, args: readonly string[], environment: Re
       },
     );
   });
+}
+
+/**
+ * Starts lone `txlog serve` processes of the built CLI on loopback port 0 (call at the top level
+ * of a test file); each resolves with its address once it says it listens, and every one is
+ * stopped (SIGTERM, then waited for) after each test.
+ */
+export function useServers(cli: () => string): (dir: string, extra?: string[]) => Promise<{ child: ChildProcess; address: string }> {
+  const servers: ChildProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map(stopServer));
+  });
+  return async (dir, extra = []) => {
+    const child = spawn(process.execPath, [cli(), 'serve', '--dir', dir, '--listen', '127.0.0.1:0', '--segment-bytes', '1048576', ...extra], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    servers.push(child);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const address = await new Promise<string>((resolve, reject) => {
+      let stdout = '';
+      child.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        const newline = stdout.indexOf('\n');
+        if (newline >= 0) resolve((JSON.parse(stdout.slice(0, newline)) as { addresses: string[] }).addresses[0]!);
+      });
+      child.once('exit', (code) => reject(new Error(`txlog serve exited with ${String(code)}: ${stderr}`)));
+    });
+    return { child, address };
+  };
+}
+
+/** SIGTERM, and waits for the exit (at once if it has exited). */
+export async function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
 }
 
 /** One line of `--json --records` output per record. */

@@ -4,12 +4,13 @@
  * version or position or from `'end'`, with `maxCount`; `readAll` and `subscribe` filter by
  * stream prefix and event type; `subscribe` from `'end'` delivers only new events; an aborted
  * signal rejects a promise form and makes an iteration throw its reason; `readAllPage` (what a
- * network subscriber long-polls) moves past what its filter passes over; bad options are
- * BAD_REQUEST.
+ * network client pages and long-polls with) moves past what its filter passes over, forwards
+ * and backwards (to -1 at the start of the log); bad options are BAD_REQUEST.
  */
 import { describe, expect, it } from 'vitest';
-import type { RecordedEvent, Store } from '../../engine/index.js';
+import type { Store } from '../../engine/index.js';
 import { openQuietStore } from '../helpers/store.js';
+import { collect, expectAbortsWithReason, range, writeHistory } from '../helpers/reads.js';
 import { useTempDir } from '../helpers/temp.js';
 
 const newDir = useTempDir('txlog-reads-');
@@ -18,27 +19,12 @@ const newDir = useTempDir('txlog-reads-');
 async function withHistory(run: (store: Store) => Promise<void>): Promise<void> {
   const { store } = await openQuietStore(newDir(), { readEventsMax: 100 });
   try {
-    await store.append('long', Array.from({ length: 600 }, (_, index) => ({ type: index % 2 === 0 ? 'Even' : 'Odd', data: { index } })));
-    await store.append('other-1', [{ type: 'Other' }]);
-    await store.append('long', Array.from({ length: 700 }, (_, index) => ({ type: index % 2 === 0 ? 'Even' : 'Odd', data: { index: 600 + index } })));
-    await store.append('other-2', [{ type: 'Other' }]);
+    await writeHistory(store);
     await run(store);
   } finally {
     await store.close();
   }
 }
-
-async function collect(events: AsyncIterable<RecordedEvent>): Promise<RecordedEvent[]> {
-  const collected: RecordedEvent[] = [];
-  for await (const event of events) collected.push(event);
-  return collected;
-}
-
-const range = (from: number, to: number, step = 1): number[] => {
-  const values: number[] = [];
-  for (let value = from; step > 0 ? value <= to : value >= to; value += step) values.push(value);
-  return values;
-};
 
 describe('readStream', () => {
   it('iterates every event forwards and backwards, from a version or the end, with maxCount', () =>
@@ -109,24 +95,35 @@ describe('readAllPage', () => {
       expect(await store.readAllPage({ fromPosition: 5, maxCount: 2 })).toMatchObject({ nextPosition: 7 });
       await expect(store.readAllPage({ fromPosition: -1 })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
     }));
+
+  it('pages backwards from the end or a position, to -1 once position 0 was looked at', () =>
+    withHistory(async (store) => {
+      const last = await store.readAllPage({ fromPosition: 'end', direction: 'backwards', maxCount: 1 });
+      expect(last).toMatchObject({ events: [{ position: 1301 }], nextPosition: 1300 });
+      let next: number | 'end' = 'end';
+      const found: number[] = [];
+      for (let pages = 0; pages < 20 && next !== -1; pages++) {
+        const page = await store.readAllPage({ fromPosition: next, direction: 'backwards', filter: { streamPrefix: 'other-' } });
+        found.push(...page.events.map((event) => event.position));
+        next = page.nextPosition;
+      }
+      expect(found).toEqual([1301, 600]);
+      expect(next).toBe(-1);
+      expect(await store.readAllPage({ fromPosition: 5000, direction: 'backwards', maxCount: 2 })).toMatchObject({ events: [{ position: 1301 }, { position: 1300 }], nextPosition: 1299 });
+      const { store: empty } = await openQuietStore(newDir());
+      try {
+        expect(await empty.readAllPage({ fromPosition: 7, direction: 'backwards' })).toEqual({ events: [], nextPosition: -1 });
+        expect(await empty.readAllPage({ fromPosition: 'end' })).toEqual({ events: [], nextPosition: 0 });
+      } finally {
+        await empty.close();
+      }
+    }));
 });
 
 describe('signals and bad options', () => {
   it('an aborted signal rejects the promise form and stops an iteration with its reason', () =>
     withHistory(async (store) => {
-      const aborted = AbortSignal.abort();
-      await expect(store.readStream('long', { signal: aborted })).rejects.toMatchObject({ name: 'AbortError' });
-      await expect(store.readAll({ signal: aborted })).rejects.toMatchObject({ name: 'AbortError' });
-      const controller = new AbortController();
-      let seen = 0;
-      const stopped = (async () => {
-        for await (const _event of store.readAll({ signal: controller.signal })) {
-          seen += 1;
-          if (seen === 10) controller.abort();
-        }
-      })();
-      await expect(stopped).rejects.toMatchObject({ name: 'AbortError' });
-      expect(seen).toBe(10);
+      await expectAbortsWithReason(store);
     }));
 
   it('refuses a bad direction, position, count or filter', () =>

@@ -226,17 +226,14 @@ export async function connectClient(servers: string[], options: Partial<ClientOp
   return connect({ servers, deadlineMs: 20_000, connectTimeoutMs: 500, ...options });
 }
 
-/** Every event of the store in global order, read from its primary through `client`. */
+/** Every event of the store in global order, read from its primary through `client`, page by page. */
 export async function readAllEvents(client: Client): Promise<RecordedEvent[]> {
   const events: RecordedEvent[] = [];
-  for (;;) {
-    const page = await client.readAll({ fromPosition: events.length, maxCount: 4096 });
-    if (page.length === 0) return events;
-    for (const event of page) {
-      if (event.position !== events.length) throw new Error(`readAll returned position ${event.position} at ${events.length}`);
-      events.push(event);
-    }
+  for await (const event of client.readAll()) {
+    if (event.position !== events.length) throw new Error(`readAll returned position ${event.position} at ${events.length}`);
+    events.push(event);
   }
+  return events;
 }
 
 export interface WalContent {

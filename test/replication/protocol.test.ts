@@ -9,9 +9,8 @@
  * - `authProof` is bound to secret, nonce, cluster and side; `proofMatches` compares safely
  *   (different lengths are a mismatch, not a throw);
  * - `parseAddress` accepts host:port and [v6]:port and refuses everything else with BAD_REQUEST;
- * - the request bodies of `execute`, `readStream` and `readAll` are narrowed field by field: a
- *   missing or wrongly typed field is BAD_REQUEST, absent optional fields stay absent, and a
- *   `waitMs` that is not a number means no wait while one past `readWaitMsMax` is cut to it.
+ * - the request body of `execute` is narrowed field by field: a missing or wrongly typed field
+ *   is BAD_REQUEST (the reads' bodies: read-bodies.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { Packr } from 'msgpackr';
@@ -23,15 +22,12 @@ import {
   parseAddress,
   parseExecuteBody,
   parseMessage,
-  parseReadAllBody,
-  parseReadStreamBody,
   proofMatches,
   protocolVersion,
   type Message,
   type PeerState,
 } from '../../replication/protocol.js';
 import { TxlogError } from '../../wal/errors.js';
-import { readWaitMsMax } from '../../replication/limits.js';
 import { thrownError } from '../helpers/wal.js';
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -280,21 +276,5 @@ describe('request bodies', () => {
     for (const bad of [{ command: 'deposit' }, { command: 'deposit', requestId: '3' }, { requestId: 3 }, { command: 7, requestId: 3 }, { command: null, requestId: 3 }]) {
       expect(codeOf(() => parseExecuteBody(bad)), JSON.stringify(bad)).toBe('BAD_REQUEST');
     }
-  });
-
-  it('narrows a readStream body, keeping absent options absent', () => {
-    expect(parseReadStreamBody({ stream: 's' })).toEqual({ stream: 's', options: {} });
-    expect(parseReadStreamBody({ stream: 's', fromVersion: 2, maxCount: 5 })).toEqual({ stream: 's', options: { fromVersion: 2, maxCount: 5 } });
-    for (const bad of [{}, { stream: 1 }, { stream: 's', fromVersion: '2' }, { stream: 's', maxCount: null }]) {
-      expect(codeOf(() => parseReadStreamBody(bad)), JSON.stringify(bad)).toBe('BAD_REQUEST');
-    }
-  });
-
-  it('narrows a readAll body and bounds its wait', () => {
-    expect(parseReadAllBody({})).toEqual({ options: {}, waitMs: 0 });
-    expect(parseReadAllBody({ fromPosition: 4, maxCount: 2, waitMs: 100 })).toEqual({ options: { fromPosition: 4, maxCount: 2 }, waitMs: 100 });
-    expect(parseReadAllBody({ waitMs: 'long' }).waitMs).toBe(0);
-    expect(parseReadAllBody({ waitMs: readWaitMsMax + 1 }).waitMs).toBe(readWaitMsMax);
-    expect(codeOf(() => parseReadAllBody({ fromPosition: '4' }))).toBe('BAD_REQUEST');
   });
 });
