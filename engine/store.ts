@@ -250,7 +250,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   /** The durable consumers as the applied state shows them (see `engine/consumer-list.ts`). */
   consumers(): ConsumerList {
     this.pipeline.checkOpen();
-    return consumersOfState(this.pipeline.state);
+    return consumersOfState(this.pipeline.appliedState());
   }
 
   /** One page of a filtered scan and where the next starts (see `StoreReads.readAllPage`). */

@@ -14,16 +14,21 @@ import { checkCallBinding, type CheckedRequest } from './requests.js';
 import { builtinCommands, type CommandHandler } from './service.js';
 import type { JournalEntry } from './state.js';
 import { snapshotChecked } from './values.js';
+import { DeadlineQueue } from './deadline-queue.js';
 
 export class TransactionRunner {
   private readonly pipeline: CommitPipeline;
   private readonly assembler: CommitAssembler;
   private readonly options: ResolvedStoreOptions;
 
+  /** Every running handler's deadline, on one timer. */
+  private readonly deadlines: DeadlineQueue;
+
   constructor(pipeline: CommitPipeline, assembler: CommitAssembler, options: ResolvedStoreOptions) {
     this.pipeline = pipeline;
     this.assembler = assembler;
     this.options = options;
+    this.deadlines = new DeadlineQueue(options.platform.clock, options.limits.handlerTimeoutMs);
   }
 
   /** Runs the request's handler and commits its outcome; resolves (or rejects) once applied. */
@@ -46,19 +51,19 @@ export class TransactionRunner {
   private runWithTimeout(running: Promise<HandlerOutcome>, context: TransactionContext): Promise<HandlerOutcome> {
     const timeoutMs = this.options.limits.handlerTimeoutMs;
     return new Promise<HandlerOutcome>((resolve, reject) => {
-      const timer = this.options.platform.clock.setTimeout(() => {
+      const deadline = this.deadlines.add(() => {
         // From here on the handler's ctx refuses everything; whatever it still does is ignored.
         context.finish();
         running.catch(() => undefined);
         resolve(timedOutOutcome(context, timeoutMs));
-      }, timeoutMs);
+      });
       running.then(
         (outcome) => {
-          timer.cancel();
+          this.deadlines.remove(deadline);
           resolve(outcome);
         },
         (error: unknown) => {
-          timer.cancel();
+          this.deadlines.remove(deadline);
           reject(error);
         },
       );
