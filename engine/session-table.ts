@@ -74,6 +74,11 @@ export class SessionTable {
   private readonly liveSessions = new Map<string, SessionRecord>();
   /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
+  /**
+   * Journal entries kept per client (never fewer than there are; counted at open): a client with
+   * none, nearly every one, costs no journal read when it sends a request.
+   */
+  private readonly journalCounts = new Map<string, number>();
 
   constructor(root: RootDatabase) {
     this.sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
@@ -86,6 +91,13 @@ export class SessionTable {
     }
     live.sort((a, b) => a[1].lastLsn - b[1].lastLsn);
     for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
+    for (const [clientId] of this.journal.getKeys({})) this.countJournal(clientId, 1);
+  }
+
+  private countJournal(clientId: string, change: number): void {
+    const count = (this.journalCounts.get(clientId) ?? 0) + change;
+    if (count > 0) this.journalCounts.set(clientId, count);
+    else this.journalCounts.delete(clientId);
   }
 
   /** Sessions kept with their reply windows (not evicted). */
@@ -118,6 +130,7 @@ export class SessionTable {
    */
   latestRequestId(clientId: string): number {
     const committed = this.sessionOf(clientId)?.latest ?? 0;
+    if (!this.journalCounts.has(clientId)) return committed;
     for (const key of this.journal.getKeys({ start: [clientId, Number.MAX_SAFE_INTEGER], end: [clientId, 0], reverse: true, limit: 1 })) {
       return Math.max(committed, key[1]);
     }
@@ -132,6 +145,7 @@ export class SessionTable {
   }
 
   journalEntry(clientId: string, requestId: number, callIndex: number): JournalEntry | undefined {
+    if (!this.journalCounts.has(clientId)) return undefined;
     const entry = this.journal.get([clientId, requestId, callIndex]);
     return entry === undefined ? undefined : { callIndex, ...entry };
   }
@@ -140,6 +154,7 @@ export class SessionTable {
   putJournal(lsn: number, journal: JournalPayload): void {
     const { callIndex, ...stored } = journalEntryOf(lsn, journal);
     this.journal.putSync([journal.clientId, journal.requestId, callIndex], stored);
+    this.countJournal(journal.clientId, 1);
   }
 
   /** Records a commit's outcome (inside the state's apply transaction). */
@@ -170,9 +185,10 @@ export class SessionTable {
   }
 
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
-    if (toRequestId <= fromRequestId) return;
+    if (toRequestId <= fromRequestId || !this.journalCounts.has(clientId)) return;
     for (const key of this.journal.getKeys({ start: [clientId, fromRequestId, 0], end: [clientId, toRequestId, 0] })) {
       this.journal.removeSync(key);
+      this.countJournal(clientId, -1);
     }
   }
 

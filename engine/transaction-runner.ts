@@ -40,7 +40,7 @@ export class TransactionRunner {
     const outcome: HandlerOutcome =
       handler === undefined
         ? unknownCommandOutcome(command)
-        : await this.runWithTimeout(runHandler(handler, context, decodePayload(request.packedArgs), this.options.limits), context);
+        : await this.runWithTimeout(runHandler(handler, context, this.handlerArgs(request), this.options.limits), context);
     this.pipeline.checkOpen();
     const commit = this.assembler.assembleAndAppend(request, outcome);
     await commit.applied;
@@ -68,6 +68,15 @@ export class TransactionRunner {
         },
       );
     });
+  }
+
+  /**
+   * A service's handler gets a copy of its args of its own (whatever it does to them, the
+   * recorded args stay); a built-in command only reads them (its events are checked into copies),
+   * so it gets the recorded snapshot and the store decodes nothing more.
+   */
+  private handlerArgs(request: CheckedRequest): unknown {
+    return Object.hasOwn(builtinCommands, request.command) ? request.args : decodePayload(request.packedArgs);
   }
 
   private handlerFor(command: string): CommandHandler | undefined {
