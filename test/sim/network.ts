@@ -72,6 +72,10 @@ export class SimNetwork {
     for (const end of [...this.open]) if (end.listenAddress === address) end.reset();
   }
 
+  isAddressCut(address: string): boolean {
+    return this.cutAddresses.has(address);
+  }
+
   healAddress(address: string): void {
     this.cutAddresses.delete(address);
   }

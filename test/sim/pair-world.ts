@@ -23,6 +23,7 @@ import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder,
 import { SimDisk, noDiskFaults } from './disk.js';
 import type { SeedSummary } from './embedded-world.js';
 import { SimNetwork, type SimProcess } from './network.js';
+import { PairChecks, type CheckedNode } from './pair-checks.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
 
 interface NodeIncarnation {
@@ -33,6 +34,8 @@ interface NodeIncarnation {
   process: SimProcess;
   stateRoot: string;
   node: TxlogNode | undefined;
+  /** The epoch it last said it was ready to serve in as primary. */
+  readyEpoch: number | undefined;
 }
 
 type MachineName = 'a' | 'b';
@@ -40,6 +43,9 @@ const addressOf: Record<MachineName, string> = { a: '127.0.0.1:7001', b: '127.0.
 /** A second listen address per node: two replication links, so one can fail alone. */
 const secondAddressOf: Record<MachineName, string> = { a: '127.0.0.1:7101', b: '127.0.0.1:7102' };
 const peerOf: Record<MachineName, MachineName> = { a: 'b', b: 'a' };
+const heartbeatIntervalMs = 20;
+const heartbeatTimeoutMs = 150;
+const connectTimeoutMs = 100;
 
 export async function runPairSeed(seed: number, options: { durationMs?: number } = {}): Promise<SeedSummary> {
   const world = new PairWorld(seed, options.durationMs ?? 3000);
@@ -73,6 +79,7 @@ class PairWorld {
   /** The first broken invariant: thrown where it is found, and again by the run loop. */
   private violation: InvariantViolation | undefined;
   private clientsDone = 0;
+  private readonly checks: PairChecks;
   private readonly clientCount: number;
 
   constructor(
@@ -99,6 +106,8 @@ class PairWorld {
       };
     }
     this.network.latencyMs.slowChance = this.random.float() * 0.05;
+    const latencyMaxMs = this.network.latencyMs.max + this.network.latencyMs.slowMs;
+    this.checks = new PairChecks((invariant, message) => this.fail(invariant, message), { heartbeatIntervalMs, heartbeatTimeoutMs, connectTimeoutMs, latencyMaxMs });
     this.gateway = new Gateway(this.workloadRandom, (invariant, message) => this.fail(invariant, message));
     this.clientCount = this.random.integer(1, 4);
   }
@@ -144,7 +153,7 @@ class PairWorld {
     const clock = this.scheduler.clockOf(`${machine}${number}`);
     const process: SimProcess = { machine, clock };
     const stateRoot = path.join(this.tempRoot, `${machine}-${number}`);
-    const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined };
+    const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined, readyEpoch: undefined };
     this.nodes[machine] = incarnation;
     const random: Random = { float: () => this.platformRandom.float(), bytes: (count) => this.platformRandom.bytes(count) };
     const platform: Platform = { fileSystem: this.disks[machine].fileSystemFor(clock, stateRoot), clock, random };
@@ -160,10 +169,10 @@ class PairWorld {
         segmentBytes: 64 * 1024,
         preallocate: false,
         stateMapBytes: 64 * 1024 * 1024,
-        heartbeatIntervalMs: 20,
-        heartbeatTimeoutMs: 150,
+        heartbeatIntervalMs,
+        heartbeatTimeoutMs,
         replicaTimeoutMs: 300,
-        connectTimeoutMs: 100,
+        connectTimeoutMs,
         network: this.network.networkFor(process),
         platform,
         log: (message) => this.onNodeLog(incarnation, message),
@@ -202,6 +211,8 @@ class PairWorld {
     this.scheduler.note(`[${incarnation.machine}${incarnation.number}] ${message}`);
     const promoted = /becoming primary with epoch (\d+)/.exec(message);
     if (promoted !== null && Number(promoted[1]) > 1) this.counts.failovers += 1;
+    const ready = /primary with epoch (\d+) ready/.exec(message);
+    if (ready !== null) incarnation.readyEpoch = Number(ready[1]);
   }
 
   /** SIGKILL of a node (with `machine`, a power loss too); it restarts a little later. */
@@ -283,18 +294,17 @@ class PairWorld {
     return this.nodes[machine]?.clock.paused === true || this.network.isCut('a', 'b');
   }
 
-  /**
-   * After every step: two live nodes are never primaries of the same epoch (an epoch names one
-   * history; two of them would be two ackers of one fencing token).
-   */
+  /** After every step: the invariants of `pair-checks.ts`, on the live nodes that have started. */
   private checkStep(): void {
-    const a = this.nodes.a;
-    const b = this.nodes.b;
-    if (a?.node === undefined || b?.node === undefined || !a.alive || !b.alive) return;
-    const [statusA, statusB] = [a.node.status(), b.node.status()];
-    if (statusA.role === 'primary' && statusB.role === 'primary' && statusA.epoch === statusB.epoch) {
-      this.fail('one-primary-per-epoch', `A and B are both primary with epoch ${statusA.epoch}`);
+    const live: CheckedNode[] = [];
+    for (const incarnation of [this.nodes.a, this.nodes.b]) {
+      if (incarnation?.node === undefined || !incarnation.alive) continue;
+      const { machine, number, node, clock, readyEpoch } = incarnation;
+      live.push({ name: `${machine}${number}`, node, paused: clock.paused, readyEpoch });
     }
+    const addresses = [addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b];
+    const reachable = !this.network.isCut('a', 'b') && addresses.some((address) => !this.network.isAddressCut(address));
+    this.checks.afterStep(this.scheduler.nowMs, live, reachable);
   }
 
   private primaryMachine(): MachineName | undefined {

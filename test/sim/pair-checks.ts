@@ -1,0 +1,205 @@
+/**
+ * The pair world's invariants checked after every step, phrased against the nodes' real state
+ * (their status, their stores' logs) and what the world knows of the processes (alive, paused,
+ * cut off). Each holds of correct code at every step, with a grace bound where a node can only
+ * learn of a change by a timeout:
+ *
+ * - one-primary-per-epoch: no two live nodes are primaries of the same epoch.
+ * - backup-log-differs: a backup of the primary's epoch holds, up to the LSN the primary counts
+ *   as acknowledged by its backup (which bounds what it releases unless it is alone), exactly
+ *   the primary's frames, byte for byte (checksums included).
+ * - backup-in-sync-lacks: a backup that says it is in sync (so may take over) holds every commit
+ *   its primary released.
+ * - primary-in-sync-claim: a primary does not say its backup is in sync while the other node is
+ *   dead, paused, cut off or not its backup, for longer than the heartbeat timeout allows.
+ * - records-before-join: a backup takes no record before its primary answered its join.
+ * - stale-release: a primary superseded by a newer one that is ready releases no record the
+ *   newer one lacks (a late acknowledgement of what both hold may still release).
+ * - stale-primary-stays: a primary whose newer peer it can reach steps down within the time
+ *   links take to form again.
+ */
+import { replicationHooksOf } from '../../engine/replication-hooks.js';
+import type { NodeStatus, TxlogNode } from '../../replication/node.js';
+import { dialBackoffMsMax } from '../../replication/limits.js';
+
+/** One live node incarnation as the world sees it at this step. */
+export interface CheckedNode {
+  /** Machine and incarnation, such as `a3`. */
+  name: string;
+  node: TxlogNode;
+  paused: boolean;
+  /** The epoch it said it was ready to serve in (its epoch record applied), if any. */
+  readyEpoch: number | undefined;
+}
+
+export interface PairTimings {
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** The longest one delivery can take on the simulated network. */
+  latencyMaxMs: number;
+}
+
+type Fail = (invariant: string, message: string) => never;
+
+interface Seen {
+  status: NodeStatus;
+  nextLsn: number;
+}
+
+export class PairChecks {
+  /** How long a primary may keep saying "in sync" after its backup stopped following it. */
+  private readonly inSyncGraceMs: number;
+  /** How long a stale primary that can reach a newer one may stay primary. */
+  private readonly fencingGraceMs: number;
+  /** The previous step's view of each incarnation. */
+  private previous = new Map<string, Seen>();
+  /** Up to which LSN the backup's log was found equal to the primary's, for which pair of incarnations. */
+  private verified: { key: string; upToLsn: number } | undefined;
+  private inSyncClaimSinceMs: number | undefined;
+  private twoPrimariesSinceMs: number | undefined;
+
+  constructor(
+    private readonly fail: Fail,
+    timings: PairTimings,
+  ) {
+    // Silence is noticed on the next tick past the timeout; the last heartbeat may arrive late.
+    this.inSyncGraceMs = timings.heartbeatTimeoutMs + 2 * timings.heartbeatIntervalMs + 2 * timings.latencyMaxMs;
+    // A dial loop backs off up to its maximum; then a handshake and the first peer state.
+    this.fencingGraceMs = dialBackoffMsMax + timings.connectTimeoutMs + this.inSyncGraceMs;
+  }
+
+  /** `linked`: no partition between the machines and no link address cut. */
+  afterStep(nowMs: number, nodes: CheckedNode[], linked: boolean): void {
+    const seen = new Map<string, Seen>();
+    for (const checked of nodes) {
+      seen.set(checked.name, { status: checked.node.status(), nextLsn: replicationHooksOf(checked.node.store).nextLsn });
+    }
+    for (const checked of nodes) this.checkJoin(checked, seen.get(checked.name)!);
+    const [first, second] = nodes;
+    if (first !== undefined && second !== undefined) this.checkPair(nowMs, first, second, seen, linked);
+    else this.checkLonePrimary(nowMs, nodes, seen);
+    this.previous = seen;
+  }
+
+  private checkJoin(checked: CheckedNode, now: Seen): void {
+    const before = this.previous.get(checked.name);
+    if (before === undefined || checked.paused) return;
+    // A backup is never writable: its log grows only by records it took from a primary.
+    const unjoined = (seen: Seen): boolean => seen.status.role === 'backup' && !seen.status.joined;
+    if (unjoined(before) && unjoined(now) && now.nextLsn > before.nextLsn) {
+      this.fail('records-before-join', `${checked.name} took LSNs ${before.nextLsn}..${now.nextLsn - 1} before its join was answered`);
+    }
+  }
+
+  private checkPair(nowMs: number, first: CheckedNode, second: CheckedNode, seen: Map<string, Seen>, linked: boolean): void {
+    const [one, two] = [seen.get(first.name)!.status, seen.get(second.name)!.status];
+    if (one.role === 'primary' && two.role === 'primary') {
+      if (one.epoch === two.epoch) this.fail('one-primary-per-epoch', `${first.name} and ${second.name} are both primary with epoch ${one.epoch}`);
+      const [stale, newer] = one.epoch < two.epoch ? [first, second] : [second, first];
+      this.checkStaleRelease(stale, newer, seen);
+      this.checkStalePrimaryStays(nowMs, stale, newer, linked);
+    } else {
+      this.twoPrimariesSinceMs = undefined;
+    }
+    const primary = one.role === 'primary' ? first : two.role === 'primary' ? second : undefined;
+    if (primary === undefined) {
+      this.inSyncClaimSinceMs = undefined;
+      return;
+    }
+    const other = primary === first ? second : first;
+    this.checkInSyncClaim(nowMs, primary, other, seen, linked);
+    const [primaryStatus, otherStatus] = [seen.get(primary.name)!.status, seen.get(other.name)!.status];
+    if (otherStatus.role !== 'backup' || otherStatus.epoch !== primaryStatus.epoch) {
+      this.verified = undefined;
+      return;
+    }
+    this.checkBackupLog(primary, other, primaryStatus, otherStatus);
+    // Whatever the primary released alone came before its `synced`; after it, only what was acknowledged.
+    if (otherStatus.inSync && primaryStatus.appliedLsn > seen.get(other.name)!.nextLsn - 1) {
+      this.fail('backup-in-sync-lacks', `${other.name} says it is in sync but holds LSNs up to ${seen.get(other.name)!.nextLsn - 1}; ${primary.name} released up to ${primaryStatus.appliedLsn}`);
+    }
+  }
+
+  /** Only one node is up: whatever it claims has no backup behind it for long. */
+  private checkLonePrimary(nowMs: number, nodes: CheckedNode[], seen: Map<string, Seen>): void {
+    this.twoPrimariesSinceMs = undefined;
+    const primary = nodes.find((checked) => seen.get(checked.name)!.status.role === 'primary');
+    if (primary === undefined) {
+      this.inSyncClaimSinceMs = undefined;
+      return;
+    }
+    this.checkInSyncClaim(nowMs, primary, undefined, seen, false);
+  }
+
+  /**
+   * The backup's frames up to what the primary counts as acknowledged are the primary's. Checked
+   * from where the last step left off while the same two incarnations stay primary and joined
+   * backup (a join may cut the backup's log, so while it is not joined all is checked again).
+   */
+  private checkBackupLog(primary: CheckedNode, backup: CheckedNode, primaryStatus: NodeStatus, backupStatus: NodeStatus): void {
+    const key = `${primary.name}/${backup.name}/${primaryStatus.epoch}`;
+    if (!backupStatus.joined || this.verified?.key !== key) this.verified = { key, upToLsn: 0 };
+    const upTo = Math.min(primaryStatus.replicaAckedLsn, backupStatus.lastLsn, primaryStatus.lastLsn);
+    const from = this.verified.upToLsn + 1;
+    if (from > upTo) return;
+    const mismatch = firstDifference(primary.node, backup.node, from, upTo);
+    if (mismatch !== undefined) {
+      this.fail('backup-log-differs', `${backup.name}'s record at LSN ${mismatch} is not ${primary.name}'s, which counts its backup as holding up to ${primaryStatus.replicaAckedLsn}`);
+    }
+    this.verified.upToLsn = upTo;
+  }
+
+  /**
+   * A primary saying "in sync" must have a backup behind it: the other node alive, not paused,
+   * reachable and its backup in the same epoch. A dead or silent one is noticed only by a
+   * closed link or a heartbeat timeout, hence the grace; a paused primary claims nothing.
+   */
+  private checkInSyncClaim(nowMs: number, primary: CheckedNode, other: CheckedNode | undefined, seen: Map<string, Seen>, linked: boolean): void {
+    const status = seen.get(primary.name)!.status;
+    const otherStatus = other === undefined ? undefined : seen.get(other.name)!.status;
+    const following = other !== undefined && !other.paused && linked && otherStatus?.role === 'backup' && otherStatus.epoch === status.epoch;
+    if (primary.paused || !status.inSync || following) {
+      this.inSyncClaimSinceMs = undefined;
+      return;
+    }
+    this.inSyncClaimSinceMs ??= nowMs;
+    if (nowMs - this.inSyncClaimSinceMs > this.inSyncGraceMs) {
+      const what = other === undefined ? 'down' : other.paused ? 'paused' : !linked ? 'cut off' : `${otherStatus!.role} in epoch ${otherStatus!.epoch}`;
+      this.fail('primary-in-sync-claim', `${primary.name} has said its backup is in sync for ${Math.round(nowMs - this.inSyncClaimSinceMs)} ms while the other node is ${what}`);
+    }
+  }
+
+  private checkStaleRelease(stale: CheckedNode, newer: CheckedNode, seen: Map<string, Seen>): void {
+    const newerStatus = seen.get(newer.name)!.status;
+    if (newer.readyEpoch !== newerStatus.epoch) return;
+    const before = this.previous.get(stale.name);
+    const released = seen.get(stale.name)!.status.appliedLsn;
+    if (before === undefined || before.status.role !== 'primary' || released <= before.status.appliedLsn) return;
+    const mismatch = firstDifference(stale.node, newer.node, before.status.appliedLsn + 1, released);
+    if (mismatch !== undefined) {
+      this.fail('stale-release', `${stale.name} (epoch ${seen.get(stale.name)!.status.epoch}) released LSN ${mismatch}, which ${newer.name}, ready in epoch ${newerStatus.epoch}, does not hold`);
+    }
+  }
+
+  private checkStalePrimaryStays(nowMs: number, stale: CheckedNode, newer: CheckedNode, linked: boolean): void {
+    if (stale.paused || newer.paused || !linked) {
+      this.twoPrimariesSinceMs = undefined;
+      return;
+    }
+    this.twoPrimariesSinceMs ??= nowMs;
+    if (nowMs - this.twoPrimariesSinceMs > this.fencingGraceMs) {
+      this.fail('stale-primary-stays', `${stale.name} is still primary ${Math.round(nowMs - this.twoPrimariesSinceMs)} ms after it could reach ${newer.name}, primary of a newer epoch`);
+    }
+  }
+}
+
+/** The first LSN in `fromLsn..toLsn` where `other`'s log lacks `node`'s frame, byte for byte. */
+function firstDifference(node: TxlogNode, other: TxlogNode, fromLsn: number, toLsn: number): number | undefined {
+  const theirs = replicationHooksOf(other.store).readRecords(fromLsn, toLsn)[Symbol.iterator]();
+  for (const record of replicationHooksOf(node.store).readRecords(fromLsn, toLsn)) {
+    const their = theirs.next();
+    if (their.done === true || their.value.lsn !== record.lsn || !their.value.frame.equals(record.frame)) return record.lsn;
+  }
+  return undefined;
+}
