@@ -15,8 +15,9 @@
  * - records-before-join: a backup takes no record before its primary answered its join.
  * - stale-release: a primary superseded by a newer one that is ready releases no record the
  *   newer one lacks (a late acknowledgement of what both hold may still release).
- * - stale-primary-stays: a primary whose newer peer it can reach steps down within the time
- *   links take to form again.
+ * - stale-primary-stays: a primary steps down once a connection to a node that knows a newer
+ *   epoch (its primary, or waiting after it) is open, within a handshake and a heartbeat; and
+ *   once it can reach one at all, within the time a dial loop takes to try again.
  */
 import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import type { NodeStatus, TxlogNode } from '../../replication/node.js';
@@ -30,6 +31,14 @@ export interface CheckedNode {
   paused: boolean;
   /** The epoch it said it was ready to serve in (its epoch record applied), if any. */
   readyEpoch: number | undefined;
+}
+
+/** What the network says of the two nodes' links at this step. */
+export interface PairLinks {
+  /** No partition between the machines, and some listen address not cut. */
+  reachable: boolean;
+  /** Since when a connection between the two live incarnations has been open, if one is. */
+  connectedSinceMs: number | undefined;
 }
 
 export interface PairTimings {
@@ -50,14 +59,17 @@ interface Seen {
 export class PairChecks {
   /** How long a primary may keep saying "in sync" after its backup stopped following it. */
   private readonly inSyncGraceMs: number;
-  /** How long a stale primary that can reach a newer one may stay primary. */
-  private readonly fencingGraceMs: number;
+  /** How long a stale primary connected to a newer one may stay primary. */
+  private readonly connectedGraceMs: number;
+  /** How long a stale primary that can reach a newer one may stay primary (links must form). */
+  private readonly reachableGraceMs: number;
   /** The previous step's view of each incarnation. */
   private previous = new Map<string, Seen>();
   /** Up to which LSN the backup's log was found equal to the primary's, for which pair of incarnations. */
   private verified: { key: string; upToLsn: number } | undefined;
   private inSyncClaimSinceMs: number | undefined;
-  private twoPrimariesSinceMs: number | undefined;
+  /** A primary and a node of a newer epoch, neither paused, since; and reachable from each other since. */
+  private superseded: { runningSinceMs: number; reachableSinceMs: number | undefined } | undefined;
 
   constructor(
     private readonly fail: Fail,
@@ -65,19 +77,23 @@ export class PairChecks {
   ) {
     // Silence is noticed on the next tick past the timeout; the last heartbeat may arrive late.
     this.inSyncGraceMs = timings.heartbeatTimeoutMs + 2 * timings.heartbeatIntervalMs + 2 * timings.latencyMaxMs;
-    // A dial loop backs off up to its maximum; then a handshake and the first peer state.
-    this.fencingGraceMs = dialBackoffMsMax + timings.connectTimeoutMs + this.inSyncGraceMs;
+    // From the open connection: the handshake (three messages) and each side's first peer state,
+    // five deliveries at most, say the newer epoch; one learned later goes out with the next
+    // heartbeat at the latest. The connect timeout on top is margin (a handshake waits at most
+    // that long for each message).
+    this.connectedGraceMs = timings.connectTimeoutMs + timings.heartbeatIntervalMs + 2 * timings.latencyMaxMs;
+    // A dial loop backs off up to its maximum before it tries again.
+    this.reachableGraceMs = dialBackoffMsMax + this.connectedGraceMs;
   }
 
-  /** `linked`: no partition between the machines and no link address cut. */
-  afterStep(nowMs: number, nodes: CheckedNode[], linked: boolean): void {
+  afterStep(nowMs: number, nodes: CheckedNode[], links: PairLinks): void {
     const seen = new Map<string, Seen>();
     for (const checked of nodes) {
       seen.set(checked.name, { status: checked.node.status(), nextLsn: replicationHooksOf(checked.node.store).nextLsn });
     }
     for (const checked of nodes) this.checkJoin(checked, seen.get(checked.name)!);
     const [first, second] = nodes;
-    if (first !== undefined && second !== undefined) this.checkPair(nowMs, first, second, seen, linked);
+    if (first !== undefined && second !== undefined) this.checkPair(nowMs, first, second, seen, links);
     else this.checkLonePrimary(nowMs, nodes, seen);
     this.previous = seen;
   }
@@ -92,15 +108,18 @@ export class PairChecks {
     }
   }
 
-  private checkPair(nowMs: number, first: CheckedNode, second: CheckedNode, seen: Map<string, Seen>, linked: boolean): void {
+  private checkPair(nowMs: number, first: CheckedNode, second: CheckedNode, seen: Map<string, Seen>, links: PairLinks): void {
     const [one, two] = [seen.get(first.name)!.status, seen.get(second.name)!.status];
-    if (one.role === 'primary' && two.role === 'primary') {
-      if (one.epoch === two.epoch) this.fail('one-primary-per-epoch', `${first.name} and ${second.name} are both primary with epoch ${one.epoch}`);
-      const [stale, newer] = one.epoch < two.epoch ? [first, second] : [second, first];
-      this.checkStaleRelease(stale, newer, seen);
-      this.checkStalePrimaryStays(nowMs, stale, newer, linked);
+    if (one.role === 'primary' && two.role === 'primary' && one.epoch === two.epoch) {
+      this.fail('one-primary-per-epoch', `${first.name} and ${second.name} are both primary with epoch ${one.epoch}`);
+    }
+    const [lower, higher] = one.epoch < two.epoch ? [first, second] : [second, first];
+    const [lowerStatus, higherStatus] = [seen.get(lower.name)!.status, seen.get(higher.name)!.status];
+    if (lowerStatus.role === 'primary' && higherStatus.epoch > lowerStatus.epoch) {
+      if (higherStatus.role === 'primary') this.checkStaleRelease(lower, higher, seen);
+      this.checkStalePrimaryStays(nowMs, lower, higher, links);
     } else {
-      this.twoPrimariesSinceMs = undefined;
+      this.superseded = undefined;
     }
     const primary = one.role === 'primary' ? first : two.role === 'primary' ? second : undefined;
     if (primary === undefined) {
@@ -108,7 +127,7 @@ export class PairChecks {
       return;
     }
     const other = primary === first ? second : first;
-    this.checkInSyncClaim(nowMs, primary, other, seen, linked);
+    this.checkInSyncClaim(nowMs, primary, other, seen, links.reachable);
     const [primaryStatus, otherStatus] = [seen.get(primary.name)!.status, seen.get(other.name)!.status];
     if (otherStatus.role !== 'backup' || otherStatus.epoch !== primaryStatus.epoch) {
       this.verified = undefined;
@@ -123,7 +142,7 @@ export class PairChecks {
 
   /** Only one node is up: whatever it claims has no backup behind it for long. */
   private checkLonePrimary(nowMs: number, nodes: CheckedNode[], seen: Map<string, Seen>): void {
-    this.twoPrimariesSinceMs = undefined;
+    this.superseded = undefined;
     const primary = nodes.find((checked) => seen.get(checked.name)!.status.role === 'primary');
     if (primary === undefined) {
       this.inSyncClaimSinceMs = undefined;
@@ -155,17 +174,17 @@ export class PairChecks {
    * reachable and its backup in the same epoch. A dead or silent one is noticed only by a
    * closed link or a heartbeat timeout, hence the grace; a paused primary claims nothing.
    */
-  private checkInSyncClaim(nowMs: number, primary: CheckedNode, other: CheckedNode | undefined, seen: Map<string, Seen>, linked: boolean): void {
+  private checkInSyncClaim(nowMs: number, primary: CheckedNode, other: CheckedNode | undefined, seen: Map<string, Seen>, reachable: boolean): void {
     const status = seen.get(primary.name)!.status;
     const otherStatus = other === undefined ? undefined : seen.get(other.name)!.status;
-    const following = other !== undefined && !other.paused && linked && otherStatus?.role === 'backup' && otherStatus.epoch === status.epoch;
+    const following = other !== undefined && !other.paused && reachable && otherStatus?.role === 'backup' && otherStatus.epoch === status.epoch;
     if (primary.paused || !status.inSync || following) {
       this.inSyncClaimSinceMs = undefined;
       return;
     }
     this.inSyncClaimSinceMs ??= nowMs;
     if (nowMs - this.inSyncClaimSinceMs > this.inSyncGraceMs) {
-      const what = other === undefined ? 'down' : other.paused ? 'paused' : !linked ? 'cut off' : `${otherStatus!.role} in epoch ${otherStatus!.epoch}`;
+      const what = other === undefined ? 'down' : other.paused ? 'paused' : !reachable ? 'cut off' : `${otherStatus!.role} in epoch ${otherStatus!.epoch}`;
       this.fail('primary-in-sync-claim', `${primary.name} has said its backup is in sync for ${Math.round(nowMs - this.inSyncClaimSinceMs)} ms while the other node is ${what}`);
     }
   }
@@ -182,15 +201,21 @@ export class PairChecks {
     }
   }
 
-  private checkStalePrimaryStays(nowMs: number, stale: CheckedNode, newer: CheckedNode, linked: boolean): void {
-    if (stale.paused || newer.paused || !linked) {
-      this.twoPrimariesSinceMs = undefined;
+  /** `newer` knows a newer epoch (as primary, or waiting after one): `stale` must learn it and step down. */
+  private checkStalePrimaryStays(nowMs: number, stale: CheckedNode, newer: CheckedNode, links: PairLinks): void {
+    if (stale.paused || newer.paused) {
+      this.superseded = undefined;
       return;
     }
-    this.twoPrimariesSinceMs ??= nowMs;
-    if (nowMs - this.twoPrimariesSinceMs > this.fencingGraceMs) {
-      this.fail('stale-primary-stays', `${stale.name} is still primary ${Math.round(nowMs - this.twoPrimariesSinceMs)} ms after it could reach ${newer.name}, primary of a newer epoch`);
-    }
+    const superseded = (this.superseded ??= { runningSinceMs: nowMs, reachableSinceMs: undefined });
+    superseded.reachableSinceMs = links.reachable ? (superseded.reachableSinceMs ?? nowMs) : undefined;
+    const stays = (sinceMs: number | undefined, graceMs: number, how: string): void => {
+      const forMs = sinceMs === undefined ? 0 : nowMs - Math.max(sinceMs, superseded.runningSinceMs);
+      if (forMs <= graceMs) return;
+      this.fail('stale-primary-stays', `${stale.name} is still primary ${Math.round(forMs)} ms after it ${how} ${newer.name}, which knows the newer epoch ${newer.node.status().epoch}`);
+    };
+    stays(links.connectedSinceMs, this.connectedGraceMs, 'was connected to');
+    stays(superseded.reachableSinceMs, this.reachableGraceMs, 'could reach');
   }
 }
 
