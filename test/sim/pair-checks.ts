@@ -69,7 +69,7 @@ export class PairChecks {
   /** The previous step's view of each incarnation. */
   private previous = new Map<string, Seen>();
   /** Up to which LSN the backup's log was found equal to the primary's, for which pair of incarnations. */
-  private verified: { key: string; joined: boolean; upToLsn: number; atMs: number } | undefined;
+  private verified: { key: string; joined: boolean; upToLsn: number; lowestWhileJoiningLsn: number; atMs: number } | undefined;
   private readonly verifyEveryMs: number;
   private inSyncClaimSinceMs: number | undefined;
   /** A primary and a node of a newer epoch, neither paused, since; and reachable from each other since. */
@@ -132,10 +132,7 @@ export class PairChecks {
     const other = primary === first ? second : first;
     this.checkInSyncClaim(nowMs, primary, other, seen, links.reachable);
     const [primaryStatus, otherStatus] = [seen.get(primary.name)!.status, seen.get(other.name)!.status];
-    if (otherStatus.role !== 'backup' || otherStatus.epoch !== primaryStatus.epoch) {
-      this.verified = undefined;
-      return;
-    }
+    if (otherStatus.role !== 'backup' || otherStatus.epoch !== primaryStatus.epoch) return;
     this.checkBackupLog(nowMs, primary, other, primaryStatus, otherStatus);
     // Whatever the primary released alone came before its `synced`; after it, only what was acknowledged.
     if (otherStatus.inSync && primaryStatus.appliedLsn > seen.get(other.name)!.nextLsn - 1) {
@@ -156,23 +153,30 @@ export class PairChecks {
 
   /**
    * The backup's frames up to what the primary counts as acknowledged are the primary's: all of
-   * them for a new pair of incarnations and once a join is answered (only a join cuts a backup's
-   * log, and records that came during the cut may be appended in the same step), what was not
-   * checked yet when a join starts (before its cut), and otherwise what was added, at most a
-   * heartbeat interval or `recordsPerCheckMax` records late (a read every step made the whole
-   * simulator a third slower).
+   * them for a new pair of incarnations, then what was added, at most a heartbeat interval or
+   * `recordsPerCheckMax` records late (a read every step made the simulator a third slower).
+   * Only a join cuts a backup's log, after the LSN where the two agree; records that came during
+   * the cut may be appended in the same step. While the join is under way the primary counts no
+   * more than that LSN as acknowledged, so once it is answered everything above the lowest
+   * bound seen meanwhile is compared again.
    */
   private checkBackupLog(nowMs: number, primary: CheckedNode, backup: CheckedNode, primaryStatus: NodeStatus, backupStatus: NodeStatus): void {
     const key = `${primary.name}/${backup.name}/${primaryStatus.epoch}`;
     const upTo = Math.min(primaryStatus.replicaAckedLsn, backupStatus.lastLsn, primaryStatus.lastLsn);
     let verified = this.verified;
-    if (verified?.key !== key || (backupStatus.joined && !verified.joined)) {
-      verified = this.verified = { key, joined: backupStatus.joined, upToLsn: 0, atMs: nowMs };
+    let due = verified?.key !== key;
+    if (verified === undefined || due) {
+      verified = this.verified = { key, joined: backupStatus.joined, upToLsn: 0, lowestWhileJoiningLsn: upTo, atMs: nowMs };
     } else if (verified.joined !== backupStatus.joined) {
+      // A join starts (what was added is compared before the cut) or is answered.
+      if (backupStatus.joined) verified.upToLsn = Math.min(verified.upToLsn, verified.lowestWhileJoiningLsn);
+      else verified.lowestWhileJoiningLsn = upTo;
       verified.joined = backupStatus.joined;
-    } else if (nowMs - verified.atMs < this.verifyEveryMs && upTo - verified.upToLsn < recordsPerCheckMax) {
-      return;
+      due = true;
+    } else if (!backupStatus.joined) {
+      verified.lowestWhileJoiningLsn = Math.min(verified.lowestWhileJoiningLsn, upTo);
     }
+    if (!due && nowMs - verified.atMs < this.verifyEveryMs && upTo - verified.upToLsn < recordsPerCheckMax) return;
     verified.upToLsn = Math.min(verified.upToLsn, backupStatus.lastLsn);
     verified.atMs = nowMs;
     if (verified.upToLsn >= upTo) return;
