@@ -7,7 +7,8 @@
  * - one-primary-per-epoch: no two live nodes are primaries of the same epoch.
  * - backup-log-differs: a backup of the primary's epoch holds, up to the LSN the primary counts
  *   as acknowledged by its backup (which bounds what it releases unless it is alone), exactly
- *   the primary's frames, byte for byte (checksums included).
+ *   the primary's frames, byte for byte (checksums included); records added since the last
+ *   comparison are compared at most a heartbeat interval or 32 records late.
  * - backup-in-sync-lacks: a backup that says it is in sync (so may take over) holds every commit
  *   its primary released.
  * - primary-in-sync-claim: a primary does not say its backup is in sync while the other node is
