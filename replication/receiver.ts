@@ -45,6 +45,11 @@ export class BackupReceiver {
     return this.inSyncValue;
   }
 
+  /** The primary it follows answered its join (the logs agree where they meet): records are taken only now. */
+  get joined(): boolean {
+    return this.joinedPrimary;
+  }
+
   /** Already following this primary on an open link: another link to it is a spare. */
   follows(peer: PeerState): boolean {
     const link = this.primaryLinkValue;

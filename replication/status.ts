@@ -17,6 +17,8 @@ export interface NodeStatus {
   alone: boolean;
   /** Primary: a backup is in sync and acknowledging. Backup: caught up with its primary. */
   inSync: boolean;
+  /** Backup: its primary answered its join (the two logs agree where they meet); it takes no records before. */
+  joined: boolean;
   /** Primary: records its backup has not acknowledged yet. */
   backupLagRecords: number;
   replicaAckedLsn: number;
@@ -66,6 +68,7 @@ export function statusOf(sources: StatusSources): NodeStatus {
     appliedLsn: store.appliedLsn,
     alone: isPrimary && (sender.alone || !sender.inSync),
     inSync: isPrimary ? sender.inSync : receiver.inSync,
+    joined: sources.role === 'backup' && receiver.joined,
     backupLagRecords: isPrimary ? Math.max(0, store.lastLsn - sender.ackedLsn) : 0,
     replicaAckedLsn: sender.ackedLsn,
     replicaDurableLsn: sender.durableLsn,

@@ -72,6 +72,20 @@ export class SimNetwork {
     for (const end of [...this.open]) if (end.listenAddress === address) end.reset();
   }
 
+  /** Since when some connection between the two processes has been open at both ends, if one is. */
+  connectedSinceMs(one: SimProcess, other: SimProcess): number | undefined {
+    let sinceMs: number | undefined;
+    for (const end of this.open) {
+      if (end.process !== one || end.peer?.process !== other || end.peer.closed) continue;
+      sinceMs = Math.min(sinceMs ?? end.openedAtMs, end.openedAtMs);
+    }
+    return sinceMs;
+  }
+
+  isAddressCut(address: string): boolean {
+    return this.cutAddresses.has(address);
+  }
+
   healAddress(address: string): void {
     this.cutAddresses.delete(address);
   }
@@ -150,6 +164,7 @@ export class SimEnd implements Transport {
   private drainListeners: Array<() => void> = [];
   /** Chunks that arrived before anyone listened (the server side before its handler is set). */
   private early: Buffer[] = [];
+  readonly openedAtMs: number;
 
   constructor(
     private readonly network: SimNetwork,
@@ -157,7 +172,9 @@ export class SimEnd implements Transport {
     readonly remoteAddress: string,
     /** The listen address this connection was made to. */
     readonly listenAddress: string,
-  ) {}
+  ) {
+    this.openedAtMs = network.nowMs;
+  }
 
   get bufferedBytes(): number {
     return this.inFlightBytes;

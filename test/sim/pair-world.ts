@@ -1,28 +1,33 @@
 /**
  * Two simulated machines running the real `TxlogNode` pair (unmodified: disk, clock, randomness
- * and network reach it only through its seams), clients that resend with the same request ids,
- * the outside gateway, and a fault schedule drawn from the seed: either node is killed (with or
- * without its machine) and restarted, the link between the nodes is partitioned and heals, a
- * node is paused as by SIGSTOP and resumed late, links are slow, disks fail and stall.
+ * and network reach it only through its seams), clients that resend with the same request ids
+ * (`pair-clients.ts`), the outside gateway, and a fault schedule drawn from the seed: either node
+ * is killed (with or without its machine) and restarted, the link between the nodes is
+ * partitioned and heals, a node is paused as by SIGSTOP and resumed late, links are slow, disks
+ * fail and stall.
  *
- * Checked while it runs: no handler sees a second journaled result for a key (a stale primary
- * may call the gateway again, but its record is never acknowledged). Checked once the faults stop and the pair settles: every acknowledged transaction
- * is in the primary's state exactly once and none twice; every event a client read is there;
- * both logs are identical record for record and both states equal; the backup found no
- * determinism violation; every acknowledged request resent gets the reply it first got.
+ * Checked after every step: the invariants of `pair-checks.ts` (one primary per epoch, the
+ * backup's log against the primary's, "in sync" against the other node's state, no records
+ * before a join, a superseded primary's releases and stepping down). Checked while it runs: no
+ * handler sees a second journaled result for a key (a stale primary may call the gateway again,
+ * but its record is never acknowledged). Checked once the faults stop and the pair settles:
+ * every acknowledged transaction is in the primary's state exactly once and none twice; every
+ * event a client read is there; both logs are identical record for record and both states
+ * equal; the backup found no determinism violation; every acknowledged request resent gets the
+ * reply it first got.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { replicationHooksOf } from '../../engine/replication-hooks.js';
-import { Client } from '../../replication/client.js';
 import { startNode, type TxlogNode } from '../../replication/node.js';
-import { TxlogError } from '../../wal/errors.js';
 import type { Platform, Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
-import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, depositArgs, sleep, splitTag, tagCounts, accountCount } from './bank.js';
+import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, tagCounts } from './bank.js';
 import { SimDisk, noDiskFaults } from './disk.js';
 import type { SeedSummary } from './embedded-world.js';
 import { SimNetwork, type SimProcess } from './network.js';
+import { PairChecks, type CheckedNode } from './pair-checks.js';
+import { PairClients } from './pair-clients.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
 
 interface NodeIncarnation {
@@ -33,6 +38,8 @@ interface NodeIncarnation {
   process: SimProcess;
   stateRoot: string;
   node: TxlogNode | undefined;
+  /** The epoch it last said it was ready to serve in as primary. */
+  readyEpoch: number | undefined;
 }
 
 type MachineName = 'a' | 'b';
@@ -40,6 +47,9 @@ const addressOf: Record<MachineName, string> = { a: '127.0.0.1:7001', b: '127.0.
 /** A second listen address per node: two replication links, so one can fail alone. */
 const secondAddressOf: Record<MachineName, string> = { a: '127.0.0.1:7101', b: '127.0.0.1:7102' };
 const peerOf: Record<MachineName, MachineName> = { a: 'b', b: 'a' };
+const heartbeatIntervalMs = 20;
+const heartbeatTimeoutMs = 150;
+const connectTimeoutMs = 100;
 
 export async function runPairSeed(seed: number, options: { durationMs?: number } = {}): Promise<SeedSummary> {
   const world = new PairWorld(seed, options.durationMs ?? 3000);
@@ -57,22 +67,20 @@ class PairWorld {
   private readonly faultRandom: SeededRandom;
   private readonly workloadRandom: SeededRandom;
   private readonly platformRandom: SeededRandom;
+  private readonly clients: PairClients;
   /** Per seed: how often faults come, and how long a client waits before it resends. */
   private readonly faultIntervalMs: { min: number; max: number };
-  private readonly clientDeadlineMs: number;
   private readonly network: SimNetwork;
   private readonly disks: Record<MachineName, SimDisk>;
   private readonly nodes: Record<MachineName, NodeIncarnation | undefined> = { a: undefined, b: undefined };
   private readonly tempRoot = mkdtempSync(path.join(simulationTempRoot(), 'txlog-sim-pair-'));
   private readonly gateway: Gateway;
-  private readonly acknowledged = new Map<string, unknown>();
-  private readonly observedTags = new Set<string>();
   private readonly counts = { crashes: 0, machineCrashes: 0, restarts: 0, storeFailures: 0, failovers: 0, partitions: 0 };
   private incarnations = 0;
   private faultsOn = true;
   /** The first broken invariant: thrown where it is found, and again by the run loop. */
   private violation: InvariantViolation | undefined;
-  private clientsDone = 0;
+  private readonly checks: PairChecks;
   private readonly clientCount: number;
 
   constructor(
@@ -85,7 +93,7 @@ class PairWorld {
     this.platformRandom = seededRandom(this.random.integer(0, 2 ** 32 - 1));
     const dense = this.random.float() < 0.75;
     this.faultIntervalMs = dense ? { min: 20, max: 200 } : { min: 100, max: 900 };
-    this.clientDeadlineMs = this.random.float() < 0.3 ? this.random.integer(50, 400) : 1500;
+    const clientDeadlineMs = this.random.float() < 0.3 ? this.random.integer(50, 400) : 1500;
     this.network = new SimNetwork(this.scheduler, seededRandom(this.random.integer(0, 2 ** 32 - 1)));
     this.disks = {
       a: new SimDisk(seededRandom(this.random.integer(0, 2 ** 32 - 1)), 'a'),
@@ -99,8 +107,21 @@ class PairWorld {
       };
     }
     this.network.latencyMs.slowChance = this.random.float() * 0.05;
+    const latencyMaxMs = this.network.latencyMs.max + this.network.latencyMs.slowMs;
+    this.checks = new PairChecks((invariant, message) => this.fail(invariant, message), { heartbeatIntervalMs, heartbeatTimeoutMs, connectTimeoutMs, latencyMaxMs });
     this.gateway = new Gateway(this.workloadRandom, (invariant, message) => this.fail(invariant, message));
     this.clientCount = this.random.integer(1, 4);
+    this.clients = new PairClients({
+      scheduler: this.scheduler,
+      network: this.network,
+      servers: [addressOf.a, addressOf.b],
+      platformRandom: this.platformRandom,
+      workloadRandom: this.workloadRandom,
+      deadlineMs: clientDeadlineMs,
+      connectTimeoutMs,
+      fileSystemFor: (clock) => this.disks.a.fileSystemFor(clock, '/unused'),
+      fail: (invariant, message) => this.fail(invariant, message),
+    });
   }
 
   async run(): Promise<SeedSummary> {
@@ -110,15 +131,15 @@ class PairWorld {
     this.scheduleFault();
     for (let client = 0; client < this.clientCount; client++) {
       // A violation found inside a client is kept by `fail` and thrown again by the run loop.
-      this.scheduler.schedule(this.workloadRandom.integer(5, 50), () => void this.client(client).catch(() => undefined));
+      this.scheduler.schedule(this.workloadRandom.integer(5, 50), () => void this.clients.run(client).catch(() => undefined));
     }
     this.scheduler.schedule(this.durationMs, () => (this.faultsOn = false));
     const settled = await this.scheduler.runUntil(
-      () => (this.checkStep(), this.violation !== undefined || (!this.faultsOn && this.clientsDone === this.clientCount)),
+      () => (this.checkStep(), this.violation !== undefined || (!this.faultsOn && this.clients.done === this.clientCount)),
       this.durationMs * 40,
     );
     if (this.violation !== undefined) throw this.violation;
-    if (!settled || this.clientsDone < this.clientCount) this.fail('progress', `clients finished ${this.clientsDone} of ${this.clientCount} by virtual ${Math.round(this.scheduler.nowMs)} ms`);
+    if (!settled || this.clients.done < this.clientCount) this.fail('progress', `clients finished ${this.clients.done} of ${this.clientCount} by virtual ${Math.round(this.scheduler.nowMs)} ms`);
     await this.settle();
     await this.finalCheck();
     return {
@@ -126,7 +147,7 @@ class PairWorld {
       steps: this.scheduler.steps,
       simulatedMs: Math.round(this.scheduler.nowMs),
       ...this.counts,
-      acknowledged: this.acknowledged.size,
+      acknowledged: this.clients.acknowledged.size,
       diskFaults: { ...this.disks.a.injected },
       traceHash: this.scheduler.traceHash(),
     };
@@ -144,7 +165,7 @@ class PairWorld {
     const clock = this.scheduler.clockOf(`${machine}${number}`);
     const process: SimProcess = { machine, clock };
     const stateRoot = path.join(this.tempRoot, `${machine}-${number}`);
-    const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined };
+    const incarnation: NodeIncarnation = { number, machine, alive: true, clock, process, stateRoot, node: undefined, readyEpoch: undefined };
     this.nodes[machine] = incarnation;
     const random: Random = { float: () => this.platformRandom.float(), bytes: (count) => this.platformRandom.bytes(count) };
     const platform: Platform = { fileSystem: this.disks[machine].fileSystemFor(clock, stateRoot), clock, random };
@@ -160,10 +181,10 @@ class PairWorld {
         segmentBytes: 64 * 1024,
         preallocate: false,
         stateMapBytes: 64 * 1024 * 1024,
-        heartbeatIntervalMs: 20,
-        heartbeatTimeoutMs: 150,
+        heartbeatIntervalMs,
+        heartbeatTimeoutMs,
         replicaTimeoutMs: 300,
-        connectTimeoutMs: 100,
+        connectTimeoutMs,
         network: this.network.networkFor(process),
         platform,
         log: (message) => this.onNodeLog(incarnation, message),
@@ -202,6 +223,8 @@ class PairWorld {
     this.scheduler.note(`[${incarnation.machine}${incarnation.number}] ${message}`);
     const promoted = /becoming primary with epoch (\d+)/.exec(message);
     if (promoted !== null && Number(promoted[1]) > 1) this.counts.failovers += 1;
+    const ready = /primary with epoch (\d+) ready/.exec(message);
+    if (ready !== null) incarnation.readyEpoch = Number(ready[1]);
   }
 
   /** SIGKILL of a node (with `machine`, a power loss too); it restarts a little later. */
@@ -283,18 +306,19 @@ class PairWorld {
     return this.nodes[machine]?.clock.paused === true || this.network.isCut('a', 'b');
   }
 
-  /**
-   * After every step: two live nodes are never primaries of the same epoch (an epoch names one
-   * history; two of them would be two ackers of one fencing token).
-   */
+  /** After every step: the invariants of `pair-checks.ts`, on the live nodes that have started. */
   private checkStep(): void {
-    const a = this.nodes.a;
-    const b = this.nodes.b;
-    if (a?.node === undefined || b?.node === undefined || !a.alive || !b.alive) return;
-    const [statusA, statusB] = [a.node.status(), b.node.status()];
-    if (statusA.role === 'primary' && statusB.role === 'primary' && statusA.epoch === statusB.epoch) {
-      this.fail('one-primary-per-epoch', `A and B are both primary with epoch ${statusA.epoch}`);
+    const live: CheckedNode[] = [];
+    for (const incarnation of [this.nodes.a, this.nodes.b]) {
+      if (incarnation?.node === undefined || !incarnation.alive) continue;
+      const { machine, number, node, clock, readyEpoch } = incarnation;
+      live.push({ name: `${machine}${number}`, node, paused: clock.paused, readyEpoch });
     }
+    const addresses = [addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b];
+    const reachable = !this.network.isCut('a', 'b') && addresses.some((address) => !this.network.isAddressCut(address));
+    const [a, b] = [this.nodes.a, this.nodes.b];
+    const connectedSinceMs = a?.alive === true && b?.alive === true ? this.network.connectedSinceMs(a.process, b.process) : undefined;
+    this.checks.afterStep(this.scheduler.nowMs, live, { reachable, connectedSinceMs });
   }
 
   private primaryMachine(): MachineName | undefined {
@@ -303,75 +327,6 @@ class PairWorld {
       if (node !== undefined && node.status().role === 'primary') return machine;
     }
     return undefined;
-  }
-
-  // ------------------------------------------------------------------ clients
-
-  private clientPlatform(name: string): { platform: Platform; process: SimProcess } {
-    const clock = this.scheduler.clockOf(name);
-    const random: Random = { float: () => this.platformRandom.float(), bytes: (count) => this.platformRandom.bytes(count) };
-    return { platform: { fileSystem: this.disks.a.fileSystemFor(clock, '/unused'), clock, random }, process: { machine: 'c', clock } };
-  }
-
-  private newClient(clientId: string, firstRequestId: number): Client {
-    const { platform, process } = this.clientPlatform(`client-${clientId}-${firstRequestId}`);
-    return new Client({
-      servers: [addressOf.a, addressOf.b],
-      clientId,
-      firstRequestId,
-      deadlineMs: this.clientDeadlineMs,
-      connectTimeoutMs: 100,
-      network: this.network.networkFor(process),
-      platform,
-    });
-  }
-
-  private async client(index: number): Promise<void> {
-    const clientId = `client-${index}`;
-    const requests = this.workloadRandom.integer(8, 30);
-    let client: Client | undefined;
-    for (let requestId = 1; requestId <= requests; requestId++) {
-      const args = depositArgs(this.workloadRandom, clientId, requestId);
-      for (let attempt = 0; ; attempt++) {
-        client ??= this.newClient(clientId, requestId);
-        const outcome = await client.execute('deposit', args).then(
-          (reply) => ({ reply }),
-          (error: unknown) => ({ error }),
-        );
-        if ('reply' in outcome) {
-          this.acknowledged.set(args.tag, outcome.reply);
-          this.scheduler.note(`ack ${args.tag}`);
-          break;
-        }
-        const error = outcome.error;
-        const code = error instanceof TxlogError ? error.code : String(error);
-        if (code === 'WRONG_EXPECTED_VERSION') {
-          this.acknowledged.set(args.tag, { error: code });
-          break;
-        }
-        this.scheduler.note(`attempt ${attempt} of ${args.tag}: ${code}`);
-        if (!(error instanceof TxlogError) || (!error.retryable && !error.outcomeUnknown)) {
-          this.fail('unexpected-error', `${args.tag} failed with ${code}: ${String(error)}`);
-        }
-        // Outcome unknown: a new client session resends the same request id.
-        await client.close();
-        client = undefined;
-        await sleep(this.scheduler, this.workloadRandom.integer(1, 50));
-      }
-      if (this.workloadRandom.float() < 0.1) await this.readSome(client!);
-      await sleep(this.scheduler, this.workloadRandom.float() * 10);
-    }
-    await client?.close();
-    this.clientsDone += 1;
-  }
-
-  private async readSome(client: Client): Promise<void> {
-    try {
-      const slice = await client.readStream(`account-${this.workloadRandom.integer(0, accountCount - 1)}`);
-      for (const event of slice.events) this.observedTags.add((event.data as { tag: string }).tag);
-    } catch {
-      // Nothing shown.
-    }
   }
 
   // ------------------------------------------------------------------ the end
@@ -413,7 +368,7 @@ class PairWorld {
     const b = this.nodes.b!.node!;
     const primary = a.status().role === 'primary' ? a : b;
     const counts = await tagCounts((fromPosition) => primary.store.readAll({ fromPosition, maxCount: 4096 }));
-    checkTagCounts(counts, this.acknowledged, this.observedTags, fail);
+    checkTagCounts(counts, this.clients.acknowledged, this.clients.observedTags, fail);
     const framesOf = (node: TxlogNode): string[] => [...replicationHooksOf(node.store).readRecords(1)].map((record) => record.frame.toString('base64'));
     const [framesA, framesB] = [framesOf(a), framesOf(b)];
     if (framesA.length !== framesB.length || framesA.some((frame, index) => frame !== framesB[index])) {
@@ -429,21 +384,8 @@ class PairWorld {
 
   private async resendAll(): Promise<void> {
     let done = false;
-    const resend = async (): Promise<void> => {
-      for (const [tag, first] of this.acknowledged) {
-        const [clientId, requestId] = splitTag(tag);
-        const client = this.newClient(clientId, requestId);
-        const again = await client.execute('deposit', {}).then(
-          (reply) => reply,
-          (error: unknown) => ({ error: error instanceof TxlogError ? error.code : String(error) }),
-        );
-        await client.close();
-        if (JSON.stringify(again) !== JSON.stringify(first)) this.fail('reply-changed', `${tag} first got ${JSON.stringify(first)}, its resend ${JSON.stringify(again)}`);
-      }
-      done = true;
-    };
     let failure: unknown;
-    this.scheduler.schedule(0, () => void resend().catch((error: unknown) => (failure = error)));
+    this.scheduler.schedule(0, () => void this.clients.resendAll().then(() => (done = true), (error: unknown) => (failure = error)));
     await this.scheduler.runUntil(() => done || failure !== undefined || this.violation !== undefined, this.scheduler.nowMs + 60_000);
     if (this.violation !== undefined) throw this.violation;
     if (failure !== undefined) throw failure;
