@@ -1,54 +1,60 @@
 /**
  * Deadlines that all run the same length (every handler gets `handlerTimeoutMs`), on one timer
- * instead of one per transaction. Added in time order, so they expire in insertion order: the
- * timer is armed for the oldest, and a deadline removed before it expires costs a set delete (a
- * timer that fires for a deadline already gone re-arms for the next; with none left it is
- * cancelled).
+ * instead of one per transaction, and without reading the clock: the timer ticks every eighth of
+ * the duration while any deadline waits, and a deadline added during tick t expires at the tick
+ * that guarantees the whole duration has passed (never early; at most two ticks, a quarter of
+ * the duration, late). Deadlines expire in the order added; removing one costs a set delete, and
+ * with none left the timer is cancelled (nothing keeps the process alive).
  */
 import type { Clock, TimerHandle } from '../wal/platform.js';
 
 export interface Deadline {
-  readonly atMs: number;
+  readonly expiresAtTick: number;
   readonly onExpire: () => void;
 }
 
 export class DeadlineQueue {
   private readonly waiting = new Set<Deadline>();
   private timer: TimerHandle | undefined;
+  /** Ticks of the timer so far (it only ticks while a deadline waits). */
+  private ticks = 0;
+  private readonly tickMs: number;
+  private readonly ticksToExpire: number;
 
   constructor(
     private readonly clock: Clock,
-    private readonly durationMs: number,
-  ) {}
+    durationMs: number,
+  ) {
+    this.tickMs = Math.max(1, Math.ceil(durationMs / 8));
+    // Added at any moment of a tick, expired `ticksToExpire` ticks later: at least
+    // (ticksToExpire - 1) × tickMs ≥ durationMs have passed.
+    this.ticksToExpire = Math.ceil(durationMs / this.tickMs) + 1;
+  }
 
-  /** Calls `onExpire` once `durationMs` from now has passed, unless removed before. */
+  /** Calls `onExpire` once `durationMs` from now has passed (a little later), unless removed before. */
   add(onExpire: () => void): Deadline {
-    const deadline: Deadline = { atMs: this.clock.monotonicMs() + this.durationMs, onExpire };
+    const deadline: Deadline = { expiresAtTick: this.ticks + this.ticksToExpire, onExpire };
     this.waiting.add(deadline);
-    if (this.timer === undefined) this.arm(this.durationMs);
+    this.timer ??= this.clock.setTimeout(() => this.tick(), this.tickMs);
     return deadline;
   }
 
   remove(deadline: Deadline): void {
     this.waiting.delete(deadline);
-    // Nothing left to time: no timer may keep the process alive (or fire into a closed store).
     if (this.waiting.size === 0 && this.timer !== undefined) {
       this.timer.cancel();
       this.timer = undefined;
     }
   }
 
-  private arm(delayMs: number): void {
-    this.timer = this.clock.setTimeout(() => this.expire(), Math.max(0, delayMs));
-  }
-
-  private expire(): void {
+  private tick(): void {
     this.timer = undefined;
-    const nowMs = this.clock.monotonicMs();
+    this.ticks += 1;
     for (const deadline of this.waiting) {
-      if (deadline.atMs > nowMs) return this.arm(deadline.atMs - nowMs);
+      if (deadline.expiresAtTick > this.ticks) break;
       this.waiting.delete(deadline);
       deadline.onExpire();
     }
+    if (this.waiting.size > 0) this.timer ??= this.clock.setTimeout(() => this.tick(), this.tickMs);
   }
 }
