@@ -15,11 +15,15 @@
  * - the old primary, restarted with `--peer <new primary>`, rejoins as backup and ends with a
  *   WAL identical to the new primary's, record for record.
  *
+ * Every other round runs with a shared secret, so every link (client and peer) is TLS 1.3 with
+ * the key derived from it: the same guarantees hold with encryption on.
+ *
  * Needs `npm run build`. Prints its seed; `TXLOG_SEED` replays the kill timings and shapes (the
  * interleaving inside real processes stays the kernel's). `TXLOG_FAILOVER_ROUNDS` sets rounds.
  */
 import { describe, expect, it } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
+import type { ClientOptions } from '../../replication/client.js';
 import { seededRandom, testSeed } from '../helpers/random.js';
 import {
   bankServicePath,
@@ -67,23 +71,27 @@ describe('failover under load', () => {
       const depth = random.integer(1, 3);
       const killAfterMs = random.integer(150, 1200);
       const runAfterKillMs = random.integer(800, 1500);
-      console.log(`[failover] round ${round}: ${clientCount} clients x ${depth} in flight, kill after ${killAfterMs} ms`);
-      await runRound(round, clientCount, depth, killAfterMs, runAfterKillMs);
+      const secret = round % 2 === 1 ? `failover-secret-${seed}` : undefined;
+      console.log(`[failover] round ${round}: ${clientCount} clients x ${depth} in flight, kill after ${killAfterMs} ms${secret === undefined ? '' : ', TLS (secret)'}`);
+      await runRound(round, clientCount, depth, killAfterMs, runAfterKillMs, secret);
     }
   });
 });
 
-async function runRound(round: number, clientCount: number, depth: number, killAfterMs: number, runAfterKillMs: number): Promise<void> {
+async function runRound(round: number, clientCount: number, depth: number, killAfterMs: number, runAfterKillMs: number, secret: string | undefined): Promise<void> {
   const external = await startExternal();
   const dirs = pairDirs();
   const nodeArgs = ['--service', bankServicePath, '--fsync', 'always', '--heartbeat-timeout-ms', '500'];
-  const env = { TXLOG_TEST_EXTERNAL: external.address };
-  const pair = await startPair(nodes, dirs, { args: nodeArgs, env });
-  const before = await statusOf(pair.servers[0]!);
+  const env: Record<string, string> = { TXLOG_TEST_EXTERNAL: external.address };
+  if (secret !== undefined) env['TXLOG_SECRET'] = secret;
+  // Every connection of this round's clients (and status probes) carries the round's secret.
+  const security: Partial<ClientOptions> = secret === undefined ? {} : { secret };
+  const pair = await startPair(nodes, dirs, { args: nodeArgs, env, client: security });
+  const before = await statusOf(pair.servers[0]!, 2000, security);
 
   const issued = new Map<string, Issued>();
   const clients = await Promise.all(
-    Array.from({ length: clientCount }, (_, index) => connectClient(pair.servers, { clientId: `round${round}-client${index}`, deadlineMs: 15_000 })),
+    Array.from({ length: clientCount }, (_, index) => connectClient(pair.servers, { clientId: `round${round}-client${index}`, deadlineMs: 15_000, ...security })),
   );
   let killed = false;
   let stop = false;
@@ -126,7 +134,7 @@ async function runRound(round: number, clientCount: number, depth: number, killA
   expect(killed).toBe(true);
 
   // The backup took over.
-  const after = await statusOf(pair.servers[1]!);
+  const after = await statusOf(pair.servers[1]!, 2000, security);
   expect(after.role).toBe('primary');
   expect(after.epoch).toBeGreaterThan(before.epoch);
   const acknowledgedAfterKill = [...issued.values()].filter((entry) => entry.reply !== undefined && !entry.inFlightAtKill).length;
@@ -135,7 +143,7 @@ async function runRound(round: number, clientCount: number, depth: number, killA
   // Requests whose outcome stayed unknown are resent with their ids: each applies at most once.
   for (const entry of issued.values()) {
     if (entry.reply !== undefined) continue;
-    const resender = await connectClient([pair.servers[1]!], { clientId: entry.clientId, firstRequestId: entry.requestId });
+    const resender = await connectClient([pair.servers[1]!], { clientId: entry.clientId, firstRequestId: entry.requestId, ...security });
     try {
       entry.reply = (await resender.execute('deposit', entry.args)) as Issued['reply'];
     } finally {
@@ -189,8 +197,8 @@ async function runRound(round: number, clientCount: number, depth: number, killA
     ...process.env,
     ...env,
   });
-  await waitForPrimaryInSync(pair.servers[1]!, 30_000, nodes);
-  const rejoinedStatus = await statusOf(rejoined.addresses[0]!);
+  await waitForPrimaryInSync(pair.servers[1]!, 30_000, nodes, security);
+  const rejoinedStatus = await statusOf(rejoined.addresses[0]!, 2000, security);
   expect(rejoinedStatus.role).toBe('backup');
   expect(rejoinedStatus.epoch).toBe(after.epoch);
   await rejoined.stop();
