@@ -70,13 +70,16 @@ export class BackupReceiver {
     this.syncedLsnFromPrimary = undefined;
     this.joinedPrimary = false;
     this.context.log(`following primary ${peer.nodeId} (epoch ${peer.epoch})`);
-    void this.sendJoin(link);
+    void this.sendJoin();
   }
 
-  private async sendJoin(link: PeerLink): Promise<void> {
+  /** Sends `join` on the link to the primary as it is once the log is settled, unless answered already. */
+  private async sendJoin(): Promise<void> {
     const store = this.context.store;
     await this.truncating;
     await store.whenIdle();
+    const link = this.primaryLinkValue;
+    if (link === undefined || link.connection.closed || this.joinedPrimary) return;
     this.receivedLsn = store.lastLsn;
     link.connection.send({ t: 'join', lastLsn: store.lastLsn, lastEpoch: store.lastEpoch, epoch: this.context.epoch });
     this.broadcastState();
@@ -113,6 +116,10 @@ export class BackupReceiver {
       (candidate) => candidate.state?.role === 'primary' && !candidate.connection.closed,
     );
     if (this.primaryLinkValue === undefined) this.context.log('lost the link to the primary');
+    // The join, or its answer, may have been lost with the link: join again on the one left (the
+    // primary may take this node for its old backup on a spare link and resend records, which an
+    // unjoined node drops; found by the simulator, pair seed 1325966663: the pair never settled).
+    else if (!this.joinedPrimary) void this.sendJoin();
   }
 
   /** `truncate`, `records` or `live` from a primary whose epoch passed the fencing check. */

@@ -61,4 +61,13 @@ export const regressionSeeds: RegressionSeed[] = [
       'primary before its unreleased tail was dropped released that tail: a handler saw a journaled result ' +
       'the new primary never had (replication/node.ts: nothing is released while the tail is dropped)',
   },
+  {
+    world: 'pair',
+    seed: 1325966663,
+    found:
+      'a restarted backup followed the primary and sent its join on a link that was then cut; it moved to ' +
+      'its other link without joining again, while the primary, taking it for its old backup on a spare ' +
+      'link, resent records it dropped as unjoined: the pair never formed again (replication/receiver.ts ' +
+      'onLinkClosed: an unanswered join is sent again on the link left)',
+  },
 ];
