@@ -23,7 +23,8 @@ import type { Platform } from '../wal/platform.js';
 export interface Appended {
   /** Undefined when the WAL refused the record outright. */
   lsn: number | undefined;
-  applied: Promise<number>;
+  /** Resolves when the record is released (its caller may be answered). */
+  released: Promise<number>;
 }
 
 export class CommitAssembler {
@@ -78,7 +79,7 @@ export class CommitAssembler {
    * Checks expected versions against the heads (applied and pending), assigns versions and
    * positions, and appends the commit record, all in one synchronous step.
    */
-  assembleAndAppend(request: CheckedRequest, outcome: HandlerOutcome): { payload: CommitPayload; applied: Promise<number> } {
+  assembleAndAppend(request: CheckedRequest, outcome: HandlerOutcome): { payload: CommitPayload; released: Promise<number> } {
     const { command, clientId, requestId } = request;
     const payload: CommitPayload = {
       clientId,
@@ -115,7 +116,7 @@ export class CommitAssembler {
       this.holdHeads(payload, appended.lsn);
       if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn: appended.lsn, payload });
     }
-    return { payload, applied: appended.applied };
+    return { payload, released: appended.released };
   }
 
   /** Forgets everything not yet applied (the pipeline dropped it, or the state was rebuilt). */

@@ -106,15 +106,15 @@ export class CommitPipeline {
   }
 
   /**
-   * Appends a record of this store's own and returns when it is applied. The LSN is known at once
+   * Appends a record of this store's own and resolves when it is released. The LSN is known at once
    * (the WAL assigns it synchronously); `lsn` is undefined when the WAL refused the record outright.
    */
-  append(type: number, payload: unknown, packed: Buffer): { lsn: number | undefined; applied: Promise<number> } {
-    if (this.notWritable !== undefined) return { lsn: undefined, applied: Promise.reject(this.notWritable) };
+  append(type: number, payload: unknown, packed: Buffer): { lsn: number | undefined; released: Promise<number> } {
+    if (this.notWritable !== undefined) return { lsn: undefined, released: Promise.reject(this.notWritable) };
     const lsn = this.wal.nextLsn;
     const written = this.wal.appendPacked(type, packed, this.epoch);
-    if (this.wal.nextLsn === lsn) return { lsn: undefined, applied: written };
-    return { lsn, applied: this.track({ lsn, type, payload }, written) };
+    if (this.wal.nextLsn === lsn) return { lsn: undefined, released: written };
+    return { lsn, released: this.track({ lsn, type, payload }, written) };
   }
 
   /** Tracks a record the WAL took (`written` resolves with its LSN); resolves when it is released. */
@@ -156,7 +156,7 @@ export class CommitPipeline {
     });
   }
 
-  /** Records are applied (and callers answered) only up to the LSN `gate` returns. */
+  /** Records are released (and callers answered) only up to the LSN `gate` returns. */
   setReleaseGate(gate: () => number): void {
     this.releaseGate = gate;
   }

@@ -68,7 +68,7 @@ export interface ReplicationHooks {
   dropUnapplied(error: TxlogError): Promise<void>;
 
   /** Backup: appends a frame received from the primary, as it is. */
-  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; applied: Promise<number> };
+  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; released: Promise<number> };
   /** Cuts the WAL after `lsn` (a rejoining node), rebuilding the state if it had applied any of it. */
   truncateAfter(lsn: number): Promise<void>;
   /** `readStream` as of a version (re-execution on a backup). */
@@ -151,7 +151,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
     this.pipeline.epoch = epoch;
     const payload: EpochPayload = { epoch, fromLsn: this.wal.nextLsn - 1, nodeId, atMs: this.options.platform.clock.nowMs() };
     const appended = this.pipeline.append(recordTypes.epoch, payload, encodePayload(payload));
-    appended.applied.catch(() => undefined);
+    appended.released.catch(() => undefined);
     if (appended.lsn === undefined) throw txlogError('STORE_FAILED', 'the epoch record could not be written');
     this.begunEpochs.push([epoch, appended.lsn]);
     this.wal.flush();
@@ -205,16 +205,16 @@ export class StoreReplicationHooks implements ReplicationHooks {
     this.pipeline.epoch = Math.max(this.wal.lastEpoch, state.epoch);
   }
 
-  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; applied: Promise<number> } {
+  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; released: Promise<number> } {
     this.pipeline.checkOpen();
     const lsn = this.wal.nextLsn;
     const written = this.wal.appendFrame(frame);
-    if (this.wal.nextLsn === lsn) return { lsn, written, applied: written };
+    if (this.wal.nextLsn === lsn) return { lsn, written, released: written };
     const record = { lsn, type: frame.readUInt8(8), payload: recordPayload({ frame }) };
     const epochOfFrame = frame.readUInt32LE(12);
     const epochBegun = record.type === recordTypes.epoch ? (record.payload as EpochPayload).epoch : 0;
     this.pipeline.epoch = Math.max(this.pipeline.epoch, epochBegun, epochOfFrame);
-    return { lsn, written, applied: this.pipeline.track(record, written) };
+    return { lsn, written, released: this.pipeline.track(record, written) };
   }
 
   async truncateAfter(lsn: number): Promise<void> {

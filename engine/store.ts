@@ -6,7 +6,7 @@
  *   transaction-runner.ts  runs a handler live: ctx, journaled calls, the handler timeout
  *   commit-assembler.ts    turns an outcome into a commit record (versions, positions) and
  *                          remembers what is decided but not yet applied
- *   commit-pipeline.ts     WAL → release gate → LMDB apply → callers answered, and failure
+ *   commit-pipeline.ts     WAL → release gate → callers answered → LMDB apply, and failure
  *   replication-hooks.ts   what only replication uses (the gate, epochs, cutting the log)
  *
  * Life of a transaction here:
@@ -17,9 +17,10 @@
  *      the handler sees its result.
  *   3. The assembler checks expected versions against the heads including commits not yet
  *      applied, assigns versions and positions, and appends the record in the same tick.
- *   4. The pipeline applies records in LSN order once the WAL has them (per the fsync policy)
- *      and the release gate allows (the backup's acknowledgement, when replicated), and only
- *      then is the caller answered: a reader never sees a commit that could still be lost.
+ *   4. The pipeline releases records in LSN order once the WAL has them (per the fsync policy)
+ *      and the release gate allows (the backup's acknowledgement, when replicated), and the
+ *      caller is answered; LMDB applies them after, in batches, and at once when anything
+ *      reads: a reader never sees a commit that could still be lost, nor misses one answered.
  */
 import { TxlogError, errorFromSerialized, txlogError } from '../wal/errors.js';
 import { backupStoreDirectory, type BackupManifest, type BackupOptions } from './backup.js';
@@ -116,8 +117,8 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   }
 
   /**
-   * Runs `command` once. Resolves with the handler's reply once the commit is applied: in the
-   * WAL per the fsync policy (durable under `always`) and, when replicated, acknowledged by the
+   * Runs `command` once. Resolves with the handler's reply once the commit is released (every
+   * read from then on sees it): in the WAL per the fsync policy (durable under `always`) and, when replicated, acknowledged by the
    * backup. A failed transaction is recorded too and rejects with its `TxlogError` every time it
    * is resent. A resend of a committed request (same client and request id) returns the stored
    * outcome and runs nothing.

@@ -31,7 +31,7 @@ export class TransactionRunner {
     this.deadlines = new DeadlineQueue(options.platform.clock, options.limits.handlerTimeoutMs);
   }
 
-  /** Runs the request's handler and commits its outcome; resolves (or rejects) once applied. */
+  /** Runs the request's handler and commits its outcome; resolves (or rejects) once released. */
   async run(request: CheckedRequest): Promise<unknown> {
     const { command, clientId, requestId } = request;
     const handler = this.handlerFor(command);
@@ -43,7 +43,7 @@ export class TransactionRunner {
         : await this.runWithTimeout(runHandler(handler, context, this.handlerArgs(request), this.options.limits), context);
     this.pipeline.checkOpen();
     const commit = this.assembler.assembleAndAppend(request, outcome);
-    await commit.applied;
+    await commit.released;
     return outcomeOf(commit.payload);
   }
 
@@ -152,7 +152,7 @@ export class TransactionRunner {
     if (payload.request !== undefined) entry.request = payload.request;
     try {
       this.pipeline.checkOpen();
-      await this.assembler.appendJournal(payload, entry).applied;
+      await this.assembler.appendJournal(payload, entry).released;
     } catch (error) {
       abort(error);
     }

@@ -59,7 +59,7 @@ export interface ReplicatedStore {
 
   // ---- the backup's side
   /** Appends a frame received from the primary, as it is. */
-  appendReplicated(frame: Buffer): { lsn: number; applied: Promise<number> };
+  appendReplicated(frame: Buffer): { lsn: number; released: Promise<number> };
   /** Called with each batch of records applied (the determinism check re-executes commits). */
   onApplied(listener: (records: readonly ApplicableRecord[]) => void): void;
   /** The journal entry at `lsn`, read back from the log (undefined if it is not one). */

@@ -199,7 +199,7 @@ export class BackupReceiver {
         return;
       }
       const appended = store.appendReplicated(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
-      appended.applied.catch((error: unknown) => this.context.log(`replicated record ${lsn} failed: ${String(error)}`));
+      appended.released.catch((error: unknown) => this.context.log(`replicated record ${lsn} failed: ${String(error)}`));
       if (store.nextLsn !== lsn + 1) {
         link.connection.reject(txlogError('PROTOCOL_ERROR', `replicated frame ${lsn} was refused`));
         return;
