@@ -155,7 +155,14 @@ export class StoreReplicationHooks implements ReplicationHooks {
     if (appended.lsn === undefined) throw txlogError('STORE_FAILED', 'the epoch record could not be written');
     this.begunEpochs.push([epoch, appended.lsn]);
     this.wal.flush();
-    this.wal.syncNow();
+    try {
+      this.wal.syncNow();
+    } catch (error) {
+      // After a failed fdatasync nothing is known of what reached the disk: the store fails
+      // (and a node closes itself), as on any other WAL failure.
+      this.pipeline.fail(error);
+      throw error;
+    }
     return appended.lsn;
   }
 

@@ -156,6 +156,17 @@ export class GroupCommit {
     if (this.state.failure !== undefined) this.rejectAllWaiting();
   }
 
+  /**
+   * fdatasyncs now, whatever the policy. A failure fails the log: whoever waits learns its
+   * outcome is unknown, and the failure is thrown.
+   */
+  syncNow(): void {
+    this.guard(() => this.sync.syncNow());
+    if (this.state.failure === undefined) return;
+    this.rejectAllWaiting();
+    throw this.state.failure;
+  }
+
   /** The log failed: written appends may be in it (outcome unknown); queued ones never will. */
   private rejectAllWaiting(): void {
     const failure = this.state.failure;

@@ -188,9 +188,14 @@ export class Wal {
     return this.groupCommit.settle();
   }
 
-  /** fdatasyncs the active segment now, whatever the policy. */
+  /**
+   * fdatasyncs the active segment now, whatever the policy. A failed fdatasync fails the log
+   * (after one, what reached the disk is unknown) and throws that failure (`IO_ERROR`).
+   */
   syncNow(): void {
-    this.groupCommit.sync.syncNow();
+    const refused = writeRefusal(this.state);
+    if (refused !== undefined) throw refused;
+    this.groupCommit.syncNow();
   }
 
   /**
@@ -245,7 +250,7 @@ export class Wal {
     if (state.closed) return;
     if (!this.options.readOnly) await this.settle();
     if (state.closed) return;
-    if (state.failure === undefined && !this.options.readOnly) this.groupCommit.guard(() => this.syncNow());
+    if (state.failure === undefined && !this.options.readOnly) this.groupCommit.guard(() => this.groupCommit.sync.syncNow());
     state.closed = true;
     this.groupCommit.sync.stopTimer();
     if (state.activeFd !== undefined) state.fileSystem.close(state.activeFd);

@@ -48,6 +48,29 @@ describe.each<{ operation: FaultyOperation; code: 'EIO' | 'ENOSPC'; syncOnWorker
   });
 });
 
+describe('an explicit syncNow whose fdatasync fails (a new primary syncing its epoch record)', () => {
+  it('fails the log with IO_ERROR, throws it, and tells the waiting append OUTCOME_UNKNOWN', async () => {
+    const dir = newDir();
+    const disk = faultyDisk();
+    // On the worker thread, as a node runs: record 2's sync is in flight, record 3 waits for the
+    // next when the explicit sync fails.
+    const { wal } = await openQuietWal({ dir, preallocate: false, fsync: 'always', syncOnWorkerThread: true, platform: disk.platform });
+    expect(await wal.append(1, payloadFor(1), 1)).toBe(1);
+    const inFlight = wal.append(1, payloadFor(2), 1).catch((error: TxlogError) => error);
+    wal.flush();
+    const waiting = wal.append(1, payloadFor(3), 1).catch((error: TxlogError) => error);
+    wal.flush();
+    disk.fail('fdatasync', 'EIO');
+    expect(() => wal.syncNow()).toThrow(expect.objectContaining({ code: 'IO_ERROR', retryable: false }));
+    expect(await waiting).toMatchObject({ code: 'OUTCOME_UNKNOWN', retryable: true });
+    expect(await inFlight).toBe(2);
+    expect(await rejectedError(() => wal.append(1, payloadFor(4), 1))).toMatchObject({ code: 'IO_ERROR' });
+    expect(() => wal.syncNow()).toThrow(expect.objectContaining({ code: 'IO_ERROR' }));
+    disk.heal();
+    await wal.close();
+  });
+});
+
 describe('a rotation that cannot create the next segment', () => {
   it('fails the appends queued for it definitely, names the segment, and leaves no .tmp', async () => {
     const dir = newDir();
