@@ -53,7 +53,10 @@ export interface WalOptions {
    * @default false
    */
   syncOnWorkerThread?: boolean;
-  /** Most records waiting to be written; past it `append` fails with `BUSY`. @default 65536 */
+  /**
+   * Most appends waiting: queued to be written, or written and waiting for their fdatasync
+   * (each holds its frame until it resolves); past it `append` fails with `BUSY`. @default 65536
+   */
   queueRecordsMax?: number;
   /** Open for reading only: never create, cut, preallocate or write anything. @default false */
   readOnly?: boolean;

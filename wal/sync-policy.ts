@@ -25,6 +25,8 @@ export class SyncPolicy {
   /** Written batches waiting for an fdatasync (`fsync: 'always'`), in LSN order. */
   private awaitingSync: PendingAppend[] = [];
   private syncInFlight: Promise<void> | undefined;
+  /** Appends in the off-thread sync now running (they left `awaitingSync` when it started). */
+  private syncingRecords = 0;
   private syncTimer: TimerHandle | undefined;
 
   constructor(
@@ -35,6 +37,11 @@ export class SyncPolicy {
   /** A sync is running or written appends wait for one. */
   get busy(): boolean {
     return this.syncInFlight !== undefined || this.awaitingSync.length > 0;
+  }
+
+  /** Written appends not yet resolved: waiting for an fdatasync, or in the one running. */
+  get waitingRecords(): number {
+    return this.awaitingSync.length + this.syncingRecords;
   }
 
   /** The off-thread sync now running, if any. */
@@ -77,10 +84,12 @@ export class SyncPolicy {
     const synced = this.state.fileSystem.fdatasyncAsync(fd);
     const batch = this.awaitingSync;
     this.awaitingSync = [];
+    this.syncingRecords = batch.length;
     const lastLsn = batch[batch.length - 1]!.lsn;
     this.syncInFlight = synced.then(
       () => {
         this.syncInFlight = undefined;
+        this.syncingRecords = 0;
         if (metrics.enabled) metrics.walSynced((this.monotonicMs() - startedMs) / 1000);
         if (lastLsn > this.state.durableLsn) this.state.durableLsn = lastLsn;
         for (const pending of batch) pending.resolve(pending.lsn);
@@ -88,6 +97,7 @@ export class SyncPolicy {
       },
       (error: unknown) => {
         this.syncInFlight = undefined;
+        this.syncingRecords = 0;
         this.hooks.guard(() => {
           throw error;
         });

@@ -87,6 +87,22 @@ export class Wal {
     return this.state.nextLsn;
   }
 
+  /**
+   * Appends not yet resolved: queued to be written, or written and waiting for their fdatasync.
+   * At most `queueRecordsMax`; past it `append` fails with BUSY.
+   */
+  get appendsWaiting(): number {
+    return this.groupCommit.queuedRecords + this.groupCommit.sync.waitingRecords;
+  }
+
+  /**
+   * Segments held in memory, each with its sparse index (an entry per 64 KiB of it written or
+   * read since open): this grows with the log, which the store never trims.
+   */
+  get segmentCount(): number {
+    return this.state.segments.length;
+  }
+
   get segmentNames(): string[] {
     return this.state.segments.map((segment) => segment.name);
   }
@@ -167,8 +183,11 @@ export class Wal {
     const refused = writeRefusal(this.state);
     if (refused !== undefined) return refused;
     const queueRecordsMax = this.options.queueRecordsMax;
-    if (this.groupCommit.queuedRecords >= queueRecordsMax) {
-      return txlogError('BUSY', `WAL queue is full (${queueRecordsMax} records); retry later`);
+    // Written appends that wait for their fdatasync count too: with the sync off the thread (a
+    // backup catching up over a fast link onto a slow disk) they pile up behind it, not in the
+    // queue, and each holds its frame until it resolves.
+    if (this.appendsWaiting >= queueRecordsMax) {
+      return txlogError('BUSY', `WAL queue is full (${queueRecordsMax} appends queued or awaiting their fdatasync); retry later`);
     }
     return undefined;
   }

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Wal, encodePayload, recordPayload, type FsyncPolicy, type WalRecord } from '../../wal/index.js';
 import { encodeFrame } from '../../wal/format.js';
+import { nodeFileSystem, nodePlatform } from '../../wal/platform.js';
 import { useTempDir } from '../helpers/temp.js';
 import {
   openQuietWal,
@@ -177,6 +178,26 @@ describe('group commit', () => {
     // The refusal did not use up an LSN.
     expect(await wal.append(1, payloadFor(11, 300), 1)).toBe(11);
     expect(readAll(wal).map((record) => record.lsn)).toEqual(range(1, 11));
+    await wal.close();
+  });
+
+  it('counts appends written and waiting for their off-thread fdatasync against queueRecordsMax', async () => {
+    // A sync that takes its time: the appends leave the queue when written, and must still count.
+    let finishSync: () => void = () => undefined;
+    const syncing = new Promise<void>((resolve) => (finishSync = resolve));
+    const platform = { ...nodePlatform, fileSystem: { ...nodeFileSystem, fdatasyncAsync: async (fd: number) => (await syncing, nodeFileSystem.fdatasyncAsync(fd)) } };
+    const dir = newDir();
+    const { wal } = await openQuietWal({ dir, queueRecordsMax: 10, preallocate: false, syncOnWorkerThread: true, platform });
+    const accepted = range(1, 10).map((lsn) => wal.append(1, payloadFor(lsn), 1));
+    wal.flush();
+    expect(wal.appendsWaiting).toBe(10);
+    const eleventh = wal.append(1, payloadFor(11), 1);
+    eleventh.catch(() => undefined);
+    finishSync();
+    expect((await rejectedError(() => eleventh)).code).toBe('BUSY');
+    expect(await Promise.all(accepted)).toEqual(range(1, 10));
+    expect(wal.appendsWaiting).toBe(0);
+    expect(await wal.append(1, payloadFor(11), 1)).toBe(11);
     await wal.close();
   });
 
