@@ -50,6 +50,11 @@ export class CommitAssembler {
     pipeline.onApplied((records) => this.forgetApplied(records));
   }
 
+  /** What it remembers until applied (for resource usage): decided commits, journaled calls, heads. */
+  get held(): { commits: number; calls: number; heads: number } {
+    return { commits: this.pendingCommits.size, calls: this.pendingCalls.size, heads: this.pendingHeads.size };
+  }
+
   /** A commit of this request decided and waiting for release, if any. */
   decidedCommit(clientId: string, requestId: number): { lsn: number; payload: CommitPayload } | undefined {
     return this.pendingCommits.get(requestKey(clientId, requestId));

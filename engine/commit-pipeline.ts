@@ -100,6 +100,11 @@ export class CommitPipeline {
     return this.pending.size;
   }
 
+  /** Who waits (for resource usage): LSNs awaiting release, LSNs awaiting apply, the next batch. */
+  get waiting(): { releaseLsns: number; appliedLsns: number; nextBatch: number } {
+    return { releaseLsns: this.releaseWaiters.size, appliedLsns: this.appliedWaiters.size, nextBatch: this.applyWakers.size };
+  }
+
   checkOpen(): void {
     if (this.closed) throw txlogError('CLOSED', 'the store is closed');
     if (this.failure !== undefined) throw this.failure;

@@ -31,6 +31,11 @@ export class DeadlineQueue {
     this.ticksToExpire = Math.ceil(durationMs / this.tickMs) + 1;
   }
 
+  /** Deadlines waiting (one per running handler). */
+  get size(): number {
+    return this.waiting.size;
+  }
+
   /** Calls `onExpire` once `durationMs` from now has passed (a little later), unless removed before. */
   add(onExpire: () => void): Deadline {
     const deadline: Deadline = { expiresAtTick: this.ticks + this.ticksToExpire, onExpire };

@@ -24,6 +24,7 @@ export { storeLimitDefaults, sessionLimitDefaults, type StoreOptions, type Store
 export { backupStoreDirectory, type BackupOptions, type BackupProgress, type BackupManifest } from './backup.js';
 export { verifyBackup, readManifest } from './backup-manifest.js';
 export { nullMetrics, type StoreMetrics } from './metrics.js';
+export { type ResourceUsage, type ResourceUse } from './resources.js';
 export { replayLog, reexecute, type Divergence, type ReplayReport } from './replay.js';
 export { Consumer, ConsumerRegistry, checkpointStreamOf, consumerStreamPrefix, type ConsumerOptions, type ConsumerContext, type ConsumerHost } from './consumer.js';
 export { listConsumers, consumersListedMax, type ConsumerList, type ConsumerStatus } from './consumer-list.js';

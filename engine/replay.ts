@@ -105,8 +105,20 @@ export class JournalCollector {
 
   constructor(
     private readonly readEarlier: (lsn: number) => JournalEntry | undefined = () => undefined,
-    private readonly entriesMax = 100_000,
+    readonly entriesMax = 100_000,
   ) {}
+
+  /** Journal entries held (at most `entriesMax`). */
+  get size(): number {
+    return this.byLsn.size;
+  }
+
+  /** LSNs held under their requests' keys (never more than the entries held). */
+  get requestLsns(): number {
+    let count = 0;
+    for (const lsns of this.lsnsByRequest.values()) count += lsns.length;
+    return count;
+  }
 
   add(lsn: number, journal: JournalPayload): void {
     const key = requestKeyOf(journal.clientId, journal.requestId);
@@ -136,8 +148,10 @@ export class JournalCollector {
         if (entry === undefined) return undefined;
         entries.push(entry);
       }
-      // One-off requests share a key: drop only what this commit used.
+      // One-off requests share a key: drop only what this commit used (all of the key's LSNs
+      // were kept before, one per one-off call for the life of the node).
       if (commit.requestId > 0) this.forgetRequest(key);
+      else this.forgetLsns(key, commit.callLsns);
       return entries;
     }
     const lsns = this.lsnsByRequest.get(key) ?? [];
@@ -149,6 +163,12 @@ export class JournalCollector {
       if (found !== undefined) entries.push(found.entry);
     }
     return entries;
+  }
+
+  private forgetLsns(key: string, used: readonly number[]): void {
+    const left = (this.lsnsByRequest.get(key) ?? []).filter((lsn) => !used.includes(lsn));
+    if (left.length > 0) this.lsnsByRequest.set(key, left);
+    else this.lsnsByRequest.delete(key);
   }
 
   private forgetRequest(key: string): void {

@@ -49,6 +49,8 @@ export interface ReplicationHooks {
   observeEpoch(epoch: number): void;
   /** The last LSN this log's history wrote in `epoch` (where a joining backup is cut back to). */
   endOfEpoch(epoch: number): number;
+  /** Epoch records begun here that `endOfEpoch` remembers until the state has them (at most one). */
+  readonly epochsBegun: number;
 
   /** Records are applied (and callers answered) only up to the LSN `gate` returns. */
   setReleaseGate(gate: () => number): void;
@@ -153,7 +155,13 @@ export class StoreReplicationHooks implements ReplicationHooks {
     const appended = this.pipeline.append(recordTypes.epoch, payload, encodePayload(payload));
     appended.released.catch(() => undefined);
     if (appended.lsn === undefined) throw txlogError('STORE_FAILED', 'the epoch record could not be written');
-    this.begunEpochs.push([epoch, appended.lsn]);
+    // An epoch record the state has applied is in its epoch history, and one whose LSN is taken
+    // again was cut with an unreleased tail: `endOfEpoch` needs neither. Without this the list
+    // grew by one entry per promotion for the life of the process; a node begins an epoch only
+    // once everything before is applied (`whenIdle`), so it holds just the new one.
+    const [appliedLsn, lsn] = [this.pipeline.state.appliedLsn, appended.lsn];
+    const kept = this.begunEpochs.filter(([, begunLsn]) => begunLsn > appliedLsn && begunLsn < lsn);
+    this.begunEpochs.splice(0, this.begunEpochs.length, ...kept, [epoch, lsn]);
     this.wal.flush();
     try {
       this.wal.syncNow();
@@ -168,6 +176,10 @@ export class StoreReplicationHooks implements ReplicationHooks {
 
   observeEpoch(epoch: number): void {
     this.pipeline.epoch = Math.max(this.pipeline.epoch, epoch);
+  }
+
+  get epochsBegun(): number {
+    return this.begunEpochs.length;
   }
 
   endOfEpoch(epoch: number): number {

@@ -105,6 +105,11 @@ export class SessionTable {
     return this.liveSessions.size;
   }
 
+  /** Clients with journaled calls kept (of requests not yet committed). */
+  get journalClients(): number {
+    return this.journalCounts.size;
+  }
+
   lookup(clientId: string, requestId: number, limits: SessionLimits): SessionLookup {
     const session = this.sessionOf(clientId);
     if (session === undefined) return { kind: 'unknown' };

@@ -44,7 +44,7 @@ const metaKeys = {
 export const stateLayout = 2;
 
 /** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
-const headsCachedMax = 65_536;
+export const headsCachedMax = 65_536;
 
 export class State {
   private readonly root: RootDatabase;
@@ -186,6 +186,11 @@ export class State {
   /** Highest epoch seen in an applied epoch record. */
   get epoch(): number {
     return this.epochValue;
+  }
+
+  /** Stream heads cached in memory (at most `headsCachedMax`). */
+  get cachedHeads(): number {
+    return this.heads.size;
   }
 
   streamVersion(stream: string): number {

@@ -30,7 +30,8 @@ import { CommitPipeline } from './commit-pipeline.js';
 import { checkStreamName } from './context.js';
 import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } from './options.js';
 import { openState, openWal } from './recovery.js';
-import { StoreReplicationHooks, registerReplicationHooks } from './replication-hooks.js';
+import { StoreReplicationHooks, registerReplicationHooks, replicationHooksOf } from './replication-hooks.js';
+import { storeResourceUsage, type ResourceUsage } from './resources.js';
 import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 import { consumersOfState, type ConsumerList } from './consumer-list.js';
@@ -109,6 +110,13 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   /** Client sessions kept with their reply windows (not evicted). */
   get clientSessions(): number {
     return this.pipeline.state.sessionTable.liveCount;
+  }
+
+  /** What the store holds in memory against each limit (see `resources.ts`); cheap, changes nothing. */
+  resourceUsage(): ResourceUsage {
+    const { pipeline, assembler, runner, options } = this;
+    const hooks = replicationHooksOf(this);
+    return storeResourceUsage({ options, pipeline, assembler, runner, hooks, transactionsRunning: this.inFlightCount, requestIdsRunning: this.inFlight.size });
   }
 
   /** The failure that stopped the store (a disk or state write), if any. */

@@ -31,6 +31,11 @@ export class TransactionRunner {
     this.deadlines = new DeadlineQueue(options.platform.clock, options.limits.handlerTimeoutMs);
   }
 
+  /** Handlers running with a deadline (their timeout) waiting. */
+  get deadlinesWaiting(): number {
+    return this.deadlines.size;
+  }
+
   /** Runs the request's handler and commits its outcome; resolves (or rejects) once released. */
   async run(request: CheckedRequest): Promise<unknown> {
     const { command, clientId, requestId } = request;

@@ -37,6 +37,21 @@ export class DeterminismCheck {
     context.store.onApplied((records) => this.verifyApplied(records));
   }
 
+  /** Commits waiting for re-execution (at most `verifyQueueMax`). */
+  get queuedChecks(): number {
+    return this.queued;
+  }
+
+  /** Journal entries held for commits not yet checked, and their limit. */
+  get journalEntries(): { size: number; limit: number } {
+    return { size: this.journal.size, limit: this.journal.entriesMax };
+  }
+
+  /** Violations kept for `status` (at most `violationsKeptMax`). */
+  get violationsKept(): number {
+    return this.violations.length;
+  }
+
   get checkedCommits(): number {
     return this.checked;
   }

@@ -9,6 +9,7 @@ import type { Store } from '../engine/store.js';
 import { replicationHooksOf } from '../engine/replication-hooks.js';
 import type { StreamSlice } from '../engine/service.js';
 import type { ApplicableRecord, JournalEntry } from '../engine/state.js';
+import type { ResourceUsage } from '../engine/resources.js';
 
 /** One frame as it stands in the log, checksum and header included. */
 export interface LoggedFrame {
@@ -78,6 +79,9 @@ export interface ReplicatedStore {
   // ---- sessions
   /** The client's highest request id with any trace in the store. */
   latestRequestId(clientId: string): number;
+
+  /** What the store holds in memory against each limit (`Store.resourceUsage`). */
+  resourceUsage(): ResourceUsage;
 }
 
 export function replicatedStoreOf(store: Store): ReplicatedStore {
@@ -123,5 +127,6 @@ export function replicatedStoreOf(store: Store): ReplicatedStore {
     whenIdle: () => hooks.whenIdle(),
     onFailure: (listener) => void hooks.onFailure(listener),
     latestRequestId: (clientId) => store.latestRequestId(clientId),
+    resourceUsage: () => store.resourceUsage(),
   };
 }

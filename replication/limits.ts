@@ -40,6 +40,12 @@ export const catchUpQueueBytesMax = 8 * mebibyte;
 export const dialBackoffMsMin = 50;
 /** Longest wait between two dial attempts to a peer (the wait doubles up to it). */
 export const dialBackoffMsMax = 1000;
+/**
+ * Peer links a node accepts (its own dials add one per peer address). A live peer holds one per
+ * listen address, and a dead one's links go within `heartbeatTimeoutMs`; past it an incoming
+ * peer link is refused (`BUSY`), so a peer that dials in a loop cannot pile links up.
+ */
+export const acceptedPeerLinksMax = 64;
 
 // ---------------------------------------------------------------- backup
 
@@ -87,3 +93,4 @@ assert(subscribeWaitMs <= readWaitMsMax, 'a subscription may not ask to wait lon
 assert(0 < readPageEventsMax && readPageEventsMax <= filteredReadEventsMax, 'a page of a read is within what its promise form returns');
 assert(violationsKeptMax >= 1 && violationsKeptMax <= verifyQueueMax, 'status keeps at least the last violation');
 assert(peerAddressesMax >= 1, 'a peer announces at least one address');
+assert(acceptedPeerLinksMax >= peerAddressesMax, 'a node accepts a link on every address a peer may announce');

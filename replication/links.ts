@@ -7,8 +7,8 @@
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { NodeContext, PeerLink } from './context.js';
 import { accept, dial, type Connection, type HandshakeOptions } from './connection.js';
-import { dialBackoffMsMax, dialBackoffMsMin } from './limits.js';
-import type { Message, PeerState } from './protocol.js';
+import { acceptedPeerLinksMax, dialBackoffMsMax, dialBackoffMsMin } from './limits.js';
+import { encodeMessage, type Message, type PeerState } from './protocol.js';
 import type { Transport } from './transport.js';
 
 /** What the links hand to the node. */
@@ -24,6 +24,8 @@ export class PeerLinks {
   readonly addresses: string[] = [];
   private readonly servers: Array<{ port: number; close: () => Promise<void> }> = [];
   private readonly dialing = new Set<string>();
+  /** Incoming connections still in their handshake (at most `clientConnectionsMax`). */
+  private handshakes = 0;
 
   constructor(
     private readonly context: NodeContext,
@@ -31,6 +33,11 @@ export class PeerLinks {
     /** The node's set of open links, which this class alone adds to and removes from. */
     readonly links: Set<PeerLink>,
   ) {}
+
+  /** Incoming connections still in their handshake. */
+  get handshaking(): number {
+    return this.handshakes;
+  }
 
   /** Tells every peer our state. */
   broadcastState(): void {
@@ -109,11 +116,22 @@ export class PeerLinks {
       transport.destroy();
       return;
     }
+    // Before its handshake a connection has proved nothing, yet holds a decoder that may buffer
+    // a frame for up to `connectTimeoutMs`: as many at once as the node may serve clients.
+    const handshakesMax = this.context.options.clientConnectionsMax;
+    if (this.handshakes >= handshakesMax) {
+      transport.write(encodeMessage({ t: 'error', error: txlogError('BUSY', `this node is in ${handshakesMax} handshakes already; retry later`).toJSON() }));
+      transport.close();
+      return;
+    }
+    this.handshakes += 1;
     let accepted;
     try {
       accepted = await accept(transport, { ...this.handshakeOptions(), nodeId: this.context.nodeId });
     } catch {
       return; // The connection was told why and closed; nothing else is affected.
+    } finally {
+      this.handshakes -= 1;
     }
     if (this.context.closed) {
       accepted.connection.close(undefined);
@@ -153,6 +171,10 @@ export class PeerLinks {
   }
 
   private add(connection: Connection, dialed: boolean): void {
+    if (!dialed && this.links.size >= acceptedPeerLinksMax + this.context.options.peers.length) {
+      connection.reject(txlogError('BUSY', `this node holds ${this.links.size} peer links already`));
+      return;
+    }
     const link: PeerLink = { connection, state: undefined, lastHeardMs: this.context.clock.monotonicMs(), dialed };
     this.links.add(link);
     connection.onClose(() => {

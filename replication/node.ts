@@ -360,17 +360,14 @@ export class TxlogNode<Events extends AnyEvent = AnyEvent> {
 
   status(): NodeStatus {
     return statusOf({
-      nodeId: this.state.nodeId,
-      role: this.state.role,
-      epoch: this.state.epoch,
+      state: this.state,
       store: this.port,
       sender: this.sender,
       receiver: this.receiver,
       determinism: this.determinism,
-      peerLinks: this.peers.links.size,
-      clients: this.clients.count,
+      peers: this.peers,
+      clients: this.clients,
       clientSessions: this.store.clientSessions,
-      addresses: this.peers.addresses,
       arbiter: this.leadership?.status(),
     });
   }

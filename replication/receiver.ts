@@ -40,6 +40,11 @@ export class BackupReceiver {
     return this.primaryLinkValue;
   }
 
+  /** Replication messages held while the log is cut (at most `deferredMessagesMax`). */
+  get deferredMessageCount(): number {
+    return this.deferredMessages;
+  }
+
   /** Caught up with the primary's live stream. */
   get inSync(): boolean {
     return this.inSyncValue;

@@ -1,7 +1,9 @@
 /**
  * Client request handling: `req {callId, op, epoch, body}` in, `res` out (answers may leave out
  * of order). Each connection is one authenticated client id, with at most
- * `requestsPerConnectionMax` requests running. Writes and reads are served by the primary only:
+ * `requestsPerConnectionMax` requests running; the node runs at most `clientConnectionsMax` ×
+ * `requestsPerConnectionMax` in all, counting those of connections closed meanwhile (a request
+ * runs to its end, and one may wait long for a new primary's epoch record). Writes and reads are served by the primary only:
  * the node decides whether it may serve (and a lone in-sync backup promotes itself there);
  * everything else here is checking the body (`protocol.ts`) and calling the public `Store` API.
  */
@@ -26,8 +28,15 @@ export interface ServingNode {
   status(): unknown;
 }
 
+/** One client connection's requests running. */
+interface ClientConnection {
+  running: number;
+}
+
 export class ClientRequests {
-  private readonly clients = new Set<Connection>();
+  private readonly clients = new Map<Connection, ClientConnection>();
+  /** Requests running, those of connections closed since included. */
+  private running = 0;
 
   constructor(
     private readonly context: NodeContext,
@@ -39,8 +48,18 @@ export class ClientRequests {
     return this.clients.size;
   }
 
+  /** Requests running on this node, those of connections closed since included. */
+  get requestsRunning(): number {
+    return this.running;
+  }
+
+  /** The open connections, with the requests each has running. */
+  connections(): IterableIterator<[Connection, Readonly<ClientConnection>]> {
+    return this.clients.entries();
+  }
+
   closeAll(): void {
-    for (const client of [...this.clients]) client.close(undefined);
+    for (const client of [...this.clients.keys()]) client.close(undefined);
   }
 
   /** A client connection passed the handshake as `clientId`. */
@@ -55,26 +74,33 @@ export class ClientRequests {
       connection.reject(txlogError('BAD_REQUEST', `client id must be 1..${clientIdLengthMax} characters`));
       return;
     }
-    this.clients.add(connection);
-    let running = 0;
+    const client: ClientConnection = { running: 0 };
+    const requestsMax = options.clientConnectionsMax * options.requestsPerConnectionMax;
+    this.clients.set(connection, client);
     connection.onClose(() => this.clients.delete(connection));
     connection.setHandler((message) => {
       if (message.t !== 'req') {
         connection.reject(txlogError('PROTOCOL_ERROR', `unexpected ${message.t} from a client`));
         return;
       }
-      if (running >= options.requestsPerConnectionMax) {
+      if (client.running >= options.requestsPerConnectionMax) {
         this.reply(connection, message.callId, txlogError('BUSY', 'too many requests in flight on this connection'));
         return;
       }
-      running += 1;
+      if (this.running >= requestsMax) {
+        this.reply(connection, message.callId, txlogError('BUSY', `this node runs ${requestsMax} requests already`));
+        return;
+      }
+      client.running += 1;
+      this.running += 1;
       this.handle(clientId, message)
         .then(
           (value) => this.reply(connection, message.callId, undefined, value),
           (error: unknown) => this.reply(connection, message.callId, this.answerFor(clientId, message, error)),
         )
         .finally(() => {
-          running -= 1;
+          client.running -= 1;
+          this.running -= 1;
         });
     });
   }

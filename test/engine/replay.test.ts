@@ -3,11 +3,14 @@
  * reads, failures, built-in appends) it finds no divergence; with a changed handler it reports
  * each divergence with its LSN and command; and a handler that reads a stream while other
  * transactions interleave does not look nondeterministic, because re-execution reads as of the
- * recorded read set. `reexecute` alone answers the same for one commit.
+ * recorded read set. `reexecute` alone answers the same for one commit. The journal collector a
+ * backup re-executes with keeps nothing of a commit once it has handed its calls over, one-off
+ * requests (no request id, one shared key) included.
  */
 import { describe, expect, it } from 'vitest';
 import { defineService, type Context, type Service } from '../../engine/index.js';
-import { replayLog } from '../../engine/replay.js';
+import { JournalCollector, replayLog } from '../../engine/replay.js';
+import type { CommitPayload } from '../../engine/records.js';
 import { useTempDir } from '../helpers/temp.js';
 import { commitRecords, openQuietStore } from '../helpers/store.js';
 
@@ -98,5 +101,22 @@ describe('replayLog', () => {
     const report = await replayLog({ dir, service: withoutDeposit });
     expect(report.divergences.length).toBe(30);
     expect(report.divergences[0]?.detail).toContain('no command deposit');
+  });
+});
+
+describe('JournalCollector', () => {
+  it('keeps nothing of a commit it handed its calls to, whether or not the commit has a request id', () => {
+    const collector = new JournalCollector();
+    let lsn = 0;
+    for (let round = 0; round < 100; round++) {
+      for (const requestId of [0, round + 1]) {
+        const callLsn = ++lsn;
+        collector.add(callLsn, { clientId: 'c', requestId, callIndex: 0, name: 'call', result: round });
+        const commit = { clientId: 'c', requestId, calls: 1, callLsns: [callLsn] } as unknown as CommitPayload;
+        expect(collector.take(commit)?.map((entry) => entry.result)).toEqual([round]);
+      }
+    }
+    expect(collector.size).toBe(0);
+    expect(collector.requestLsns).toBe(0);
   });
 });

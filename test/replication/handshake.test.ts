@@ -6,6 +6,9 @@
  *   protocol version, a `req` before `auth`, a forged proof, or (once authenticated) garbage or
  *   an unknown operation each get one `error` frame with the right code and are closed,
  *   while a good client connected the whole time keeps getting answers;
+ * - past `clientConnectionsMax` handshakes under way (connections that proved nothing yet), a
+ *   new connection gets BUSY, and one is taken again once a handshake ends; past
+ *   `acceptedPeerLinksMax` peer links, a new one gets BUSY once its handshake is done;
  * - `startNode` refuses a non-loopback listen or peer address without a secret (BAD_REQUEST)
  *   before it creates anything (no test binds a non-loopback address: house rule).
  */
@@ -26,7 +29,7 @@ import {
   protocolVersion,
   type Message,
 } from '../../replication/protocol.js';
-import { frameBytesMaxDefault } from '../../replication/limits.js';
+import { acceptedPeerLinksMax, frameBytesMaxDefault } from '../../replication/limits.js';
 import { tlsPskCipher, tlsPskIdentity, tlsPskKey } from '../../replication/tls.js';
 import { rejectedError } from '../helpers/wal.js';
 import { useInProcessNodes } from '../helpers/in-process-pair.js';
@@ -235,6 +238,42 @@ describe('handshake', () => {
     const response = await session.next();
     expect(response).toMatchObject({ t: 'res', callId: 7, ok: true });
     session.socket.destroy();
+  });
+
+  it('refuses a connection past clientConnectionsMax handshakes under way with BUSY, and takes one once a handshake ends', async () => {
+    const node = await nodes.start({ secret, listen: '127.0.0.1:0', clientConnectionsMax: 2 });
+    const address = node.addresses[0]!;
+    const silent = [await afterHello(address), await afterHello(address)];
+    expect(node.status().resources['handshakes']).toEqual({ size: 2, limit: 2 });
+
+    await expectRefused(await rawSession(address), 'BUSY');
+
+    const [finishing, waiting] = silent as [Awaited<ReturnType<typeof afterHello>>, Awaited<ReturnType<typeof afterHello>>];
+    finishing.session.send(authFor(finishing.hello));
+    expect((await finishing.session.next()).t).toBe('welcome');
+    const next = await afterHello(address);
+    expect(node.status().resources['handshakes']!.size).toBe(2);
+    for (const session of [finishing.session, waiting.session, next.session]) session.socket.destroy();
+  });
+
+  it('accepts acceptedPeerLinksMax peer links and refuses the next with BUSY after its handshake', async () => {
+    const node = await nodes.start({ secret, listen: '127.0.0.1:0', heartbeatIntervalMs: 10_000, heartbeatTimeoutMs: 60_000 });
+    const address = node.addresses[0]!;
+    const peerLink = async (index: number): Promise<RawSession> => {
+      const { session, hello } = await afterHello(address);
+      session.send(authFor(hello, { kind: 'peer', id: `peer-${index}`, proof: authProof(secret, hello.nonce, 'txlog', 'peer') }));
+      expect((await session.next()).t).toBe('welcome');
+      return session;
+    };
+    const links: RawSession[] = [];
+    for (let index = 0; index < acceptedPeerLinksMax; index++) links.push(await peerLink(index));
+    expect((await links[0]!.next()).t).toBe('peer');
+    expect(node.status().peerLinks).toBe(acceptedPeerLinksMax);
+
+    const refused = await peerLink(acceptedPeerLinksMax);
+    await expectRefused(refused, 'BUSY');
+    expect(node.status().resources['peerLinks']).toEqual({ size: acceptedPeerLinksMax, limit: acceptedPeerLinksMax });
+    for (const link of links) link.socket.destroy();
   });
 });
 

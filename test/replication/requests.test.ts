@@ -8,10 +8,14 @@
  * - a read answers `INTERNAL_ERROR`, not retryable, saying it changed nothing;
  * - the node logs each one loudly, with the stack.
  * The bug is injected by replacing one method of the primary's store, in this process.
+ *
+ * And that the node counts a request until it ends, its connection closed or not: past
+ * `clientConnectionsMax` × `requestsPerConnectionMax` running, a new one is refused with BUSY,
+ * as `status().resources.clientRequests` shows.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
-import { useInProcessNodes } from '../helpers/in-process-pair.js';
+import { useInProcessNodes, waitForInProcess } from '../helpers/in-process-pair.js';
 
 const nodes = useInProcessNodes('txlog-requests-');
 
@@ -84,3 +88,26 @@ describe('an internal error while serving a request', () => {
     expect(nodes.logs()).not.toContain('INTERNAL ERROR');
   });
 });
+
+describe('requests running on a node', () => {
+  it('count until they end, their connection closed or not, and past the node\'s limit a new one gets BUSY', async () => {
+    const node = await nodes.start({ clientConnectionsMax: 1, requestsPerConnectionMax: 2 });
+    const servers = [node.addresses[0]!];
+    // Transactions that never end: each request holds its place on the node.
+    vi.spyOn(node.store, 'execute').mockImplementation(() => new Promise(() => undefined));
+    const first = await nodes.connect(servers, { clientId: 'first' });
+    for (let request = 1; request <= 2; request++) void first.execute('hang', {}).catch(() => undefined);
+    await waitForInProcess('two requests running', () => node.status().resources['clientRequests']!.size === 2, 5000);
+    expect(node.status().resources['requestsOnOneConnection']).toEqual({ size: 2, limit: 2 });
+    await first.close();
+    await waitForInProcess('the first connection gone', () => node.status().clients === 0, 5000);
+
+    // A client's first call asks the node for its session: refused too.
+    const error = await rejection(nodes.connect(servers, { clientId: 'second', deadlineMs: 500 }));
+
+    expect(error.code).toBe('TIMEOUT');
+    expect(error.details['lastError']).toBe('BUSY');
+    expect(node.status().resources['clientRequests']).toEqual({ size: 2, limit: 2 });
+  });
+});
+
