@@ -33,8 +33,8 @@ export function nodeResourceUsage(parts: NodeResourceParts): ResourceUsage {
     bufferedBytes = Math.max(bufferedBytes, connection.bufferedBytes);
   }
   for (const link of peers.links) bufferedBytes = Math.max(bufferedBytes, link.connection.bufferedBytes);
-  return {
-    ...parts.store,
+  // Added to the store's (a fresh object each call), not copied: status runs this every time.
+  return Object.assign(parts.store, {
     clientConnections: { size: clients.count, limit: options.clientConnectionsMax },
     handshakes: { size: peers.handshaking, limit: options.clientConnectionsMax },
     clientRequests: { size: clients.requestsRunning, limit: options.clientConnectionsMax * options.requestsPerConnectionMax },
@@ -47,5 +47,5 @@ export function nodeResourceUsage(parts: NodeResourceParts): ResourceUsage {
     determinismChecksQueued: { size: determinism.queuedChecks, limit: verifyQueueMax },
     determinismJournalEntries: determinism.journalEntries,
     determinismViolationsKept: { size: determinism.violationsKept, limit: violationsKeptMax },
-  };
+  });
 }

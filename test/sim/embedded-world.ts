@@ -13,6 +13,8 @@
  * - no handler sees a second journaled result for one key (repeat calls of unacknowledged runs
  *   are counted);
  * - at the end, every acknowledged request resent gets exactly the reply first acknowledged.
+ * After every step, what the store holds in memory (`resource-checks.ts`), its callers being the
+ * clients' calls in progress; and once the clients are done, that it lets go of all of it.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +24,7 @@ import type { Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
 import { Gateway, InvariantViolation, bugBehind, accountCount, closeLmdbUnder, simulationTempRoot, checkTagCounts, deferred, depositArgs, sleep, splitTag, tagCounts } from './bank.js';
 import { SimDisk, type DiskFaults } from './disk.js';
+import { ResourceChecks, awaitDrained, type ResourceSample } from './resource-checks.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
 
 export { InvariantViolation } from './bank.js';
@@ -60,7 +63,15 @@ interface Incarnation {
   /** Resolves when this incarnation is killed: a client waiting on it stops waiting. */
   killed: Promise<'killed'>;
   kill: () => void;
+  /** Calls into its store in progress (what its transactions and waiters belong to). */
+  calls: number;
 }
+
+/**
+ * The bank's deposit writes one stream; a store alone keeps no timer when idle and holds no
+ * connection.
+ */
+const embeddedResourceWorld = { streamsPerCommitMax: 1, peerLinksIdleMax: 0, timersIdleMax: 0 };
 
 export async function runEmbeddedSeed(seed: number, options: SeedOptions = {}): Promise<SeedSummary> {
   const world = new EmbeddedWorld(seed, options);
@@ -91,6 +102,7 @@ class EmbeddedWorld {
   private clientsDone = 0;
   /** The first broken invariant: thrown where it is found, and again by the run loop. */
   private violation: InvariantViolation | undefined;
+  private readonly resources = new ResourceChecks((invariant, message) => this.fail(invariant, message), embeddedResourceWorld);
 
   constructor(
     private readonly seed: number,
@@ -124,13 +136,14 @@ class EmbeddedWorld {
       this.scheduler.schedule(this.random.integer(0, 20), () => void this.client(client).catch(() => undefined));
     }
     const end = this.durationMs * 20;
-    const finished = await this.scheduler.runUntil(() => this.violation !== undefined || this.clientsDone === this.clientCount, end);
+    const finished = await this.scheduler.runUntil(() => (this.checkStep(), this.violation !== undefined || this.clientsDone === this.clientCount), end);
     if (this.violation !== undefined) throw this.violation;
     if (!finished || this.clientsDone < this.clientCount) {
       this.fail('progress', `clients finished ${this.clientsDone} of ${this.clientCount} by virtual ${this.scheduler.nowMs} ms`);
     }
     await this.finalCheck();
-    return {
+    // The run ends here; what follows only waits for the store to let go of what it held.
+    const summary: SeedSummary = {
       seed: this.seed,
       steps: this.scheduler.steps,
       simulatedMs: Math.round(this.scheduler.nowMs),
@@ -139,6 +152,20 @@ class EmbeddedWorld {
       diskFaults: { ...this.disk.injected },
       traceHash: this.scheduler.traceHash(),
     };
+    await awaitDrained(this.scheduler, this.resources, () => this.resourceSamples());
+    return summary;
+  }
+
+  /** The live store, as the resource checks see it. */
+  private resourceSamples(): ResourceSample[] {
+    const incarnation = this.incarnation;
+    if (incarnation?.store === undefined || !incarnation.alive) return [];
+    const { number, store, clock, calls } = incarnation;
+    return [{ name: `store ${number}`, usage: store.resourceUsage(), timersPending: clock.timersPending, connectionEndsOpen: undefined, directCalls: calls }];
+  }
+
+  private checkStep(): void {
+    this.resources.afterStep(this.resourceSamples());
   }
 
   cleanUp(): void {
@@ -154,7 +181,7 @@ class EmbeddedWorld {
     const stateRoot = path.join(this.tempRoot, `incarnation-${number}`);
     let kill!: () => void;
     const killed = new Promise<'killed'>((resolve) => (kill = () => resolve('killed')));
-    const incarnation: Incarnation = { number, alive: true, clock, stateRoot, store: undefined, killed, kill };
+    const incarnation: Incarnation = { number, alive: true, clock, stateRoot, store: undefined, killed, kill, calls: 0 };
     this.incarnation = incarnation;
     const random: Random = { float: () => this.random.float(), bytes: (count) => this.random.bytes(count) };
     try {
@@ -232,8 +259,7 @@ class EmbeddedWorld {
           await this.restarted.promise;
           continue;
         }
-        const attempt = store.execute('deposit', args, { clientId, requestId });
-        attempt.catch(() => undefined);
+        const attempt = this.call(incarnation, store.execute('deposit', args, { clientId, requestId }));
         // Now and then the same request goes twice at once, or again a moment later while the
         // first may still run or wait for release: both must get the one outcome.
         if (this.random.float() < 0.2) this.sendDuplicate(store, incarnation, args, clientId, requestId, attempt);
@@ -267,6 +293,14 @@ class EmbeddedWorld {
     this.clientsDone += 1;
   }
 
+  /** Counts a call into the incarnation's store until it settles. */
+  private call(incarnation: Incarnation, calling: Promise<unknown>): Promise<unknown> {
+    incarnation.calls += 1;
+    const settled = (): void => void (incarnation.calls -= 1);
+    calling.then(settled, settled);
+    return calling;
+  }
+
   private sendDuplicate(
     store: Store,
     incarnation: Incarnation,
@@ -282,8 +316,7 @@ class EmbeddedWorld {
       );
     const send = (): void => {
       if (!incarnation.alive || this.incarnation !== incarnation) return;
-      const duplicate = store.execute('deposit', args, { clientId, requestId });
-      duplicate.catch(() => undefined);
+      const duplicate = this.call(incarnation, store.execute('deposit', args, { clientId, requestId }));
       void Promise.all([settle(first), settle(duplicate)]).then(([a, b]) => {
         // Only answers that are outcomes count: a crash or a failed store may end either early.
         const outcome = (text: string): boolean => text.includes('"reply"') || text.includes('WRONG_EXPECTED_VERSION');

@@ -82,6 +82,13 @@ export class SimNetwork {
     return sinceMs;
   }
 
+  /** Connection ends of `process` open now: each connection a node holds has one of these. */
+  openEndsOf(process: SimProcess): number {
+    let count = 0;
+    for (const end of this.open) if (end.process === process) count += 1;
+    return count;
+  }
+
   isAddressCut(address: string): boolean {
     return this.cutAddresses.has(address);
   }

@@ -19,10 +19,21 @@
  * - stale-primary-stays: a primary steps down once a connection to a node that knows a newer
  *   epoch (its primary, or waiting after it) is open, within a handshake and a heartbeat; and
  *   once it can reach one at all, within the time a dial loop takes to try again.
+ * - resource-limit, resource-owner, resource-memory: what each node holds in memory, from the
+ *   same status (`resource-checks.ts`).
  */
 import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import type { NodeStatus, TxlogNode } from '../../replication/node.js';
 import { dialBackoffMsMax } from '../../replication/limits.js';
+import { ResourceChecks, type ResourceSample, type ResourceWorld } from './resource-checks.js';
+
+/**
+ * What the pair world's configuration allows a node to hold: the bank's deposit writes one
+ * stream; idle, a node holds a link per peer address it dials and per listen address its peer
+ * dials (2 + 2), and as timers its tick and a dial loop's wait per peer address (a loop whose
+ * link is open waits for its close instead).
+ */
+const pairResourceWorld: ResourceWorld = { streamsPerCommitMax: 1, peerLinksIdleMax: 4, timersIdleMax: 3 };
 
 /** One live node incarnation as the world sees it at this step. */
 export interface CheckedNode {
@@ -32,6 +43,10 @@ export interface CheckedNode {
   paused: boolean;
   /** The epoch it said it was ready to serve in (its epoch record applied), if any. */
   readyEpoch: number | undefined;
+  /** Timers its process set and are still to fire. */
+  timersPending: number;
+  /** Connection ends of its process open on the network. */
+  connectionEndsOpen: number;
 }
 
 /** What the network says of the two nodes' links at this step. */
@@ -75,11 +90,13 @@ export class PairChecks {
   private inSyncClaimSinceMs: number | undefined;
   /** A primary and a node of a newer epoch, neither paused, since; and reachable from each other since. */
   private superseded: { runningSinceMs: number; reachableSinceMs: number | undefined } | undefined;
+  readonly resources: ResourceChecks;
 
   constructor(
     private readonly fail: Fail,
     timings: PairTimings,
   ) {
+    this.resources = new ResourceChecks(fail, pairResourceWorld);
     this.verifyEveryMs = timings.heartbeatIntervalMs;
     // Silence is noticed on the next tick past the timeout; the last heartbeat may arrive late.
     this.inSyncGraceMs = timings.heartbeatTimeoutMs + 2 * timings.heartbeatIntervalMs + 2 * timings.latencyMaxMs;
@@ -96,6 +113,7 @@ export class PairChecks {
     for (const checked of nodes) {
       seen.set(checked.name, { status: checked.node.status(), nextLsn: replicationHooksOf(checked.node.store).nextLsn });
     }
+    this.resources.afterStep(nodes.map((checked) => resourceSample(checked, seen.get(checked.name)!.status)));
     for (const checked of nodes) this.checkJoin(checked, seen.get(checked.name)!);
     const [first, second] = nodes;
     if (first !== undefined && second !== undefined) this.checkPair(nowMs, first, second, seen, links);
@@ -236,6 +254,20 @@ export class PairChecks {
     stays(links.connectedSinceMs, this.connectedGraceMs, 'was connected to');
     stays(superseded.reachableSinceMs, this.reachableGraceMs, 'could reach');
   }
+}
+
+/** A node as the resource checks see it (its status read once for all the checks of a step). */
+export function resourceSample(checked: CheckedNode, status: NodeStatus = checked.node.status()): ResourceSample {
+  return { name: checked.name, usage: status.resources, timersPending: checked.timersPending, connectionEndsOpen: checked.connectionEndsOpen, directCalls: 0 };
+}
+
+/** Both nodes up, a primary in sync with its backup, and both logs and states at one LSN. */
+export function pairSettled(a: TxlogNode | undefined, b: TxlogNode | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  const [sa, sb] = [a.status(), b.status()];
+  const primary = sa.role === 'primary' ? sa : sb.role === 'primary' ? sb : undefined;
+  const backup = primary === sa ? sb : sa;
+  return primary !== undefined && primary.inSync && !primary.alone && backup.appliedLsn === primary.appliedLsn && backup.lastLsn === primary.lastLsn && primary.lastLsn === primary.appliedLsn;
 }
 
 function unjoined(seen: Seen): boolean {

@@ -26,7 +26,8 @@ import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder,
 import { SimDisk, noDiskFaults } from './disk.js';
 import type { SeedSummary } from './embedded-world.js';
 import { SimNetwork, type SimProcess } from './network.js';
-import { PairChecks, type CheckedNode } from './pair-checks.js';
+import { PairChecks, pairSettled, resourceSample, type CheckedNode } from './pair-checks.js';
+import { awaitDrained } from './resource-checks.js';
 import { PairClients } from './pair-clients.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
 
@@ -142,7 +143,8 @@ class PairWorld {
     if (!settled || this.clients.done < this.clientCount) this.fail('progress', `clients finished ${this.clients.done} of ${this.clientCount} by virtual ${Math.round(this.scheduler.nowMs)} ms`);
     await this.settle();
     await this.finalCheck();
-    return {
+    // The run ends here; what follows only waits for the nodes to let go of what they held.
+    const summary: SeedSummary = {
       seed: this.seed,
       steps: this.scheduler.steps,
       simulatedMs: Math.round(this.scheduler.nowMs),
@@ -151,6 +153,8 @@ class PairWorld {
       diskFaults: { ...this.disks.a.injected },
       traceHash: this.scheduler.traceHash(),
     };
+    await awaitDrained(this.scheduler, this.checks.resources, () => this.checkedNodes().map((checked) => resourceSample(checked)));
+    return summary;
   }
 
   cleanUp(): void {
@@ -306,14 +310,21 @@ class PairWorld {
     return this.nodes[machine]?.clock.paused === true || this.network.isCut('a', 'b');
   }
 
-  /** After every step: the invariants of `pair-checks.ts`, on the live nodes that have started. */
-  private checkStep(): void {
+  /** The live nodes that have started, as the checks see them. */
+  private checkedNodes(): CheckedNode[] {
     const live: CheckedNode[] = [];
     for (const incarnation of [this.nodes.a, this.nodes.b]) {
       if (incarnation?.node === undefined || !incarnation.alive) continue;
-      const { machine, number, node, clock, readyEpoch } = incarnation;
-      live.push({ name: `${machine}${number}`, node, paused: clock.paused, readyEpoch });
+      const { machine, number, node, clock, readyEpoch, process } = incarnation;
+      const connectionEndsOpen = this.network.openEndsOf(process);
+      live.push({ name: `${machine}${number}`, node, paused: clock.paused, readyEpoch, timersPending: clock.timersPending, connectionEndsOpen });
     }
+    return live;
+  }
+
+  /** After every step: the invariants of `pair-checks.ts`, on the live nodes that have started. */
+  private checkStep(): void {
+    const live = this.checkedNodes();
     const addresses = [addressOf.a, addressOf.b, secondAddressOf.a, secondAddressOf.b];
     const reachable = !this.network.isCut('a', 'b') && addresses.some((address) => !this.network.isAddressCut(address));
     const [a, b] = [this.nodes.a, this.nodes.b];
@@ -341,18 +352,8 @@ class PairWorld {
     }
     const synced = deferred();
     const check = (): void => {
-      const a = this.nodes.a?.node;
-      const b = this.nodes.b?.node;
-      if (a !== undefined && b !== undefined) {
-        const [sa, sb] = [a.status(), b.status()];
-        const primary = sa.role === 'primary' ? sa : sb.role === 'primary' ? sb : undefined;
-        const backup = primary === sa ? sb : sa;
-        if (primary !== undefined && primary.inSync && !primary.alone && backup.appliedLsn === primary.appliedLsn && backup.lastLsn === primary.lastLsn && primary.lastLsn === primary.appliedLsn) {
-          synced.resolve();
-          return;
-        }
-      }
-      this.scheduler.schedule(10, check);
+      if (pairSettled(this.nodes.a?.node, this.nodes.b?.node)) synced.resolve();
+      else this.scheduler.schedule(10, check);
     };
     this.scheduler.schedule(0, check);
     let done = false;

@@ -157,6 +157,12 @@ export class ProcessClock implements Clock {
   dead = false;
   paused = false;
   deferred: Entry[] = [];
+  /**
+   * Timers (`setTimeout`) the process set that have neither fired nor been cancelled. An immediate
+   * is not one: it runs on the process's next turn and holds nothing past it (a process resumed
+   * after a pause may run a burst of them, one per connection that closed meanwhile).
+   */
+  private pendingTimers = 0;
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -173,11 +179,29 @@ export class ProcessClock implements Clock {
   }
 
   setTimeout(callback: () => void, delayMs: number): TimerHandle {
-    return this.scheduler.schedule(delayMs, callback, this);
+    return this.counted(delayMs, callback);
   }
 
   setImmediate(callback: () => void): TimerHandle {
     return this.scheduler.schedule(0, callback, this);
+  }
+
+  /** Timers set and still to fire (what a leak of them would pile up). */
+  get timersPending(): number {
+    return this.pendingTimers;
+  }
+
+  /** Schedules as it would uncounted (same time, same order), counting the timer until it fires or is cancelled. */
+  private counted(delayMs: number, callback: () => void): TimerHandle {
+    const timer = { pending: true };
+    this.pendingTimers += 1;
+    const handle = this.scheduler.schedule(delayMs, () => (this.settle(timer), callback()), this);
+    return { cancel: () => (this.settle(timer), handle.cancel()) };
+  }
+
+  private settle(timer: { pending: boolean }): void {
+    if (timer.pending) this.pendingTimers -= 1;
+    timer.pending = false;
   }
 
   /** SIGKILL: none of its timers will ever fire. */
