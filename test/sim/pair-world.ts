@@ -7,14 +7,14 @@
  * fail and stall.
  *
  * Checked after every step: the invariants of `pair-checks.ts` (one primary per epoch, the
- * backup's log against the primary's, "in sync" against the other node's state, no records
- * before a join, a superseded primary's releases and stepping down). Checked while it runs: no
- * handler sees a second journaled result for a key (a stale primary may call the gateway again,
- * but its record is never acknowledged). Checked once the faults stop and the pair settles:
- * every acknowledged transaction is in the primary's state exactly once and none twice; every
- * event a client read is there; both logs are identical record for record and both states
- * equal; the backup found no determinism violation; every acknowledged request resent gets the
- * reply it first got.
+ * backup's log against the primary's, "in sync" against the other node's state, no records before
+ * a join, a superseded primary's releases and stepping down, what each node holds in memory).
+ * Checked while it runs: no handler sees a second journaled result for a key (a stale primary may
+ * call the gateway again, but its record is never acknowledged). Checked once the faults stop and
+ * the pair settles: every acknowledged transaction is in the primary's state exactly once and
+ * none twice; every event a client read is there; both logs are identical record for record and
+ * both states equal; the backup found no determinism violation; every acknowledged request resent
+ * gets the reply it first got; then both nodes let go of everything they held for the work.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as path from 'node:path';

@@ -6,22 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ResourceUsage } from '../../engine/resources.js';
+import { InvariantViolation } from './bank.js';
 import { ResourceChecks, type ResourceSample } from './resource-checks.js';
-
-class Failed extends Error {
-  constructor(
-    readonly invariant: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 const world = { streamsPerCommitMax: 1, peerLinksIdleMax: 4, timersIdleMax: 3 };
 
 function checks(): ResourceChecks {
   return new ResourceChecks((invariant, message) => {
-    throw new Failed(invariant, message);
+    throw new InvariantViolation(invariant, message, []);
   }, world);
 }
 
@@ -49,16 +41,6 @@ function busyNode(changes: Partial<Record<string, number>> = {}, sample: Partial
   return { name: 'a3', usage, timersPending: 4, connectionEndsOpen: 4, directCalls: 0, ...sample };
 }
 
-function failure(action: () => void): Failed {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof Failed) return error;
-    throw error;
-  }
-  throw new Error('the check passed');
-}
-
 describe('the simulator\'s resource checks', () => {
   it('pass a node within every bound, and one that has let go of everything', () => {
     const resources = checks();
@@ -69,32 +51,28 @@ describe('the simulator\'s resource checks', () => {
   });
 
   it('fail a structure past its limit, naming the node, the structure, its size and its limit', () => {
-    const failed = failure(() => checks().afterStep([busyNode({ recordsReleasedUnapplied: 65 })]));
-    expect(failed.invariant).toBe('resource-limit');
-    expect(failed.message).toBe('a3: recordsReleasedUnapplied holds 65, past its limit 64');
+    expect(() => checks().afterStep([busyNode({ recordsReleasedUnapplied: 65 })])).toThrow('resource-limit: a3: recordsReleasedUnapplied holds 65, past its limit 64');
   });
 
   it('fail entries that outnumber what owns them', () => {
-    const waiters = failure(() => checks().afterStep([busyNode({ releaseWaiters: 3 })]));
-    expect(waiters.invariant).toBe('resource-owner');
-    expect(waiters.message).toBe('a3: releaseWaiters holds 3, more than the records not yet released that own them (2)');
-    const deadlines = failure(() => checks().afterStep([busyNode({ handlerDeadlines: 3 })]));
-    expect(deadlines.message).toContain('handlerDeadlines holds 3, more than the transactions running');
-    const connections = failure(() => checks().afterStep([busyNode({ clientConnections: 3 })]));
-    expect(connections.message).toBe('a3: clientConnections + peerLinks + handshakes holds 5, more than the connection ends open on the network that own them (4)');
+    expect(() => checks().afterStep([busyNode({ releaseWaiters: 3 })])).toThrow(
+      'resource-owner: a3: releaseWaiters holds 3, more than the records not yet released that own them (2)',
+    );
+    expect(() => checks().afterStep([busyNode({ handlerDeadlines: 3 })])).toThrow('handlerDeadlines holds 3, more than the transactions running');
+    expect(() => checks().afterStep([busyNode({ clientConnections: 3 })])).toThrow(
+      'resource-owner: a3: clientConnections + peerLinks + handshakes holds 5, more than the connection ends open on the network that own them (4)',
+    );
   });
 
   it('fail a node holding more for its work in progress than the memory bound allows', () => {
-    const failed = failure(() => checks().afterStep([busyNode({}, { timersPending: 40 })]));
-    expect(failed.invariant).toBe('resource-memory');
-    expect(failed.message).toContain('a3 holds 60 entries for work in progress (timers 40), more than 57');
+    expect(() => checks().afterStep([busyNode({}, { timersPending: 40 })])).toThrow('resource-memory: a3 holds 60 entries for work in progress (timers 40), more than 57');
   });
 
   it('fail a node that keeps a waiter, a connection or timers once the world has settled', () => {
     const idle = { walAppendsWaiting: 0, recordsUnreleased: 0, releaseWaiters: 0, transactionsRunning: 0, requestIdsRunning: 0, handlerDeadlines: 0, decidedCommits: 0, streamHeadsUnapplied: 0, clientRequests: 0 };
     const kept = busyNode({ ...idle, releaseWaiters: 1, clientConnections: 1 }, { timersPending: 4 });
-    const failed = failure(() => checks().checkDrained(kept));
-    expect(failed.invariant).toBe('resource-drain');
-    expect(failed.message).toBe('a3 still holds releaseWaiters 1, clientConnections 1, timers 4 (idle: at most 3) after the world settled');
+    expect(() => checks().checkDrained(kept)).toThrow(
+      'resource-drain: a3 still holds releaseWaiters 1, clientConnections 1, timers 4 (idle: at most 3) after the world settled',
+    );
   });
 });
