@@ -82,9 +82,11 @@ export class CommitAssembler {
 
   /**
    * Checks expected versions against the heads (applied and pending), assigns versions and
-   * positions, and appends the commit record, all in one synchronous step.
+   * positions, and appends the commit record, all in one synchronous step. Returns the record
+   * and its LSN (the caller waits for its release with `pipeline.whenReleased`), or throws the
+   * refusal of the pipeline or the WAL (nothing was appended).
    */
-  assembleAndAppend(request: CheckedRequest, outcome: HandlerOutcome): { payload: CommitPayload; released: Promise<number> } {
+  assembleAndAppend(request: CheckedRequest, outcome: HandlerOutcome): { payload: CommitPayload; lsn: number } {
     const { command, clientId, requestId } = request;
     const payload: CommitPayload = {
       clientId,
@@ -116,12 +118,10 @@ export class CommitAssembler {
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
       packed = encodePayload(payload);
     }
-    const appended = this.pipeline.append(recordTypes.commit, payload, packed);
-    if (appended.lsn !== undefined) {
-      this.holdHeads(payload, appended.lsn);
-      if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn: appended.lsn, payload });
-    }
-    return { payload, released: appended.released };
+    const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed);
+    this.holdHeads(payload, lsn);
+    if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn, payload });
+    return { payload, lsn };
   }
 
   /** Forgets everything not yet applied (the pipeline dropped it, or the state was rebuilt). */

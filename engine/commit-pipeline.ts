@@ -115,11 +115,34 @@ export class CommitPipeline {
    * (the WAL assigns it synchronously); `lsn` is undefined when the WAL refused the record outright.
    */
   append(type: number, payload: unknown, packed: Buffer): { lsn: number | undefined; released: Promise<number> } {
-    if (this.notWritable !== undefined) return { lsn: undefined, released: Promise.reject(this.notWritable) };
+    let lsn: number;
+    try {
+      lsn = this.appendRecord(type, payload, packed);
+    } catch (error) {
+      return { lsn: undefined, released: Promise.reject(error) };
+    }
+    return { lsn, released: this.waitReleased(lsn).then(() => lsn) };
+  }
+
+  /**
+   * `append` without promises, for the commit path: returns the record's LSN, or throws the
+   * refusal of a store that may not write or of the WAL (nothing was appended then). Its caller
+   * learns of the release through `whenReleased`.
+   */
+  appendRecord(type: number, payload: unknown, packed: Buffer): number {
+    if (this.notWritable !== undefined) throw this.notWritable;
     const lsn = this.wal.nextLsn;
-    const written = this.wal.appendPacked(type, packed, this.epoch);
-    if (this.wal.nextLsn === lsn) return { lsn: undefined, released: written };
-    return { lsn, released: this.track({ lsn, type, payload }, written) };
+    const record: ApplicableRecord = { lsn, type, payload };
+    const refused = this.wal.appendPackedWith(
+      type,
+      packed,
+      this.epoch,
+      (written) => this.written(record, written),
+      (error) => this.fail(error),
+    );
+    if (refused !== undefined) throw refused;
+    this.pending.set(lsn, record);
+    return lsn;
   }
 
   /** Tracks a record the WAL took (`written` resolves with its LSN); resolves when it is released. */
@@ -127,15 +150,28 @@ export class CommitPipeline {
     this.pending.set(record.lsn, record);
     const released = this.waitReleased(record.lsn).then(() => record.lsn);
     written.then(
-      (lsn) => {
-        // A record dropped meanwhile (a primary stepping down) no longer counts.
-        if (this.pending.get(lsn) !== record) return;
-        if (lsn > this.walResolvedLsn) this.walResolvedLsn = lsn;
-        this.scheduleRelease();
-      },
+      (lsn) => this.written(record, lsn),
       (error: unknown) => this.fail(error),
     );
     return released;
+  }
+
+  /** The WAL resolved a record (written, or durable under `always`). */
+  private written(record: ApplicableRecord, lsn: number): void {
+    // A record dropped meanwhile (a primary stepping down) no longer counts.
+    if (this.pending.get(lsn) !== record) return;
+    if (lsn > this.walResolvedLsn) this.walResolvedLsn = lsn;
+    this.scheduleRelease();
+  }
+
+  /**
+   * `waitReleased` with callbacks instead of a promise (the commit path's one waiter per
+   * transaction). `released` runs synchronously when `lsn` is released already.
+   */
+  whenReleased(lsn: number, released: () => void, failed: (error: Error) => void): void {
+    if (lsn <= this.releasedLsnValue) return released();
+    if (this.failure !== undefined) return failed(outcomeUnknown(this.failure));
+    this.addWaiter(this.releaseWaiters, lsn, { resolve: released, reject: failed });
   }
 
   /** Resolves when `lsn` is released; rejects when the store fails or gives up on it. */
@@ -154,11 +190,13 @@ export class CommitPipeline {
   private wait(waiting: Map<number, Waiter[]>, lsn: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(outcomeUnknown(this.failure));
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
-    return new Promise<void>((resolve, reject) => {
-      const waiters = waiting.get(lsn);
-      if (waiters === undefined) waiting.set(lsn, [{ resolve, reject }]);
-      else waiters.push({ resolve, reject });
-    });
+    return new Promise<void>((resolve, reject) => this.addWaiter(waiting, lsn, { resolve, reject }));
+  }
+
+  private addWaiter(waiting: Map<number, Waiter[]>, lsn: number, waiter: Waiter): void {
+    const waiters = waiting.get(lsn);
+    if (waiters === undefined) waiting.set(lsn, [waiter]);
+    else waiters.push(waiter);
   }
 
   /** Records are released (and callers answered) only up to the LSN `gate` returns. */

@@ -148,11 +148,14 @@ export class Store<Events extends AnyEvent = AnyEvent> {
         throw txlogError('BUSY', `${this.options.limits.transactionsInFlightMax} transactions are running; retry later`);
       }
       this.inFlightCount += 1;
-      const running = this.runner.run(request).finally(() => {
+      // `finished` may run before `run` returns (a request refused before its handler ran).
+      let finished = false;
+      const running = this.runner.run(request, () => {
+        finished = true;
         this.inFlightCount -= 1;
         if (key !== undefined) this.inFlight.delete(key);
       });
-      if (key !== undefined) this.inFlight.set(key, running);
+      if (key !== undefined && !finished) this.inFlight.set(key, running);
       if (this.options.metrics.enabled) this.observeTransaction(running);
       return running;
     } catch (error) {

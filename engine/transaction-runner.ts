@@ -16,6 +16,12 @@ import type { JournalEntry } from './state.js';
 import { snapshotChecked } from './values.js';
 import { DeadlineQueue } from './deadline-queue.js';
 
+/** How a transaction's caller is answered. */
+interface Answer {
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
+
 export class TransactionRunner {
   private readonly pipeline: CommitPipeline;
   private readonly assembler: CommitAssembler;
@@ -36,43 +42,90 @@ export class TransactionRunner {
     return this.deadlines.size;
   }
 
-  /** Runs the request's handler and commits its outcome; resolves (or rejects) once released. */
-  async run(request: CheckedRequest): Promise<unknown> {
+  /**
+   * Runs the request's handler and commits its outcome; resolves (or rejects) once released.
+   * `finished` runs once, just before the returned promise settles. Besides the handler's own,
+   * this is the transaction's only promise: the deadline, the WAL and the release answer through
+   * callbacks (a promise per step was most of the commit path's garbage).
+   */
+  run(request: CheckedRequest, finished: () => void = () => undefined): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      const answer: Answer = {
+        resolve: (reply) => {
+          finished();
+          resolve(reply);
+        },
+        reject: (error) => {
+          finished();
+          reject(error);
+        },
+      };
+      try {
+        this.start(request, answer);
+      } catch (error) {
+        answer.reject(error);
+      }
+    });
+  }
+
+  private start(request: CheckedRequest, answer: Answer): void {
     const { command, clientId, requestId } = request;
     const handler = this.handlerFor(command);
     if (requestId > 0) this.checkRequestIdNotReused(request);
+    if (handler === undefined) return this.commit(request, unknownCommandOutcome(command), answer);
     const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request));
-    const outcome: HandlerOutcome =
-      handler === undefined
-        ? unknownCommandOutcome(command)
-        : await this.runWithTimeout(runHandler(handler, context, this.handlerArgs(request), this.options.limits), context);
-    this.pipeline.checkOpen();
-    const commit = this.assembler.assembleAndAppend(request, outcome);
-    await commit.released;
-    return outcomeOf(commit.payload);
+    const running = runHandler(handler, context, this.handlerArgs(request), this.options.limits);
+    // The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed: whichever
+    // comes first is committed, the other is ignored.
+    let settled = false;
+    const deadline = this.deadlines.add(() => {
+      if (settled) return;
+      settled = true;
+      // From here on the handler's ctx refuses everything; whatever it still does is ignored.
+      context.finish();
+      running.catch(() => undefined);
+      this.commit(request, timedOutOutcome(context, this.options.limits.handlerTimeoutMs), answer);
+    });
+    running.then(
+      (outcome) => {
+        if (settled) return;
+        settled = true;
+        this.deadlines.remove(deadline);
+        this.commit(request, outcome, answer);
+      },
+      (error: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.deadlines.remove(deadline);
+        answer.reject(error);
+      },
+    );
   }
 
-  /** The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed. */
-  private runWithTimeout(running: Promise<HandlerOutcome>, context: TransactionContext): Promise<HandlerOutcome> {
-    const timeoutMs = this.options.limits.handlerTimeoutMs;
-    return new Promise<HandlerOutcome>((resolve, reject) => {
-      const deadline = this.deadlines.add(() => {
-        // From here on the handler's ctx refuses everything; whatever it still does is ignored.
-        context.finish();
-        running.catch(() => undefined);
-        resolve(timedOutOutcome(context, timeoutMs));
-      });
-      running.then(
-        (outcome) => {
-          this.deadlines.remove(deadline);
-          resolve(outcome);
-        },
-        (error: unknown) => {
-          this.deadlines.remove(deadline);
-          reject(error);
-        },
-      );
-    });
+  /** Appends the outcome's commit record and answers once it is released. */
+  private commit(request: CheckedRequest, outcome: HandlerOutcome, answer: Answer): void {
+    let commit: { payload: CommitPayload; lsn: number };
+    try {
+      this.pipeline.checkOpen();
+      commit = this.assembler.assembleAndAppend(request, outcome);
+    } catch (error) {
+      answer.reject(error);
+      return;
+    }
+    this.pipeline.whenReleased(
+      commit.lsn,
+      () => {
+        let reply: unknown;
+        try {
+          reply = outcomeOf(commit.payload);
+        } catch (error) {
+          answer.reject(error);
+          return;
+        }
+        answer.resolve(reply);
+      },
+      answer.reject,
+    );
   }
 
   /**

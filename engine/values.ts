@@ -3,7 +3,7 @@
  * msgpack unchanged, or a re-execution would see something else than the primary did. msgpackr
  * silently drops functions and turns Maps into objects, so we check shapes ourselves first.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import { decodePayload, encodePayload } from '../wal/format.js';
 
@@ -96,7 +96,8 @@ export function checkedError(error: unknown): TxlogError | undefined {
 
 /** A short hex digest of a value's msgpack encoding: equal outcomes give equal digests. */
 export function digestOf(value: unknown): string {
-  return createHash('sha256').update(encodePayload(value)).digest('hex').slice(0, 32);
+  // The one-shot hash: the same digest as a Hash object's, at half its cost per commit.
+  return hash('sha256', encodePayload(value), 'hex').slice(0, 32);
 }
 
 /**

@@ -56,16 +56,20 @@ export class GroupCommit {
   }
 
   enqueue(frame: Buffer, lsn: number, epoch: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.enqueueWith(frame, lsn, epoch, resolve, reject));
+  }
+
+  /** `enqueue` telling `resolve`/`reject` instead of a promise of its own (one object less per record). */
+  enqueueWith(frame: Buffer, lsn: number, epoch: number, resolve: (lsn: number) => void, reject: (error: Error) => void): void {
     this.state.nextLsn = lsn + 1;
     this.state.lastEpoch = epoch;
-    const promise = new Promise<number>((resolve, reject) => this.queue.push({ lsn, frame, resolve, reject }));
+    this.queue.push({ lsn, frame, resolve, reject });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // After this turn's I/O, not a microtask: every append made in this turn of the event
       // loop, and every request that arrived on a socket meanwhile, joins the same batch.
       this.state.options.platform.clock.setImmediate(() => this.flush());
     }
-    return promise;
   }
 
   /** Writes everything queued now and starts its sync. Normally runs by itself once per turn. */

@@ -10,7 +10,7 @@
  * (`truncation.ts`).
  */
 import { assert } from './assert.js';
-import { txlogError } from './errors.js';
+import { txlogError, type TxlogError } from './errors.js';
 import { checkFrame, encodeFrame, encodePayload, epochMax } from './format.js';
 import { GroupCommit, type BatchListener } from './group-commit.js';
 import { firstLsnOf, logStateOf, writeRefusal, type LogState } from './log-state.js';
@@ -135,20 +135,32 @@ export class Wal {
 
   /** `append` of a payload already packed with `encodePayload` (saves packing it twice). */
   appendPacked(type: number, packed: Buffer, epoch: number): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const refused = this.appendPackedWith(type, packed, epoch, resolve, reject);
+      if (refused !== undefined) reject(refused);
+    });
+  }
+
+  /**
+   * `appendPacked` without a promise: returns the refusal at once (and calls neither callback),
+   * or takes the record, whose LSN is `nextLsn` before the call, and calls `resolve` or `reject`
+   * as `append`'s promise would settle. The commit path appends this way: a promise per record
+   * is garbage the batch does not need.
+   */
+  appendPackedWith(type: number, packed: Buffer, epoch: number, resolve: (lsn: number) => void, reject: (error: Error) => void): TxlogError | undefined {
     const recordBytesMax = this.options.recordBytesMax;
     if (packed.length > recordBytesMax) {
-      return Promise.reject(
-        txlogError('TOO_LARGE', `record of ${packed.length} bytes exceeds recordBytesMax ${recordBytesMax}`, {
-          sizeBytes: packed.length,
-          limitBytes: recordBytesMax,
-        }),
-      );
+      return txlogError('TOO_LARGE', `record of ${packed.length} bytes exceeds recordBytesMax ${recordBytesMax}`, {
+        sizeBytes: packed.length,
+        limitBytes: recordBytesMax,
+      });
     }
     assert(epoch >= this.state.lastEpoch && epoch <= epochMax, 'append with an epoch below the log\'s last epoch');
     const refused = this.refusal();
-    if (refused !== undefined) return Promise.reject(refused);
+    if (refused !== undefined) return refused;
     const lsn = this.state.nextLsn;
-    return this.groupCommit.enqueue(encodeFrame({ type, epoch, lsn }, packed), lsn, epoch);
+    this.groupCommit.enqueueWith(encodeFrame({ type, epoch, lsn }, packed), lsn, epoch, resolve, reject);
+    return undefined;
   }
 
   /**
