@@ -20,12 +20,24 @@ const newDir = useTempDir('txlog-cli-consumers-');
 const startServer = useServers(cli);
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 
-/** Runs each named consumer (embedded or over a client) until it has handled `upTo`, then stops it. */
+/**
+ * Runs each named consumer (embedded or over a client) until it has handled position `upTo`,
+ * and no further: its handler aborts it there, and an abort stops a consumer after the event it
+ * is handling. (Stopping it from outside once `position` had passed `upTo` let a fast consumer
+ * handle everything first: a flake.)
+ */
 async function consumeUpTo(host: Pick<Store, 'consumer'> | Pick<Client, 'consumer'>, consumers: ReadonlyArray<readonly [string, number]>): Promise<void> {
   for (const [name, upTo] of consumers) {
-    const consumer = await host.consumer({ name, handle: () => undefined });
-    while (consumer.position < upTo) await new Promise((resolve) => setTimeout(resolve, 2));
-    await consumer.stop();
+    const controller = new AbortController();
+    const consumer = await host.consumer({
+      name,
+      signal: controller.signal,
+      handle: (event) => {
+        if (event.position >= upTo) controller.abort();
+      },
+    });
+    await consumer.done;
+    expect(consumer.position).toBe(upTo);
   }
 }
 
