@@ -271,19 +271,24 @@ export class State {
    * Streams whose name starts with `prefix`, in name order, with their last versions; at most
    * `max`. Skips through the stream index a stream at a time: the name comes from the first
    * event found (a key's name may not decode as written: see `lastVersionInIndex`), and the next
-   * seek starts past every version of it.
+   * seek starts just past that stream's last key. (A long name extended by U+0000 and a byte
+   * below the version bytes has keys inside another stream's: such a stream is not listed, as
+   * `readStream` of the other already reads it in; this layout's stream index cannot tell them
+   * apart.)
    */
   streamsWithPrefix(prefix: string, max: number): Array<[string, number]> {
     const found: Array<[string, number]> = [];
-    let start: [string] | [string, number] = [prefix];
+    let after: [string, number] | undefined;
     while (found.length < max) {
       let position: number | undefined;
-      for (const { value } of this.streamIndex.getRange({ start, limit: 1 })) position = value;
+      const range = after === undefined ? { start: [prefix], limit: 1 } : { start: after, exclusiveStart: true, limit: 1 };
+      for (const { value } of this.streamIndex.getRange(range)) position = value;
       if (position === undefined) break;
       const { stream } = this.eventAt(position);
       if (!stream.startsWith(prefix)) break;
-      found.push([stream, this.streamVersion(stream)]);
-      start = [stream, Number.MAX_SAFE_INTEGER];
+      const head = this.streamVersion(stream);
+      found.push([stream, head]);
+      after = [stream, head];
     }
     return found;
   }
