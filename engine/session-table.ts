@@ -205,10 +205,6 @@ export class SessionTable {
     // An outcome already outside the window would never be asked for: keep nothing, change
     // nothing (the session, and with it the chain's head, stays as it was).
     if (requestId <= expiredUpTo(session, limits)) return;
-    const stored: StoredReply = { lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId };
-    if (commit.error !== undefined) stored.error = commit.error;
-    else stored.reply = commit.reply ?? null;
-    this.replies.put(stored);
     this.sessions.putSync(clientId, encodeSession(session));
     this.liveSessions.delete(clientId);
     this.liveSessions.set(clientId, session);
@@ -222,6 +218,10 @@ export class SessionTable {
       const sweptSession = this.liveSessions.get(swept);
       return sweptSession === undefined ? undefined : expiredUpTo(sweptSession, limits);
     });
+    const stored: StoredReply = { lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId };
+    if (commit.error !== undefined) stored.error = commit.error;
+    else stored.reply = commit.reply ?? null;
+    this.replies.put(stored);
   }
 
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
@@ -238,9 +238,9 @@ export class SessionTable {
     const [clientId, session] = oldest;
     this.liveSessions.delete(clientId);
     this.sessions.putSync(clientId, encodeSession({ ...session, evicted: true }));
-    // Its kept replies go now; its recent ones (at most 2·clientsMax·W + 2N commits back) go
-    // with the sweep that reaches them, which finds no live session for them: deleting them now
-    // would dirty a page per reply, and no lookup reads them (the tombstone answers first).
+    // Its kept replies go now; its recent ones go with the sweep of their generation, which
+    // finds no live session for them: deleting them now would dirty a page per reply, and no
+    // lookup reads them (the tombstone answers first).
     this.replies.dropKept(clientId);
     this.removeJournal(clientId, 0, Number.MAX_SAFE_INTEGER);
   }

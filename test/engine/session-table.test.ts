@@ -4,15 +4,18 @@
  * evictions past `clientsMax` and clients coming back after them. After every few applied
  * batches, every lookup of ids around each client's window answers what the model says (a reply
  * found along the chain, among the kept ones, expired or unknown); the replies kept stay within
- * the bounds `reply-table.ts` states (fewer than 2·live·W + 2N by LSN, at most W kept per live
- * client, none for an evicted one); the same commits applied in other batches, or read back by a
- * reopened table, give the same table. And a reply 2W - 1 links down its chain, the most that
- * ids committed out of order can put before it, is found. Prints its seed; `TXLOG_SEED` replays it.
+ * the bounds `reply-table.ts` states (at most `generations` generations of recent ones, at most W
+ * kept per live client, none for an evicted one); the same commits applied in other batches with
+ * a reopen halfway or after every commit, or read back by a reopened table, give the same table,
+ * generation by generation. And a reply 2W - 1
+ * links down its chain, the most that ids committed out of order can put before it, is found.
+ * Prints its seed; `TXLOG_SEED` replays it.
  */
 import { open, type RootDatabase } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import type { CommitPayload } from '../../engine/records.js';
-import { sweepEveryReplies } from '../../engine/reply-table.js';
+import { generationSize, generations } from '../../engine/reply-table.js';
+import type { StoredReply } from '../../engine/stored-reply.js';
 import { SessionTable, type SessionLookup } from '../../engine/session-table.js';
 import type { SessionLimits } from '../../engine/options.js';
 import { seededRandom, testSeed, type SeededRandom } from '../helpers/random.js';
@@ -147,10 +150,11 @@ function checkLookups(table: SessionTable, model: Model, limits: SessionLimits):
 }
 
 function checkBounds(table: SessionTable, model: Model, limits: SessionLimits): { replies: number; kept: number } {
-  const { replies, keptReplies } = table.dump() as { replies: unknown[]; keptReplies: Array<[[string, number], unknown]> };
-  expect(replies.length).toBeLessThan(2 * model.liveCount * limits.requestWindow + 2 * sweepEveryReplies);
+  const { replies: generationsKept, keptReplies } = table.dump() as { replies: StoredReply[][]; keptReplies: StoredReply[] };
+  const replies = generationsKept.flat();
+  expect(replies.length).toBeLessThanOrEqual(generations * generationSize(model.liveCount, limits.requestWindow));
   const keptPerClient = new Map<string, number>();
-  for (const [[clientId]] of keptReplies) keptPerClient.set(clientId, (keptPerClient.get(clientId) ?? 0) + 1);
+  for (const { clientId } of keptReplies) keptPerClient.set(clientId, (keptPerClient.get(clientId) ?? 0) + 1);
   for (const [clientId, kept] of keptPerClient) {
     expect(model.sessions.get(clientId)?.evicted, `${clientId} is live`).toBe(false);
     expect(kept, `kept replies of ${clientId}`).toBeLessThanOrEqual(limits.requestWindow);
@@ -191,20 +195,34 @@ describe('session table (layout 3)', () => {
       checkLookups(table, model, limits);
       keptSeen = Math.max(keptSeen, checkBounds(table, model, limits).kept);
     });
-    // Ten times the bound were kept over the run, so the bounds held through sweeps; and the
+    // Five times the bound were kept over the run, so the bounds held through sweeps; and the
     // sweeps moved the idle clients' replies rather than losing them (the lookups found them).
-    expect(commits.length).toBeGreaterThan(10 * (2 * limits.clientsMax * limits.requestWindow + 2 * sweepEveryReplies));
+    expect(commits.length).toBeGreaterThan(5 * generations * generationSize(limits.clientsMax, limits.requestWindow));
     expect(keptSeen).toBeGreaterThan(0);
     const live = table.dump();
     // A reopened table (sessions and eviction order loaded from LMDB) answers alike.
     table = new SessionTable(root, true);
     checkLookups(table, model, limits);
     expect(table.dump()).toEqual(live);
-    // Applied again in other batches (a rebuild, a backup): the same table.
+    // Applied again in other batches and reopened halfway (a rebuild, a restart): the same table.
     const otherRoot = openRoot(newDir());
-    applyAll(otherRoot, new SessionTable(otherRoot, true), commits, 1000, limits);
+    const half = commits.length / 2 + 7;
+    applyAll(otherRoot, new SessionTable(otherRoot, true), commits.slice(0, half), 1000, limits);
+    applyAll(otherRoot, new SessionTable(otherRoot, true), commits.slice(half), 1000, limits);
     expect(new SessionTable(otherRoot, true).dump()).toEqual(live);
     await root.close();
     await otherRoot.close();
+  });
+
+  it('sweeps alike when reopened after every commit', async () => {
+    const limits: SessionLimits = { requestWindow: 8, clientsMax: 30 };
+    const commits = workload(seededRandom(testSeed('session table reopened')), limits, 2 * generationSize(limits.clientsMax, limits.requestWindow) + 500);
+    const straightRoot = openRoot(newDir());
+    applyAll(straightRoot, new SessionTable(straightRoot, true), commits, 64, limits);
+    const reopenedRoot = openRoot(newDir());
+    for (const commit of commits) applyAll(reopenedRoot, new SessionTable(reopenedRoot, true), [commit], 1, limits);
+    expect(new SessionTable(reopenedRoot, true).dump()).toEqual(new SessionTable(straightRoot, true).dump());
+    await straightRoot.close();
+    await reopenedRoot.close();
   });
 });

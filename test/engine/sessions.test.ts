@@ -17,8 +17,8 @@ import * as fs from 'node:fs';
 import { open } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import { defineService, type Context, type Store } from '../../engine/index.js';
-import { sweepEveryReplies } from '../../engine/reply-table.js';
-import { decodeStoredReply } from '../../engine/stored-reply.js';
+import { generationSize, generations } from '../../engine/reply-table.js';
+import { decodeStoredReply, readRecentKey, type StoredReply } from '../../engine/stored-reply.js';
 import { useTempDir } from '../helpers/temp.js';
 import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
@@ -254,7 +254,7 @@ describe('session window', () => {
 async function rewriteAsLayout2(stateDir: string, requestWindow: number): Promise<void> {
   const root = open({ path: stateDir, maxDbs: 16 });
   const sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
-  const replies = root.openDB({ name: 'replies', encoding: 'binary' });
+  const replies = Array.from({ length: generations }, (_, generation) => root.openDB<Buffer, Buffer>({ name: `replies-${generation}`, keyEncoding: 'binary', encoding: 'binary' }));
   const outcomes = root.openDB({ name: 'outcomes' });
   const streams = root.openDB({ name: 'streams' });
   const streamIndex = root.openDB({ name: 'stream-index' });
@@ -265,14 +265,14 @@ async function rewriteAsLayout2(stateDir: string, requestWindow: number): Promis
       session[16] = value[24]!;
       void sessions.put(key, session);
     }
-    for (const { value } of replies.getRange({})) {
-      const { clientId, requestId, lsn, reply } = decodeStoredReply(value);
+    for (const { key, value } of replies.flatMap((table) => [...table.getRange({})])) {
+      const { clientId, requestId, lsn, reply } = decodeStoredReply(readRecentKey(key), value);
       void outcomes.put([clientId, requestId % requestWindow], { requestId, lsn, reply });
     }
     for (const [stream, version] of streamIndex.getKeys({}) as Iterable<[string, number]>) void streams.put(stream, version);
     void root.openDB({ name: 'meta' }).put('layout', 2);
   });
-  await replies.drop();
+  for (const table of replies) await table.drop();
   await root.openDB({ name: 'kept-replies', keyEncoding: 'binary', encoding: 'binary' }).drop();
   await root.close();
 }
@@ -298,7 +298,7 @@ interface ReplyCounts {
 
 function replyCounts(store: Store): ReplyCounts {
   const { replies, keptReplies } = store.dumpState();
-  return { replies: replies.length, kept: (keptReplies as Array<[[string, number], unknown]>).map(([key]) => key) };
+  return { replies: (replies as StoredReply[][]).flat().length, kept: (keptReplies as StoredReply[]).map(({ clientId, requestId }) => [clientId, requestId]) };
 }
 
 describe('replies by LSN (layout 3)', () => {
@@ -326,7 +326,7 @@ describe('replies by LSN (layout 3)', () => {
     // The idle client's window was swept from the LSN table and kept by client; nobody else's.
     const counts = replyCounts(store);
     expect(counts.kept).toEqual(Array.from({ length: 8 }, (_, index) => ['idle', 13 + index]));
-    expect(counts.replies).toBeLessThan(2 * 152 * 8 + 2 * sweepEveryReplies);
+    expect(counts.replies).toBeLessThanOrEqual(generations * generationSize(152, 8));
     const before = store.dumpState();
     await store.close();
     fs.rmSync(stateDirOf(dir), { recursive: true });
@@ -341,7 +341,8 @@ describe('replies by LSN (layout 3)', () => {
 
   it('stays bounded over 100,000 commits by 300 clients with clientsMax 200; an evicted client keeps no reply', async () => {
     const options = { service: noteService, requestWindow: 8, clientsMax: 200 };
-    const bound = 3 * options.clientsMax * options.requestWindow + 2 * sweepEveryReplies;
+    // What `reply-table.ts` promises: its generations of recent replies, and a window per live client.
+    const bound = generations * generationSize(options.clientsMax, options.requestWindow) + options.clientsMax * options.requestWindow;
     const { store } = await openQuietStore(newDir(), options);
     try {
       let largest = 0;
@@ -353,12 +354,12 @@ describe('replies by LSN (layout 3)', () => {
         expect(counts.replies + counts.kept.length).toBeLessThanOrEqual(bound);
       }
       expect(store.lastLsn).toBeGreaterThanOrEqual(100_000);
-      expect(largest).toBeGreaterThan(sweepEveryReplies);
+      expect(largest).toBeGreaterThan(generationSize(options.clientsMax, options.requestWindow));
       // 300 clients round robin past 200 live: each is evicted before it commits again.
-      const { sessions, keptReplies } = store.dumpState() as { sessions: Array<[string, { evicted: boolean }]>; keptReplies: Array<[[string, number], unknown]> };
+      const { sessions, keptReplies } = store.dumpState() as { sessions: Array<[string, { evicted: boolean }]>; keptReplies: StoredReply[] };
       const evicted = new Set(sessions.filter(([, session]) => session.evicted).map(([clientId]) => clientId));
       expect(evicted.size).toBe(100);
-      expect(keptReplies.filter(([[clientId]]) => evicted.has(clientId))).toEqual([]);
+      expect(keptReplies.filter(({ clientId }) => evicted.has(clientId))).toEqual([]);
       const [oldest] = evicted;
       expect((await rejectedError(() => note(store, oldest!, 334))).code).toBe('REQUEST_EXPIRED');
       expect(await note(store, 'client-299', 334)).toMatchObject({ clientId: 'client-299', requestId: 334 });
