@@ -17,6 +17,8 @@ import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPaylo
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf, type SessionTableDump } from './session-table.js';
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
+import { StreamHeads } from './stream-heads.js';
+export { headsCachedMax } from './stream-heads.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
 
@@ -48,9 +50,6 @@ const metaKeys = {
  */
 export const stateLayout = 3;
 
-/** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
-export const headsCachedMax = 65_536;
-
 export class State {
   private readonly root: RootDatabase;
   private readonly meta: Database<number | string | Array<[number, number]>, string>;
@@ -62,8 +61,8 @@ export class State {
   /** Sessions, kept outcomes and journaled calls (see `session-table.ts`). */
   readonly sessionTable: SessionTable;
 
-  /** Heads of recently written or read streams (the commit path checks expected versions against them). */
-  private readonly heads = new Map<string, number>();
+  /** Stream heads: cached, else the stream index's last keys (the commit path checks expected versions against them). */
+  private readonly heads: StreamHeads;
   private appliedLsnValue: number;
   /** [epoch, LSN of its epoch record], in LSN order. */
   private epochsValue: Array<[number, number]>;
@@ -76,6 +75,7 @@ export class State {
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
     this.streamIndex = root.openDB({ name: 'stream-index' });
+    this.heads = new StreamHeads(this.streamIndex, (position) => this.eventAt(position).stream);
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
     // A state of another layout is only opened to be found so and rebuilt (`layoutMismatch`):
     // its sessions are not in the form this version decodes.
@@ -201,54 +201,11 @@ export class State {
 
   /** Stream heads cached in memory (at most `headsCachedMax`). */
   get cachedHeads(): number {
-    return this.heads.size;
+    return this.heads.cachedCount;
   }
 
   streamVersion(stream: string): number {
-    const cached = this.heads.get(stream);
-    if (cached !== undefined) return cached;
-    const version = this.lastVersionInIndex(stream);
-    if (version >= 0) this.cacheHead(stream, version);
-    return version;
-  }
-
-  /**
-   * A stream's head from the stream index: the last key `[stream, *]`, one reverse seek. Versions
-   * are dense from 0, so `v` is the head exactly when `[stream, v]` is there and `[stream, v + 1]`
-   * is not. The two gets are what makes the seek's answer safe: ordered-binary writes a stream
-   * name of 64 characters or more raw, so the keys of a name that extends this one by U+0000 can
-   * sort among this one's, and the key found may be theirs (it then decodes to nonsense).
-   */
-  private lastVersionInIndex(stream: string): number {
-    for (const key of this.streamIndex.getKeys({ start: [stream, Number.MAX_SAFE_INTEGER], end: [stream], reverse: true, limit: 1 })) {
-      const version = key[1];
-      const isHead = key[0] === stream && Number.isSafeInteger(version) && version >= 0 && this.streamIndex.doesExist([stream, version]) && !this.streamIndex.doesExist([stream, version + 1]);
-      return isHead ? version : this.lastVersionByProbing(stream);
-    }
-    return -1;
-  }
-
-  /** The head by exact gets only (doubling, then halving): for the names the seek cannot trust. */
-  private lastVersionByProbing(stream: string): number {
-    if (!this.streamIndex.doesExist([stream, 0])) return -1;
-    let present = 0;
-    let absent = 1;
-    while (this.streamIndex.doesExist([stream, absent])) {
-      present = absent;
-      absent *= 2;
-    }
-    while (absent - present > 1) {
-      const middle = Math.floor((present + absent) / 2);
-      if (this.streamIndex.doesExist([stream, middle])) present = middle;
-      else absent = middle;
-    }
-    return present;
-  }
-
-  /** Keeps a stream's head in memory (forgetting them all past `headsCachedMax`: a cache, not the truth). */
-  private cacheHead(stream: string, version: number): void {
-    if (this.heads.size >= headsCachedMax && !this.heads.has(stream)) this.heads.clear();
-    this.heads.set(stream, version);
+    return this.heads.versionOf(stream);
   }
 
   /**
@@ -267,30 +224,9 @@ export class State {
     return { version, events };
   }
 
-  /**
-   * Streams whose name starts with `prefix`, in name order, with their last versions; at most
-   * `max`. Skips through the stream index a stream at a time: the name comes from the first
-   * event found (a key's name may not decode as written: see `lastVersionInIndex`), and the next
-   * seek starts just past that stream's last key. (A long name extended by U+0000 and a byte
-   * below the version bytes has keys inside another stream's: such a stream is not listed, as
-   * `readStream` of the other already reads it in; this layout's stream index cannot tell them
-   * apart.)
-   */
+  /** Streams whose name starts with `prefix`, in name order, with their last versions; at most `max`. */
   streamsWithPrefix(prefix: string, max: number): Array<[string, number]> {
-    const found: Array<[string, number]> = [];
-    let after: [string, number] | undefined;
-    while (found.length < max) {
-      let position: number | undefined;
-      const range = after === undefined ? { start: [prefix], limit: 1 } : { start: after, exclusiveStart: true, limit: 1 };
-      for (const { value } of this.streamIndex.getRange(range)) position = value;
-      if (position === undefined) break;
-      const { stream } = this.eventAt(position);
-      if (!stream.startsWith(prefix)) break;
-      const head = this.streamVersion(stream);
-      found.push([stream, head]);
-      after = [stream, head];
-    }
-    return found;
+    return this.heads.withPrefix(prefix, max);
   }
 
   /** The global position of a stream's event (undefined: no such version). */
@@ -368,7 +304,7 @@ export class State {
         position += 1;
         version += 1;
       }
-      this.cacheHead(write.stream, version - 1);
+      this.heads.written(write.stream, version - 1);
     }
     if (commit.events.length > 0) this.nextPositionValue = position;
     if (commit.clientId !== '' && commit.requestId > 0) this.sessionTable.recordOutcome(lsn, commit, limits);
