@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import { open } from 'lmdb';
 import { describe, expect, it } from 'vitest';
-import { defineService, type Context, type Store } from '../../engine/index.js';
+import { defineService, type Context, type Store, type StoreOptions } from '../../engine/index.js';
 import { generationSize, generations } from '../../engine/reply-table.js';
 import { decodeStoredReply, readRecentKey, type StoredReply } from '../../engine/stored-reply.js';
 import { useTempDir } from '../helpers/temp.js';
@@ -24,6 +24,21 @@ import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
 
 const newDir = useTempDir('txlog-sessions-');
+
+/** Closes the store, removes its state and opens it again: the rebuild from the WAL must be the same state. */
+async function rebuilt(store: Store, dir: string, options: Partial<StoreOptions>): Promise<Store> {
+  const before = store.dumpState();
+  await store.close();
+  fs.rmSync(stateDirOf(dir), { recursive: true });
+  const reopened = (await openQuietStore(dir, options)).store;
+  try {
+    expect(reopened.dumpState()).toEqual(before);
+  } catch (error) {
+    await reopened.close();
+    throw error;
+  }
+  return reopened;
+}
 
 function countingService(invocations: string[]) {
   return defineService({
@@ -171,12 +186,8 @@ describe('session window', () => {
       expect(invocations.length).toBe(6);
     };
     await check();
-    const before = store.dumpState();
-    await store.close();
-    fs.rmSync(stateDirOf(dir), { recursive: true });
-    ({ store } = await openQuietStore(dir, options));
+    store = await rebuilt(store, dir, options);
     try {
-      expect(store.dumpState()).toEqual(before);
       await check();
       // b comes back with a new id: it runs, and b is live again, evicting the least recently active (c).
       await store.execute('add', { stream: 's', value: 1 }, { clientId: 'b', requestId: 3 });
@@ -327,12 +338,8 @@ describe('replies by LSN (layout 3)', () => {
     const counts = replyCounts(store);
     expect(counts.kept).toEqual(Array.from({ length: 8 }, (_, index) => ['idle', 13 + index]));
     expect(counts.replies).toBeLessThanOrEqual(generations * generationSize(152, 8));
-    const before = store.dumpState();
-    await store.close();
-    fs.rmSync(stateDirOf(dir), { recursive: true });
-    ({ store } = await openQuietStore(dir, options));
+    store = await rebuilt(store, dir, options);
     try {
-      expect(store.dumpState()).toEqual(before);
       await check();
     } finally {
       await store.close();
