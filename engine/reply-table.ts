@@ -16,10 +16,11 @@
  * (`mdb_drop`, no per-key delete) to become the current one. The newest `generations - 1` tables,
  * at least `recentWindowsKept · live clients · requestWindow` replies, are never swept, so a
  * client at the average rate has left its window long before a sweep reaches its replies, and
- * moves, the only writes to a page chosen by a client, stay rare.
+ * moves (each a write to a page that its client's key chooses) stay rare.
  *
  * Bounds, for `clientsMax` C, `requestWindow` W, generation size G = max(`generationRepliesMin`,
- * ⌈2·C·W / 3⌉): the recent tables hold at most 4·G replies; `kept-replies` at most W per live
+ * ⌈2·C·W / 3⌉): the recent tables hold at most 4·G replies (a generation is swept before the
+ * put that would take the current one past G, and G only grows with the live clients); `kept-replies` at most W per live
  * client (a move also deletes what that client's window has left) and none of an evicted one.
  * So at most 8/3·C·W + C·W = 11/3·C·W replies in all, or 4·1024 + C·W while 2·C·W < 3·1024.
  */
@@ -41,7 +42,7 @@ import {
 /** Tables of recent replies: one being written, the rest waiting to be swept in turn. */
 export const generations = 4;
 
-/** The fewest replies a generation holds: what one sweep reads at least (about 0.2 ms). */
+/** The fewest replies a generation holds: what one sweep reads at least (the keys alone: under a millisecond). */
 export const generationRepliesMin = 1024;
 
 /**
