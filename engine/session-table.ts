@@ -1,19 +1,22 @@
 /**
  * The session table, in the state's LMDB environment: for each client its highest committed
- * request id and the outcomes of its last `requestWindow` ids (what a resend gets back), and the
- * journaled calls of requests not yet committed (what a resend after a crash or failover hands
- * back instead of calling out again). Written in the same LMDB transaction as the rest of the
- * state (see `State.apply`).
+ * request id and the replies of its last `requestWindow` ids (what a resend gets back, kept by
+ * `reply-table.ts`), and the journaled calls of requests not yet committed (what a resend after
+ * a crash or failover hands back instead of calling out again). Written in the same LMDB
+ * transaction as the rest of the state (see `State.apply`).
  *
  * Live sessions are also held in memory in least-recently-active order (at most `clientsMax`);
  * past it the least recently active client by LSN, the same on every node, keeps only its
- * highest request id (a tombstone) and any resend at or below it is REQUEST_EXPIRED.
+ * highest request id (a tombstone) and any resend at or below it is REQUEST_EXPIRED, also after
+ * the client comes back with a new id.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { assert } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
 import type { SessionLimits } from './options.js';
 import type { CommitPayload, JournalPayload } from './records.js';
+import { ReplyTable } from './reply-table.js';
+import type { StoredReply } from './stored-reply.js';
 
 export interface Outcome {
   requestId: number;
@@ -25,13 +28,19 @@ export interface Outcome {
 interface SessionRecord {
   /** Highest request id committed by this client. */
   latest: number;
-  /** LSN of its last commit: the eviction order. */
+  /**
+   * LSN of its last kept reply: the eviction order, and the head of its reply chain. A commit
+   * whose id was already outside the window keeps nothing and leaves it as it was.
+   */
   lastLsn: number;
-  /** Evicted past `clientsMax`: its outcomes are gone, only `latest` is kept (a tombstone). */
+  /**
+   * Ids at or below it are expired whatever the window says: the `latest` of the tombstone the
+   * client came back from (0 for a client never evicted), whose replies are gone.
+   */
+  floor: number;
+  /** Evicted past `clientsMax`: its replies are gone, only `latest` is kept (a tombstone). */
   evicted: boolean;
 }
-
-type StoredOutcome = Outcome;
 
 export type SessionLookup =
   | { kind: 'unknown' }
@@ -58,15 +67,34 @@ export function journalEntryOf(lsn: number, journal: JournalPayload): JournalEnt
   return entry;
 }
 
+/** What `dump` shows of the session table. */
+export interface SessionTableDump {
+  sessions: unknown[];
+  replies: unknown[];
+  keptReplies: unknown[];
+  journal: unknown[];
+}
+
+/** The highest request id of a live session that is no longer answered with its reply. */
+function expiredUpTo(session: SessionRecord, limits: SessionLimits): number {
+  return Math.max(session.floor, session.latest - limits.requestWindow);
+}
+
+/**
+ * Links a lookup walks at most. Every reply in a chain was inside its window when kept: a reply
+ * newer than request r's has an id above (latest then) - W >= r - W and at most the current
+ * latest, which is below r + W while r is in the window; so fewer than 2W - 1 replies come before
+ * r's, and a lookup that has walked 2W - 1 links without finding r never will.
+ */
+function chainLinksMax(limits: SessionLimits): number {
+  return 2 * limits.requestWindow - 1;
+}
+
 export class SessionTable {
-  /** clientId → the session, 17 bytes (see `encodeSession`). */
+  /** clientId → the session, 25 bytes (see `encodeSession`). */
   private readonly sessions: Database<Buffer, string>;
-  /**
-   * [clientId, requestId mod requestWindow] → outcome (with its request id), for the last
-   * `requestWindow` request ids of each client: a commit overwrites the slot of the id that left
-   * the window, so nothing is ever deleted on the commit path.
-   */
-  private readonly outcomes: Database<StoredOutcome, [string, number]>;
+  /** Replies by LSN, chained per client, swept in ranges (see `reply-table.ts`). */
+  private readonly replies: ReplyTable;
   /**
    * Sessions not evicted, in least-recently-active order (by LSN: a Map keeps insertion order,
    * and a commit moves its client to the end). Loaded at open; at most `clientsMax` entries.
@@ -80,10 +108,15 @@ export class SessionTable {
    */
   private readonly journalCounts = new Map<string, number>();
 
-  constructor(root: RootDatabase) {
+  /**
+   * With `layoutIsCurrent` false the state is another layout's, opened only to be found so and
+   * rebuilt: nothing stored is decoded (its sessions may be of another size).
+   */
+  constructor(root: RootDatabase, layoutIsCurrent: boolean) {
     this.sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
-    this.outcomes = root.openDB({ name: 'outcomes' });
+    this.replies = new ReplyTable(root);
     this.journal = root.openDB({ name: 'journal' });
+    if (!layoutIsCurrent) return;
     const live: Array<[string, SessionRecord]> = [];
     for (const { key, value } of this.sessions.getRange({})) {
       const session = decodeSession(value);
@@ -118,15 +151,10 @@ export class SessionTable {
     }
     // Nothing above the highest committed id has an outcome: a new request costs no read.
     if (requestId > session.latest) return { kind: 'unknown' };
-    if (requestId <= session.latest - limits.requestWindow) return { kind: 'expired', latest: session.latest };
-    const stored = this.outcomes.get([clientId, requestId % limits.requestWindow]);
-    if (stored !== undefined && stored.requestId === requestId) {
-      const outcome: Outcome = { requestId, lsn: stored.lsn };
-      if (stored.error !== undefined) outcome.error = stored.error;
-      else outcome.reply = stored.reply;
-      return { kind: 'committed', outcome };
-    }
-    return { kind: 'unknown' };
+    if (requestId <= expiredUpTo(session, limits)) return { kind: 'expired', latest: session.latest };
+    // A resend (rare): a few gets along the client's reply chain.
+    const stored = this.replies.find(clientId, requestId, session.lastLsn, chainLinksMax(limits));
+    return stored === undefined ? { kind: 'unknown' } : { kind: 'committed', outcome: outcomeOf(stored) };
   }
 
   /**
@@ -165,28 +193,35 @@ export class SessionTable {
   /** Records a commit's outcome (inside the state's apply transaction). */
   recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
     const { clientId, requestId } = commit;
+    if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
     const previous = this.sessionOf(clientId);
+    const live = previous !== undefined && !previous.evicted;
+    // A client back from eviction starts a new chain above its tombstone: the replies of its ids
+    // up to there are gone, so a resend of one must stay REQUEST_EXPIRED, never run again.
+    const floor = previous === undefined ? 0 : previous.evicted ? previous.latest : previous.floor;
     const previousLatest = previous?.latest ?? 0;
     const latest = Math.max(previousLatest, requestId);
-    // An outcome already outside the window would never be asked for: do not keep it. Its slot
-    // holds an id that left the window (ids in a slot differ by a multiple of the window).
-    if (requestId > latest - limits.requestWindow) {
-      const outcome: StoredOutcome = { requestId, lsn };
-      if (commit.error !== undefined) outcome.error = commit.error;
-      else outcome.reply = commit.reply ?? null;
-      this.outcomes.putSync([clientId, requestId % limits.requestWindow], outcome);
-    }
-    const session: SessionRecord = { latest, lastLsn: lsn, evicted: false };
+    const session: SessionRecord = { latest, lastLsn: lsn, floor, evicted: false };
+    // An outcome already outside the window would never be asked for: keep nothing, change
+    // nothing (the session, and with it the chain's head, stays as it was).
+    if (requestId <= expiredUpTo(session, limits)) return;
     this.sessions.putSync(clientId, encodeSession(session));
     this.liveSessions.delete(clientId);
     this.liveSessions.set(clientId, session);
-    if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
     // Calls journaled by requests that never committed are dropped once the window passes them;
     // checked once per window's worth of requests, so the scan costs nothing per commit.
     if (Math.floor(latest / limits.requestWindow) > Math.floor(previousLatest / limits.requestWindow)) {
       this.removeJournal(clientId, 0, latest - limits.requestWindow + 1);
     }
     while (this.liveSessions.size > limits.clientsMax) this.evictOldestSession();
+    this.replies.sweepIfDue(this.liveSessions.size, limits.requestWindow, (swept) => {
+      const sweptSession = this.liveSessions.get(swept);
+      return sweptSession === undefined ? undefined : expiredUpTo(sweptSession, limits);
+    });
+    const stored: StoredReply = { lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId };
+    if (commit.error !== undefined) stored.error = commit.error;
+    else stored.reply = commit.reply ?? null;
+    this.replies.put(stored);
   }
 
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
@@ -202,33 +237,42 @@ export class SessionTable {
     assert(oldest !== undefined, 'evicting from an empty session table');
     const [clientId, session] = oldest;
     this.liveSessions.delete(clientId);
-    this.sessions.putSync(clientId, encodeSession({ latest: session.latest, lastLsn: session.lastLsn, evicted: true }));
-    for (const key of this.outcomes.getKeys({ start: [clientId, 0], end: [clientId, Number.MAX_SAFE_INTEGER] })) {
-      this.outcomes.removeSync(key);
-    }
+    this.sessions.putSync(clientId, encodeSession({ ...session, evicted: true }));
+    // Its kept replies go now; its recent ones go with the sweep of their generation, which
+    // finds no live session for them: deleting them now would dirty a page per reply, and no
+    // lookup reads them (the tombstone answers first).
+    this.replies.dropKept(clientId);
     this.removeJournal(clientId, 0, Number.MAX_SAFE_INTEGER);
   }
 
 
-  dump(): { sessions: unknown[]; outcomes: unknown[]; journal: unknown[] } {
+  dump(): SessionTableDump {
     const sessions = entriesOf(this.sessions).map(([clientId, bytes]) => [clientId, decodeSession(bytes)]);
-    return { sessions, outcomes: entriesOf(this.outcomes), journal: entriesOf(this.journal) };
+    return { sessions, ...this.replies.dump(), journal: entriesOf(this.journal) };
   }
 }
 
-/** A session as stored: latest request id and last LSN (f64 LE each), then 1 if evicted. */
+function outcomeOf(stored: StoredReply): Outcome {
+  const outcome: Outcome = { requestId: stored.requestId, lsn: stored.lsn };
+  if (stored.error !== undefined) outcome.error = stored.error;
+  else outcome.reply = stored.reply;
+  return outcome;
+}
+
+/** A session as stored: latest request id, last LSN and floor (f64 LE each), then 1 if evicted. */
 function encodeSession(session: SessionRecord): Buffer {
-  const bytes = Buffer.allocUnsafe(17);
+  const bytes = Buffer.allocUnsafe(25);
   bytes.writeDoubleLE(session.latest, 0);
   bytes.writeDoubleLE(session.lastLsn, 8);
-  bytes[16] = session.evicted ? 1 : 0;
+  bytes.writeDoubleLE(session.floor, 16);
+  bytes[24] = session.evicted ? 1 : 0;
   return bytes;
 }
 
 function decodeSession(bytes: Uint8Array): SessionRecord {
-  assert(bytes.length === 17, `a stored session is 17 bytes, not ${bytes.length}`);
+  assert(bytes.length === 25, `a stored session is 25 bytes, not ${bytes.length}`);
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return { latest: view.readDoubleLE(0), lastLsn: view.readDoubleLE(8), evicted: view[16] === 1 };
+  return { latest: view.readDoubleLE(0), lastLsn: view.readDoubleLE(8), floor: view.readDoubleLE(16), evicted: view[24] === 1 };
 }
 
 /** Every key and value of a database, in key order (for comparing two states). */

@@ -1,7 +1,8 @@
 /**
- * The state derived from the WAL, kept in LMDB: events in global order and by stream, stream
- * heads, the session table, journal entries of transactions not yet committed, and the LSN
- * applied up to, all written in one LMDB transaction per applied batch so they never disagree.
+ * The state derived from the WAL, kept in LMDB: events in global order and by stream (whose last
+ * key is the stream's head), the session table, journal entries of transactions not yet
+ * committed, and the LSN applied up to, all written in one LMDB transaction per applied batch so
+ * they never disagree.
  *
  * LMDB runs with `noSync`: the WAL is the truth, and recovery replays it from `appliedLsn`. If a
  * crash leaves LMDB ahead of the WAL (possible when the WAL's fsync policy is not `always`), or
@@ -14,8 +15,10 @@ import { assert } from '../wal/assert.js';
 import type { RecordedEvent, StreamSlice } from './service.js';
 import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
-import { SessionTable, entriesOf } from './session-table.js';
+import { SessionTable, entriesOf, type SessionTableDump } from './session-table.js';
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
+import { StreamHeads } from './stream-heads.js';
+export { headsCachedMax } from './stream-heads.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
 
@@ -32,19 +35,20 @@ const metaKeys = {
   cleanClose: 'cleanClose',
   /** How the databases are laid out (`stateLayout`); absent in a state of layout 1. */
   layout: 'layout',
-  /** The `requestWindow` the session table's outcome slots were written with. */
+  /**
+   * The `requestWindow` the session table was kept with: its sweeps dropped the replies that
+   * window no longer answered, which a larger one would answer.
+   */
   requestWindow: 'requestWindow',
 } as const;
 
 /**
- * Layout 2: events as our own msgpack bytes (`stored-event.ts`), outcomes in slots of
- * `requestWindow` per client, sessions as 17 bytes. A state of another layout is rebuilt from
- * the WAL (which holds every record since LSN 1: it is never trimmed).
+ * Layout 3: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
+ * survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
+ * the stream index (no `streams` table). A state of another layout is rebuilt from the WAL
+ * (which holds every record since LSN 1: it is never trimmed).
  */
-export const stateLayout = 2;
-
-/** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
-export const headsCachedMax = 65_536;
+export const stateLayout = 3;
 
 export class State {
   private readonly root: RootDatabase;
@@ -54,13 +58,11 @@ export class State {
   private readonly events: Database<Buffer, number>;
   /** [stream, version] → position */
   private readonly streamIndex: Database<number, [string, number]>;
-  /** stream → last version */
-  private readonly streams: Database<number, string>;
   /** Sessions, kept outcomes and journaled calls (see `session-table.ts`). */
   readonly sessionTable: SessionTable;
 
-  /** Heads of recently written or read streams (the commit path checks expected versions against them). */
-  private readonly heads = new Map<string, number>();
+  /** Stream heads: cached, else the stream index's last keys (the commit path checks expected versions against them). */
+  private readonly heads: StreamHeads;
   private appliedLsnValue: number;
   /** [epoch, LSN of its epoch record], in LSN order. */
   private epochsValue: Array<[number, number]>;
@@ -73,9 +75,11 @@ export class State {
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
     this.streamIndex = root.openDB({ name: 'stream-index' });
-    this.streams = root.openDB({ name: 'streams' });
-    this.sessionTable = new SessionTable(root);
+    this.heads = new StreamHeads(this.streamIndex, (position) => this.eventAt(position).stream);
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
+    // A state of another layout is only opened to be found so and rebuilt (`layoutMismatch`):
+    // its sessions are not in the form this version decodes.
+    this.sessionTable = new SessionTable(root, this.appliedLsnValue === 0 || this.storedLayout() === stateLayout);
     this.nextPositionValue = this.number(metaKeys.nextPosition);
     this.epochValue = this.number(metaKeys.epoch);
     const epochs = this.meta.get(metaKeys.epochs);
@@ -103,11 +107,13 @@ export class State {
 
   /**
    * Why this state cannot be used as it is with these limits (its layout is another version's, or
-   * its outcome slots were written for another `requestWindow`), or undefined.
+   * it was kept for another `requestWindow`), or undefined. A smaller window could use the state
+   * as it is, but rebuilding keeps the state a function of the records and the options alone, so
+   * two nodes and a rebuild still compare equal (`dump`).
    */
   layoutMismatch(limits: SessionLimits): string | undefined {
     if (this.appliedLsnValue === 0) return undefined;
-    const layout = this.number(metaKeys.layout) || 1;
+    const layout = this.storedLayout();
     if (layout !== stateLayout) return `state has layout ${layout}, this version keeps layout ${stateLayout}`;
     const window = this.number(metaKeys.requestWindow);
     if (window !== limits.requestWindow) return `state keeps replies for a requestWindow of ${window}, the store now has ${limits.requestWindow}`;
@@ -161,6 +167,11 @@ export class State {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 
+  /** The layout the state was written in (a state of layout 1 did not say). */
+  private storedLayout(): number {
+    return this.number(metaKeys.layout) || 1;
+  }
+
   private number(key: string): number {
     const value = this.meta.get(key);
     return typeof value === 'number' ? value : 0;
@@ -190,21 +201,11 @@ export class State {
 
   /** Stream heads cached in memory (at most `headsCachedMax`). */
   get cachedHeads(): number {
-    return this.heads.size;
+    return this.heads.cachedCount;
   }
 
   streamVersion(stream: string): number {
-    const cached = this.heads.get(stream);
-    if (cached !== undefined) return cached;
-    const version = this.streams.get(stream) ?? -1;
-    if (version >= 0) this.cacheHead(stream, version);
-    return version;
-  }
-
-  /** Keeps a stream's head in memory (forgetting them all past `headsCachedMax`: a cache, not the truth). */
-  private cacheHead(stream: string, version: number): void {
-    if (this.heads.size >= headsCachedMax && !this.heads.has(stream)) this.heads.clear();
-    this.heads.set(stream, version);
+    return this.heads.versionOf(stream);
   }
 
   /**
@@ -225,12 +226,7 @@ export class State {
 
   /** Streams whose name starts with `prefix`, in name order, with their last versions; at most `max`. */
   streamsWithPrefix(prefix: string, max: number): Array<[string, number]> {
-    const found: Array<[string, number]> = [];
-    for (const { key, value } of this.streams.getRange({ start: prefix })) {
-      if (found.length >= max || !key.startsWith(prefix)) break;
-      found.push([key, value]);
-    }
-    return found;
+    return this.heads.withPrefix(prefix, max);
   }
 
   /** The global position of a stream's event (undefined: no such version). */
@@ -308,8 +304,7 @@ export class State {
         position += 1;
         version += 1;
       }
-      this.streams.putSync(write.stream, version - 1);
-      this.cacheHead(write.stream, version - 1);
+      this.heads.written(write.stream, version - 1);
     }
     if (commit.events.length > 0) this.nextPositionValue = position;
     if (commit.clientId !== '' && commit.requestId > 0) this.sessionTable.recordOutcome(lsn, commit, limits);
@@ -322,15 +317,12 @@ export class State {
     nextPosition: number;
     events: unknown[];
     streams: unknown[];
-    sessions: unknown[];
-    outcomes: unknown[];
-    journal: unknown[];
-  } {
+  } & SessionTableDump {
     return {
       appliedLsn: this.appliedLsnValue,
       nextPosition: this.nextPositionValue,
       events: entriesOf(this.events).map(([position, bytes]) => decodeStoredEvent(position, bytes)),
-      streams: entriesOf(this.streams),
+      streams: this.streamsWithPrefix('', Number.MAX_SAFE_INTEGER),
       ...this.sessionTable.dump(),
     };
   }

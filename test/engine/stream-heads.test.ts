@@ -1,0 +1,60 @@
+/**
+ * Proves that layout 3 finds stream heads without a streams table: after a reopen (no head cached
+ * in memory) every stream's head is the last key of its stream index, also for a long name whose
+ * index keys interleave with another stream's (ordered-binary writes names of 64 characters or
+ * more raw, so `name + U+0000…` sorts among `name`'s keys); appends at the expected version go
+ * on from there; and `streamsWithPrefix` skips through the index a stream at a time, in name
+ * order, up to its maximum.
+ */
+import { describe, expect, it } from 'vitest';
+import { State } from '../../engine/state.js';
+import { openQuietStore, stateDirOf } from '../helpers/store.js';
+import { useTempDir } from '../helpers/temp.js';
+
+const newDir = useTempDir('txlog-state-');
+
+const long = 'a'.repeat(70);
+/** Its index keys sort between `[long, 5]` and `[long, MAX_SAFE_INTEGER]`. */
+const longExtended = `${long}\u0000\u0014\u0020`;
+const heads: Array<[string, number]> = [
+  ['a', 2],
+  [long, 5],
+  [longExtended, 2],
+  ['a\u0001', 0],
+  ['ab', 3],
+  ['b', 1],
+];
+
+describe('stream heads from the stream index', () => {
+  it('reads every head after a reopen, appends on from it, and lists streams by prefix', async () => {
+    const dir = newDir();
+    let { store } = await openQuietStore(dir);
+    for (const [stream, head] of heads) {
+      for (let version = 0; version <= head; version++) await store.append(stream, [{ type: 'E', data: { version } }]);
+    }
+    await store.close();
+
+    ({ store } = await openQuietStore(dir));
+    try {
+      for (const [stream, head] of heads) expect((await store.readStream(stream)).version, stream).toBe(head);
+      expect((await store.readStream('never')).version).toBe(-1);
+      const byName = [...heads].sort(([left], [right]) => Buffer.compare(Buffer.from(left), Buffer.from(right)));
+      expect(store.dumpState().streams).toEqual(byName);
+      for (const [stream, head] of heads) {
+        expect(await store.append(stream, [{ type: 'Next' }], { expectedVersion: head })).toMatchObject({ stream, version: head + 1 });
+      }
+    } finally {
+      await store.close();
+    }
+
+    const state = State.open(stateDirOf(dir), 1024 ** 3);
+    try {
+      expect(state.streamsWithPrefix('a', 100).map(([stream]) => stream)).toEqual(['a', 'a\u0001', long, longExtended, 'ab']);
+      expect(state.streamsWithPrefix('ab', 100)).toEqual([['ab', 4]]);
+      expect(state.streamsWithPrefix('a', 2)).toEqual([['a', 3], ['a\u0001', 1]]);
+      expect(state.streamsWithPrefix('c', 100)).toEqual([]);
+    } finally {
+      await state.close();
+    }
+  });
+});
