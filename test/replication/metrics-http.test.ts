@@ -52,8 +52,14 @@ describe('txlog serve --metrics-listen', () => {
     await clients[0]!.append('stream-0', [{ type: 'Placed', data: {} }], { expectedVersion: 0 }).catch(() => undefined);
     await Promise.all(clients.map((client) => client.close()));
 
-    const after = await scrape(primaryMetrics);
+    // Commits are counted when applied, which follows their answer by up to applyDelayMs (2 ms):
+    // scrape until the last one is in (or 5 s pass, and the assertions below say what is missing).
+    let after = await scrape(primaryMetrics);
     const moved = (name: string): number => sample(after, name) - (Number.isNaN(sample(before, name)) ? 0 : sample(before, name));
+    for (const deadline = Date.now() + 5000; moved('txlog_commits_total') < 401 && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      after = await scrape(primaryMetrics);
+    }
     expect(moved('txlog_transactions_total{outcome="ok"}')).toBe(400);
     expect(moved('txlog_transaction_errors_total{code="WRONG_EXPECTED_VERSION"}')).toBe(1);
     expect(moved('txlog_errors_returned_total{code="WRONG_EXPECTED_VERSION"}')).toBe(1);
@@ -77,7 +83,11 @@ describe('txlog serve --metrics-listen', () => {
     expect(after).toMatch(/^process_cpu_seconds_total /m);
     expect(after).toMatch(/^nodejs_eventloop_lag_seconds /m);
 
-    const backup = await scrape(backupMetrics);
+    let backup = await scrape(backupMetrics);
+    for (const deadline = Date.now() + 5000; !(sample(backup, 'txlog_commits_total') >= 401) && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      backup = await scrape(backupMetrics);
+    }
     expect(sample(backup, 'txlog_node_role{role="backup"}')).toBe(1);
     expect(sample(backup, 'txlog_wal_records_appended_total')).toBeGreaterThanOrEqual(401);
     expect(sample(backup, 'txlog_commits_total')).toBeGreaterThanOrEqual(401);
