@@ -138,7 +138,9 @@ export class CommitPipeline {
       packed,
       this.epoch,
       (written) => this.written(record, written),
-      (error) => this.fail(error),
+      // Not inside the WAL's own failure handling: the store's failure listeners (a node closing
+      // itself) run a microtask later, as they did when the WAL answered with a promise.
+      (error) => queueMicrotask(() => this.fail(error)),
     );
     if (refused !== undefined) throw refused;
     this.pending.set(lsn, record);
