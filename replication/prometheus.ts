@@ -21,6 +21,7 @@ import { nodePlatform, type Clock } from '../wal/platform.js';
 import type { StoreMetrics } from '../engine/metrics.js';
 import { recordTypes, type CommitPayload } from '../engine/records.js';
 import type { ApplicableRecord } from '../engine/state.js';
+import type { ResourceUse } from '../engine/resources.js';
 import type { NodeStatus } from './node.js';
 
 export interface PrometheusMetricsOptions {
@@ -216,6 +217,24 @@ class PrometheusSink implements PrometheusMetrics {
         for (const role of roles) this.set({ role }, status.role === role ? 1 : 0);
       },
     });
+    // Every queue, map and buffer of `status().resources`: its size and, where it has one, its limit.
+    const resourceGauge = (name: string, help: string, value: (use: ResourceUse) => number | null): Gauge =>
+      new prom.Gauge({
+        name,
+        help,
+        labelNames: ['structure'],
+        registers,
+        collect() {
+          const status = read();
+          if (status === undefined) return;
+          for (const [structure, use] of Object.entries(status.resources)) {
+            const measured = value(use);
+            if (measured !== null) this.set({ structure }, measured);
+          }
+        },
+      });
+    resourceGauge('txlog_resource_size', 'Entries (or bytes, for buffers) a structure of this node holds now (see status().resources)', (use) => use.size);
+    resourceGauge('txlog_resource_limit', 'The limit of a structure of this node (absent for one without a limit of its own)', (use) => use.limit);
     // The node counts violations; a counter cannot be set, so it is brought up to the node's count.
     let violationsReported = 0;
     new prom.Counter({

@@ -78,6 +78,11 @@ describe('txlog serve --metrics-listen', () => {
     expect(sample(after, 'txlog_node_epoch')).toBe(status.epoch);
     expect(sample(after, 'txlog_node_in_sync')).toBe(1);
     expect(sample(after, 'txlog_client_sessions')).toBeGreaterThanOrEqual(8);
+    expect(sample(after, 'txlog_resource_size{structure="clientSessions"}')).toBe(sample(after, 'txlog_client_sessions'));
+    expect(sample(after, 'txlog_resource_limit{structure="clientSessions"}')).toBe(100_000);
+    expect(sample(after, 'txlog_resource_size{structure="transactionsRunning"}')).toBe(0);
+    expect(sample(after, 'txlog_resource_size{structure="walSegments"}')).toBeGreaterThanOrEqual(1);
+    expect(after).not.toContain('txlog_resource_limit{structure="walSegments"}');
     expect(sample(after, 'txlog_peer_links')).toBeGreaterThanOrEqual(1);
     expect(sample(after, 'txlog_replication_lag_seconds')).toBeGreaterThanOrEqual(0);
     expect(after).toMatch(/^process_cpu_seconds_total /m);
