@@ -17,6 +17,14 @@ import { openState, stateDirOf } from './recovery.js';
 import type { StreamSlice } from './service.js';
 import { State, type JournalEntry } from './state.js';
 
+/** A replicated frame as the store took it, or `refused` (then nothing was appended) and why. */
+export interface ReplicatedAppend {
+  lsn: number;
+  written: Promise<number>;
+  released: Promise<number>;
+  refused?: TxlogError;
+}
+
 export interface ReplicationHooks {
   /** The epoch this store writes records with. */
   readonly epoch: number;
@@ -70,7 +78,7 @@ export interface ReplicationHooks {
   dropUnapplied(error: TxlogError): Promise<void>;
 
   /** Backup: appends a frame received from the primary, as it is. */
-  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; released: Promise<number> };
+  appendReplicated(frame: Buffer): ReplicatedAppend;
   /** Cuts the WAL after `lsn` (a rejoining node), rebuilding the state if it had applied any of it. */
   truncateAfter(lsn: number): Promise<void>;
   /** `readStream` as of a version (re-execution on a backup). */
@@ -224,11 +232,15 @@ export class StoreReplicationHooks implements ReplicationHooks {
     this.pipeline.epoch = Math.max(this.wal.lastEpoch, state.epoch);
   }
 
-  appendReplicated(frame: Buffer): { lsn: number; written: Promise<number>; released: Promise<number> } {
+  appendReplicated(frame: Buffer): ReplicatedAppend {
     this.pipeline.checkOpen();
     const lsn = this.wal.nextLsn;
-    const written = this.wal.appendFrame(frame);
-    if (this.wal.nextLsn === lsn) return { lsn, written, released: written };
+    let refused: TxlogError | undefined;
+    const written = new Promise<number>((resolve, reject) => {
+      refused = this.wal.appendFrameWith(frame, resolve, reject);
+      if (refused !== undefined) reject(refused);
+    });
+    if (refused !== undefined) return { lsn, written, released: written, refused };
     const record = { lsn, type: frame.readUInt8(8), payload: recordPayload({ frame }) };
     const epochOfFrame = frame.readUInt32LE(12);
     const epochBegun = record.type === recordTypes.epoch ? (record.payload as EpochPayload).epoch : 0;

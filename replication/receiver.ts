@@ -206,7 +206,11 @@ export class BackupReceiver {
       const appended = store.appendReplicated(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
       appended.released.catch((error: unknown) => this.context.log(`replicated record ${lsn} failed: ${String(error)}`));
       if (store.nextLsn !== lsn + 1) {
-        link.connection.reject(txlogError('PROTOCOL_ERROR', `replicated frame ${lsn} was refused`));
+        // A full queue (a slow disk behind a fast link) is BUSY, said as such; the primary
+        // resends from the acknowledged LSN on the next link either way.
+        const refused = appended.refused;
+        const why = refused === undefined ? '' : `: ${refused.message}`;
+        link.connection.reject(txlogError(refused?.code === 'BUSY' ? 'BUSY' : 'PROTOCOL_ERROR', `replicated frame ${lsn} was refused${why}`));
         return;
       }
       this.receivedLsn = lsn;

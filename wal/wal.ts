@@ -168,27 +168,32 @@ export class Wal {
    * verify, carry the next LSN and an epoch no lower than the log's; otherwise `BAD_REQUEST`.
    */
   appendFrame(frame: Buffer): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const refused = this.appendFrameWith(frame, resolve, reject);
+      if (refused !== undefined) reject(refused);
+    });
+  }
+
+  /**
+   * `appendFrame` without a promise: returns why the frame is refused at once (and calls neither
+   * callback), or takes it and calls `resolve` or `reject` as `appendFrame`'s promise would settle.
+   */
+  appendFrameWith(frame: Buffer, resolve: (lsn: number) => void, reject: (error: Error) => void): TxlogError | undefined {
     const view = checkFrame(frame, this.state.frameBytesMax);
     if (view === undefined || view.frameBytes !== frame.length) {
-      return Promise.reject(txlogError('BAD_REQUEST', 'replicated frame fails its checksum or length'));
+      return txlogError('BAD_REQUEST', 'replicated frame fails its checksum or length');
     }
     const expectedLsn = this.state.nextLsn;
     if (view.lsn !== expectedLsn) {
-      return Promise.reject(
-        txlogError('BAD_REQUEST', `replicated frame has LSN ${view.lsn}; the log expects ${expectedLsn}`, {
-          lsn: view.lsn,
-          expectedLsn,
-        }),
-      );
+      return txlogError('BAD_REQUEST', `replicated frame has LSN ${view.lsn}; the log expects ${expectedLsn}`, { lsn: view.lsn, expectedLsn });
     }
     if (view.epoch < this.state.lastEpoch) {
-      return Promise.reject(
-        txlogError('STALE_EPOCH', `replicated frame has epoch ${view.epoch} below the log's ${this.state.lastEpoch}`),
-      );
+      return txlogError('STALE_EPOCH', `replicated frame has epoch ${view.epoch} below the log's ${this.state.lastEpoch}`);
     }
     const refused = this.refusal();
-    if (refused !== undefined) return Promise.reject(refused);
-    return this.groupCommit.enqueue(frame, view.lsn, view.epoch);
+    if (refused !== undefined) return refused;
+    this.groupCommit.enqueueWith(frame, view.lsn, view.epoch, resolve, reject);
+    return undefined;
   }
 
   private refusal(): ReturnType<typeof writeRefusal> {

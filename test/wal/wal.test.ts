@@ -181,6 +181,22 @@ describe('group commit', () => {
     await wal.close();
   });
 
+  it('refuses a replicated frame past queueRecordsMax with BUSY at once, taking nothing (a backup says BUSY, not a protocol error)', async () => {
+    const dir = newDir();
+    const { wal } = await openQuietWal({ dir, queueRecordsMax: 3, preallocate: false });
+    const frameAt = (lsn: number): Buffer => encodeFrame({ type: 1, epoch: 1, lsn }, encodePayload(payloadFor(lsn)));
+    const accepted = range(1, 3).map((lsn) => wal.appendFrame(frameAt(lsn)));
+    let called = false;
+    const refused = wal.appendFrameWith(frameAt(4), () => (called = true), () => (called = true));
+    expect(refused).toMatchObject({ code: 'BUSY', retryable: true });
+    expect(wal.nextLsn).toBe(4);
+    expect(await Promise.all(accepted)).toEqual(range(1, 3));
+    expect(called).toBe(false);
+    expect(wal.appendFrameWith(frameAt(5), () => undefined, () => undefined)).toMatchObject({ code: 'BAD_REQUEST' });
+    expect(await wal.appendFrame(frameAt(4))).toBe(4);
+    await wal.close();
+  });
+
   it('counts appends written and waiting for their off-thread fdatasync against queueRecordsMax', async () => {
     // A sync that takes its time: the appends leave the queue when written, and must still count.
     let finishSync: () => void = () => undefined;
