@@ -60,7 +60,7 @@ export interface ReplicationHooks {
   /** Epoch records begun here that `endOfEpoch` remembers until the state has them (at most one). */
   readonly epochsBegun: number;
 
-  /** Records are applied (and callers answered) only up to the LSN `gate` returns. */
+  /** Records are released (and callers answered) only up to the LSN `gate` returns. */
   setReleaseGate(gate: () => number): void;
   /** The gate moved. */
   releaseMore(): void;

@@ -219,7 +219,10 @@ export class State {
     if (version < 0 || fromVersion > version || maxCount <= 0) return { version, events };
     const last = Math.min(version, fromVersion + maxCount - 1);
     for (const { value: position } of this.streamIndex.getRange({ start: [stream, fromVersion], end: [stream, last + 1] })) {
-      events.push(this.eventAt(position));
+      // ordered-binary writes names of 64 characters or more raw, so another name's keys can
+      // sort inside this range (see `stream-heads.ts`); the event names its own stream.
+      const event = this.eventAt(position);
+      if (event.stream === stream) events.push(event);
     }
     return { version, events };
   }

@@ -126,8 +126,8 @@ export class Store<Events extends AnyEvent = AnyEvent> {
 
   /**
    * Runs `command` once. Resolves with the handler's reply once the commit is released (every
-   * read from then on sees it): in the WAL per the fsync policy (durable under `always`) and, when replicated, acknowledged by the
-   * backup. A failed transaction is recorded too and rejects with its `TxlogError` every time it
+   * read from then on sees it): in the WAL per the fsync policy (durable under `always`) and,
+   * when replicated, acknowledged by the backup. A failed transaction is recorded too and rejects with its `TxlogError` every time it
    * is resent. A resend of a committed request (same client and request id) returns the stored
    * outcome and runs nothing.
    */

@@ -79,8 +79,8 @@ export class StreamHeads {
    * `max`. Skips through the stream index a stream at a time: the name comes from the first
    * event found (a key's name may not decode as written: see `lastVersionInIndex`), and the next
    * seek starts just past that stream's last key. (A long name extended by U+0000 and a byte
-   * below the version bytes has keys inside another stream's: such a stream is not listed, as
-   * `readStream` of the other already reads it in; this index cannot tell them apart.)
+   * below the version bytes has keys inside another stream's: such a stream is not listed, since
+   * the seek past the other's last key skips it; `readStream` of either reads only its own.)
    */
   withPrefix(prefix: string, max: number): Array<[string, number]> {
     const found: Array<[string, number]> = [];

@@ -43,6 +43,10 @@ describe('stream heads from the stream index', () => {
       for (const [stream, head] of heads) {
         expect(await store.append(stream, [{ type: 'Next' }], { expectedVersion: head })).toMatchObject({ stream, version: head + 1 });
       }
+      for (const [stream, head] of heads) {
+        const events = (await store.readStream(stream)).events;
+        expect(events.map((event) => [event.stream, event.version]), stream).toEqual(Array.from({ length: head + 2 }, (_, version) => [stream, version]));
+      }
     } finally {
       await store.close();
     }
@@ -55,6 +59,23 @@ describe('stream heads from the stream index', () => {
       expect(state.streamsWithPrefix('c', 100)).toEqual([]);
     } finally {
       await state.close();
+    }
+  });
+  it('reads only a stream\'s own events when another name\'s index keys sort inside its versions', async () => {
+    // `[long, v]` is long's bytes, 0x00, then v; `long + U+0000 U+0014` writes 0x00 0x14 right
+    // after long's bytes, so its keys fall between `[long, 0]` and `[long, 5]` (0x14 0x01 0x40).
+    const inside = `${long}\u0000\u0014`;
+    const { store } = await openQuietStore(newDir());
+    try {
+      for (let version = 0; version < 10; version++) await store.append(long, [{ type: 'Long', data: { version } }]);
+      await store.append(inside, [{ type: 'Inside' }]);
+      const read = await store.readStream(long);
+      expect(read.version).toBe(9);
+      expect(read.events.map((event) => [event.stream, event.version])).toEqual(Array.from({ length: 10 }, (_, version) => [long, version]));
+      expect((await store.readStream(long, { fromVersion: 3, maxCount: 2 })).events.map((event) => event.version)).toEqual([3, 4]);
+      expect((await store.readStream(inside)).events.map((event) => [event.stream, event.type])).toEqual([[inside, 'Inside']]);
+    } finally {
+      await store.close();
     }
   });
 });
