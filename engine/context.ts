@@ -71,13 +71,23 @@ export class TransactionContext implements Context {
   aborted: Error | undefined;
   private readonly limits: StoreLimits;
   private readonly sources: Sources;
+  /** Whether events handed to `append` are already checked, private and within the event limit (see the constructor). */
+  private readonly eventsPrechecked: boolean;
 
-  constructor(ids: { clientId: string; requestId: number; command: string }, limits: StoreLimits, sources: Sources) {
+  /**
+   * `recordedArgsBytes`: the handler is a built-in reading the request's recorded args, which
+   * were checked and decoded into a private copy in this many bytes. An event it appends is a
+   * part of that copy: already serializable, owned by nobody else, and smaller than the args,
+   * so when the args fit in the event limit (less the `data: null` a check may add) it is
+   * committed as it is, without being packed and decoded once more.
+   */
+  constructor(ids: { clientId: string; requestId: number; command: string }, limits: StoreLimits, sources: Sources, recordedArgsBytes?: number) {
     this.clientId = ids.clientId;
     this.requestId = ids.requestId;
     this.command = ids.command;
     this.limits = limits;
     this.sources = sources;
+    this.eventsPrechecked = recordedArgsBytes !== undefined && recordedArgsBytes + precheckedSlackBytes <= limits.eventBytesMax;
   }
 
   get calls(): number {
@@ -107,7 +117,7 @@ export class TransactionContext implements Context {
     if (this.eventCount + events.length > this.limits.eventsPerTransactionMax) {
       throw txlogError('TOO_LARGE', `a transaction may write at most ${this.limits.eventsPerTransactionMax} events`);
     }
-    const checked = events.map((event) => checkEvent(event, stream, this.limits));
+    const checked = events.map((event) => checkEvent(event, stream, this.limits, this.eventsPrechecked));
     this.eventCount += events.length;
     const existing = this.writes.find((write) => write.stream === stream);
     if (existing === undefined) {
@@ -211,7 +221,10 @@ export function checkStreamName(stream: unknown, limits: StoreLimits): asserts s
   }
 }
 
-function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventInput {
+/** What normalizing an event may add to its bytes (a `data: null`), with room to spare. */
+const precheckedSlackBytes = 64;
+
+function checkEvent(event: unknown, stream: string, limits: StoreLimits, prechecked: boolean): EventInput {
   if (typeof event !== 'object' || event === null) throw txlogError('BAD_REQUEST', `append to ${stream}: each event must be an object`);
   const { id, type, data, metadata } = event as Record<string, unknown>;
   if (!isWellFormedName(type, limits.eventTypeLengthMax)) {
@@ -222,6 +235,7 @@ function checkEvent(event: unknown, stream: string, limits: StoreLimits): EventI
   // null is JSON's "absent", as for expectedVersion.
   const checked: EventInput = id === undefined || id === null ? { type, data: data ?? null } : { id: checkedEventId(id, stream), type, data: data ?? null };
   if (metadata !== undefined) checked.metadata = metadata;
+  if (prechecked) return checked;
   // The snapshot, not the handler's object, is committed: growing the data after the append
   // can neither bypass the limit nor change what is recorded.
   return snapshotChecked(checked, limits.eventBytesMax, `an event of ${stream}`).value;

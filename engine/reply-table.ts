@@ -80,7 +80,7 @@ export class ReplyTable {
 
   /** Appends a commit's reply (inside the state's apply transaction). */
   put(stored: StoredReply): void {
-    this.recent[this.current]!.putSync(recentKeyOf(stored), encodeReplyValue(stored));
+    assert(this.recent[this.current]!.putSync(recentKeyOf(stored), encodeReplyValue(stored), { append: true }), `reply at LSN ${stored.lsn} not above the last`);
     this.firstLsns[this.current] ??= stored.lsn;
     this.currentCount += 1;
   }

@@ -24,6 +24,9 @@ export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } f
 
 export type { ApplicableRecord } from './records.js';
 
+/** Keys that only grow (positions, LSNs) are appended at the B-tree's right edge: no search, full pages. */
+const appendOptions = { append: true } as const;
+
 const metaKeys = {
   appliedLsn: 'appliedLsn',
   nextPosition: 'nextPosition',
@@ -302,7 +305,7 @@ export class State {
     for (const write of commit.events) {
       let version = write.firstVersion;
       for (const event of write.events) {
-        this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event));
+        assert(this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event), appendOptions), `event position ${position} not above the last`);
         this.streamIndex.putSync([write.stream, version], position);
         position += 1;
         version += 1;

@@ -79,8 +79,13 @@ export class TransactionRunner {
     const handler = this.handlerFor(command);
     if (requestId > 0) this.checkRequestIdNotReused(request);
     if (handler === undefined) return this.commit(request, unknownCommandOutcome(command), answer);
-    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request));
-    const running = runHandler(handler, context, this.handlerArgs(request), this.options.limits);
+    // A service's handler gets a copy of the args of its own (whatever it does to them, the
+    // recorded args stay); a built-in only reads them, so it gets the recorded snapshot, and the
+    // events it appends from it are committed without another copy (see `TransactionContext`).
+    const builtin = Object.hasOwn(builtinCommands, command);
+    const recordedArgsBytes = builtin ? request.packedArgs.length : undefined;
+    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request), recordedArgsBytes);
+    const running = runHandler(handler, context, builtin ? request.args : decodePayload(request.packedArgs), this.options.limits);
     // The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed: whichever
     // comes first is committed, the other is ignored.
     let settled = false;
@@ -132,15 +137,6 @@ export class TransactionRunner {
       },
       answer.reject,
     );
-  }
-
-  /**
-   * A service's handler gets a copy of its args of its own (whatever it does to them, the
-   * recorded args stay); a built-in command only reads them (its events are checked into copies),
-   * so it gets the recorded snapshot and the store decodes nothing more.
-   */
-  private handlerArgs(request: CheckedRequest): unknown {
-    return Object.hasOwn(builtinCommands, request.command) ? request.args : decodePayload(request.packedArgs);
   }
 
   private handlerFor(command: string): CommandHandler | undefined {

@@ -39,12 +39,16 @@ export function unserializablePart(value: unknown, depth = 0, path = '$'): strin
   if (prototype !== Object.prototype && prototype !== null) {
     return `${path}: an instance of ${(value as object).constructor?.name ?? 'a class'} (only plain objects)`;
   }
-  for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+  // `for...in` with an own-key check visits what `Object.entries` would, in the same order,
+  // without an array of pairs per object (this runs on every value of every commit).
+  const record = value as Record<string, unknown>;
+  for (const key in record) {
+    if (!Object.hasOwn(record, key)) continue;
     // msgpackr renames an own `__proto__` key when it decodes (a guard against prototype
     // pollution), so the value would not come back as it was written.
     if (key === '__proto__') return `${path}: an own __proto__ key`;
     if (!key.isWellFormed()) return `${path}: a key that is not well-formed Unicode (a lone surrogate)`;
-    const problem = unserializablePart(item, depth + 1, `${path}.${key}`);
+    const problem = unserializablePart(record[key], depth + 1, `${path}.${key}`);
     if (problem !== undefined) return problem;
   }
   return undefined;

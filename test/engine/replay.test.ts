@@ -102,6 +102,45 @@ describe('replayLog', () => {
     expect(report.divergences.length).toBe(30);
     expect(report.divergences[0]?.detail).toContain('no command deposit');
   });
+
+  it('replays built-in appends of every event shape to their recorded digests, events taken from the args as they are or checked again', async () => {
+    // A built-in append whose args fit in the event limit commits the events of its private args
+    // as they are; re-execution (and a store whose limit is close to the args) packs and decodes
+    // each event once more. Both must record the same writes, or the digests would differ.
+    const dir = newDir();
+    const events = [
+      { type: 'Bare' },
+      { type: 'Null', data: null },
+      { type: 'Nested', data: { a: [1, 2.5, -3, 2 ** 40, 'x', true, null], b: { c: { d: 'é∂😀' } } }, metadata: { correlationId: 'k' } },
+      { type: 'Binary', data: Buffer.from([0, 1, 2, 255]) },
+      { type: 'Dated', data: { at: new Date(1_700_000_000_000) } },
+      { id: '0b7e8f0a-7c59-4d43-9a86-2f6d1b8f4c11', type: 'WithId', data: 'given' },
+      { type: 'Sparse', data: { kept: 1, dropped: undefined } },
+    ];
+    const { store } = await openQuietStore(dir);
+    try {
+      await store.append('one', events);
+      await store.execute('append', { writes: [{ stream: 'two', events: events.slice(0, 3) }, { stream: 'three', events: events.slice(3) }], checks: [{ stream: 'one', expectedVersion: 6 }] });
+      await store.execute('append', { stream: 'big', events: [{ type: 'Big', data: 'x'.repeat(1000) }] }, { clientId: 'c', requestId: 1 });
+    } finally {
+      await store.close();
+    }
+    const { store: tight } = await openQuietStore(dir, { eventBytesMax: 1100 });
+    try {
+      // Args of about 1,040 bytes: within 64 bytes of the event limit, so the event is checked again.
+      await tight.execute('append', { stream: 'big', events: [{ type: 'Big', data: 'y'.repeat(1000) }] }, { clientId: 'c', requestId: 2 });
+      const read = await tight.readStream('one');
+      expect(read.events.map(({ type, data, metadata }) => ({ type, data, metadata }))).toEqual(
+        events.map(({ type, data, metadata }) => ({ type, data: data ?? null, metadata })),
+      );
+      expect((await tight.readStream('big')).version).toBe(1);
+    } finally {
+      await tight.close();
+    }
+    const report = await replayLog({ dir, service: undefined });
+    expect(report.commits).toBe(4);
+    expect(report.divergences).toEqual([]);
+  });
 });
 
 describe('JournalCollector', () => {
