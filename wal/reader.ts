@@ -1,6 +1,7 @@
 /**
  * Reading the log: records from any LSN (the sparse index of each segment finds where to start;
- * a sealed segment is verified whole the first time it is read, to build that index), and
+ * a sealed segment is verified whole the first time it is read, to build that index: in the same
+ * walk when the read takes it to its end), and
  * following the tail as it is written. Reads come from the files, so a slow reader holds no
  * memory beyond one record.
  */
@@ -9,7 +10,7 @@ import { decodePayload, frameHeaderBytes, segmentHeaderBytes } from './format.js
 import { txlogError } from './errors.js';
 import { firstLsnOf, type LogState } from './log-state.js';
 import { corruptAt, type Segment, type SparseEntry } from './segments.js';
-import { walkSegment, walkWholeSegment, type SegmentEnding, type WalkOptions } from './segment-walker.js';
+import { walkSegment, walkWholeSegment, type ScannedFrame, type SegmentEnding, type WalkedSegment, type WalkOptions } from './segment-walker.js';
 
 /** One record as read back from the log. */
 export interface WalRecord {
@@ -28,6 +29,30 @@ export interface WalRecord {
 
 export function recordPayload(record: Pick<WalRecord, 'frame'>): unknown {
   return decodePayload(record.frame.subarray(frameHeaderBytes));
+}
+
+function recordOf(segment: Segment, frame: ScannedFrame): WalRecord {
+  return {
+    lsn: frame.lsn,
+    epoch: frame.epoch,
+    type: frame.type,
+    segment: segment.name,
+    offset: frame.offset,
+    size: frame.frameBytes,
+    frame: Buffer.from(frame.frame),
+  };
+}
+
+/** A sealed segment walked whole must end cleanly at the LSN before the next segment's first; then its index is kept. */
+function acceptSealed(segment: Segment, walked: WalkedSegment, expectedLast: number): SparseEntry[] {
+  if (walked.end.state === 'corrupt') throw corruptAt(segment.name, walked.end.offset, walked.end.lsn, walked.end.reason);
+  if (walked.lastLsn !== expectedLast) {
+    const reason = `segment ends at LSN ${walked.lastLsn}, next starts at ${expectedLast + 1}`;
+    throw corruptAt(segment.name, walked.endOffset, walked.lastLsn + 1, reason);
+  }
+  segment.lastLsn = walked.lastLsn;
+  segment.index = walked.index;
+  return walked.index;
 }
 
 export class LogReader {
@@ -114,6 +139,12 @@ export class LogReader {
     const isLast = segmentIndex === segments.length - 1;
     const limit = isLast ? Math.min(toLsn, writtenLsn) : toLsn;
     const expectedLast = isLast ? writtenLsn : segments[segmentIndex + 1]!.firstLsn - 1;
+    if (segment.index === undefined && limit >= expectedLast) {
+      // A sealed segment not yet indexed, read to its end (recovery, a backup catching up):
+      // verified and indexed in the same walk that reads it, not in one walk before it.
+      yield* this.readWholeSealed(segment, fromLsn, expectedLast);
+      return;
+    }
     const index = segment.index ?? this.indexSegment(segment, expectedLast);
     let from: SparseEntry = { lsn: segment.firstLsn, offset: segmentHeaderBytes };
     for (const entry of index) {
@@ -138,15 +169,30 @@ export class LogReader {
         const frame = next.value;
         if (frame.lsn < fromLsn) continue;
         if (frame.lsn > limit) return;
-        yield {
-          lsn: frame.lsn,
-          epoch: frame.epoch,
-          type: frame.type,
-          segment: segment.name,
-          offset: frame.offset,
-          size: frame.frameBytes,
-          frame: Buffer.from(frame.frame),
-        };
+        yield recordOf(segment, frame);
+      }
+    } finally {
+      fileSystem.close(fd);
+    }
+  }
+
+  /**
+   * Reads a sealed segment from its header to its end, judging it as `indexSegment` does: its
+   * frames (each checksummed) are yielded as they are walked, and a verdict of corruption comes
+   * at the end, after them. A reader that stops early leaves it unindexed.
+   */
+  private *readWholeSealed(segment: Segment, fromLsn: number, expectedLast: number): Generator<WalRecord> {
+    const { fileSystem } = this.state;
+    const fd = fileSystem.open(path.join(this.state.options.dir, segment.name), 'r');
+    try {
+      const walk = walkSegment(fileSystem, fd, this.walkOptions(segment, fd, 'sealed'));
+      for (;;) {
+        const next = walk.next();
+        if (next.done === true) {
+          acceptSealed(segment, next.value, expectedLast);
+          return;
+        }
+        if (next.value.lsn >= fromLsn) yield recordOf(segment, next.value);
       }
     } finally {
       fileSystem.close(fd);
@@ -158,15 +204,7 @@ export class LogReader {
     const { fileSystem } = this.state;
     const fd = fileSystem.open(path.join(this.state.options.dir, segment.name), 'r');
     try {
-      const walked = walkWholeSegment(fileSystem, fd, this.walkOptions(segment, fd, 'sealed'));
-      if (walked.end.state === 'corrupt') throw corruptAt(segment.name, walked.end.offset, walked.end.lsn, walked.end.reason);
-      if (walked.lastLsn !== expectedLast) {
-        const reason = `segment ends at LSN ${walked.lastLsn}, next starts at ${expectedLast + 1}`;
-        throw corruptAt(segment.name, walked.endOffset, walked.lastLsn + 1, reason);
-      }
-      segment.lastLsn = walked.lastLsn;
-      segment.index = walked.index;
-      return walked.index;
+      return acceptSealed(segment, walkWholeSegment(fileSystem, fd, this.walkOptions(segment, fd, 'sealed')), expectedLast);
     } finally {
       fileSystem.close(fd);
     }

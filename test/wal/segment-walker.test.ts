@@ -101,6 +101,16 @@ describe('reading a sealed segment', () => {
     const error = thrownError(() => [...reopened.read(1)]);
     expect(error.code).toBe('CORRUPT_LOG');
     expect(error.details).toMatchObject({ segment: first, offset: end, lsn: secondFirstLsn });
+    // Read to its end, the segment is verified in the walk that reads it: its records, each
+    // checksummed, come first, and the verdict on what follows them after.
+    const read: number[] = [];
+    const again = thrownError(() => {
+      for (const record of reopened.read(1)) read.push(record.lsn);
+    });
+    expect(again.code).toBe('CORRUPT_LOG');
+    expect(read).toEqual(Array.from({ length: secondFirstLsn - 1 }, (_, i) => i + 1));
+    // A read that stops inside it verifies it whole first, as before.
+    expect(thrownError(() => [...reopened.read(1, 2)]).code).toBe('CORRUPT_LOG');
     await reopened.close();
   });
 });
