@@ -10,8 +10,18 @@ import { decodePayload, encodePayload } from '../wal/format.js';
 const depthMax = 64;
 
 /** Returns a description of the first value msgpack cannot carry faithfully, or undefined. */
-export function unserializablePart(value: unknown, depth = 0, path = '$'): string | undefined {
-  if (depth > depthMax) return `${path}: nested deeper than ${depthMax}`;
+export function unserializablePart(value: unknown): string | undefined {
+  const problem = problemIn(value, 0);
+  return problem === undefined ? undefined : `$${problem.path}: ${problem.what}`;
+}
+
+/**
+ * The first problem under `value`, its path relative to `value`. The path is built on the way
+ * back from a problem, not on the way down: this walks every value of every commit, and a path
+ * string per value was garbage nobody read.
+ */
+function problemIn(value: unknown, depth: number): { path: string; what: string } | undefined {
+  if (depth > depthMax) return { path: '', what: `nested deeper than ${depthMax}` };
   switch (typeof value) {
     case 'undefined':
     case 'boolean':
@@ -20,36 +30,42 @@ export function unserializablePart(value: unknown, depth = 0, path = '$'): strin
       return undefined;
     case 'string':
       // msgpack writes UTF-8: a lone surrogate would come back as U+FFFD, another string.
-      return (value as string).isWellFormed() ? undefined : `${path}: a string that is not well-formed Unicode (a lone surrogate)`;
+      return (value as string).isWellFormed() ? undefined : { path: '', what: 'a string that is not well-formed Unicode (a lone surrogate)' };
     case 'function':
     case 'symbol':
-      return `${path}: a ${typeof value}`;
+      return { path: '', what: `a ${typeof value}` };
     case 'object':
       break;
   }
   if (value === null || value instanceof Date || value instanceof Uint8Array) return undefined;
   if (Array.isArray(value)) {
     for (let index = 0; index < value.length; index++) {
-      const problem = unserializablePart(value[index], depth + 1, `${path}[${index}]`);
-      if (problem !== undefined) return problem;
+      const problem = problemIn(value[index], depth + 1);
+      if (problem !== undefined) {
+        problem.path = `[${index}]${problem.path}`;
+        return problem;
+      }
     }
     return undefined;
   }
   const prototype = Object.getPrototypeOf(value) as unknown;
   if (prototype !== Object.prototype && prototype !== null) {
-    return `${path}: an instance of ${(value as object).constructor?.name ?? 'a class'} (only plain objects)`;
+    return { path: '', what: `an instance of ${(value as object).constructor?.name ?? 'a class'} (only plain objects)` };
   }
   // `for...in` with an own-key check visits what `Object.entries` would, in the same order,
-  // without an array of pairs per object (this runs on every value of every commit).
+  // without an array of pairs per object.
   const record = value as Record<string, unknown>;
   for (const key in record) {
     if (!Object.hasOwn(record, key)) continue;
     // msgpackr renames an own `__proto__` key when it decodes (a guard against prototype
     // pollution), so the value would not come back as it was written.
-    if (key === '__proto__') return `${path}: an own __proto__ key`;
-    if (!key.isWellFormed()) return `${path}: a key that is not well-formed Unicode (a lone surrogate)`;
-    const problem = unserializablePart(record[key], depth + 1, `${path}.${key}`);
-    if (problem !== undefined) return problem;
+    if (key === '__proto__') return { path: '', what: 'an own __proto__ key' };
+    if (!key.isWellFormed()) return { path: '', what: 'a key that is not well-formed Unicode (a lone surrogate)' };
+    const problem = problemIn(record[key], depth + 1);
+    if (problem !== undefined) {
+      problem.path = `.${key}${problem.path}`;
+      return problem;
+    }
   }
   return undefined;
 }

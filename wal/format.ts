@@ -74,7 +74,7 @@ export function encodeSegmentHeader(firstLsn: number): Buffer {
   segmentMagic.copy(header, 0);
   header.writeUInt32LE(formatVersion, 8);
   header.writeUInt32LE(segmentHeaderBytes, 12);
-  header.writeBigUInt64LE(BigInt(firstLsn), 16);
+  writeU64(header, firstLsn, 16);
   header.writeUInt32LE(crc32(header.subarray(0, 60)), 60);
   return header;
 }
@@ -101,7 +101,7 @@ export function decodeSegmentHeader(header: Uint8Array, segment: string): Segmen
   if (bytes.readUInt32LE(60) !== crc32(bytes.subarray(0, 60)) || bytes.readUInt32LE(12) !== segmentHeaderBytes) {
     throw txlogError('CORRUPT_LOG', `${segment}: segment header checksum mismatch`, { segment, offset: 0 });
   }
-  const firstLsn = Number(bytes.readBigUInt64LE(16));
+  const firstLsn = readU64(bytes, 16);
   if (!Number.isSafeInteger(firstLsn) || firstLsn < 1) {
     throw txlogError('CORRUPT_LOG', `${segment}: segment header names an invalid first LSN`, { segment, offset: 0 });
   }
@@ -114,6 +114,19 @@ export interface FrameFields {
   lsn: number;
 }
 
+const two32 = 2 ** 32;
+
+/** Writes a safe integer as a u64 (LE) without a BigInt (one per record was garbage). */
+function writeU64(bytes: Buffer, value: number, offset: number): void {
+  bytes.writeUInt32LE(value % two32, offset);
+  bytes.writeUInt32LE(Math.floor(value / two32), offset + 4);
+}
+
+/** Reads a u64 (LE); at or above 2^53 the result is not a safe integer, which callers refuse. */
+function readU64(bytes: Buffer, offset: number): number {
+  return bytes.readUInt32LE(offset + 4) * two32 + bytes.readUInt32LE(offset);
+}
+
 /** Builds one frame around an already packed payload. */
 export function encodeFrame(fields: FrameFields, payload: Uint8Array): Buffer {
   assert(Number.isInteger(fields.type) && fields.type >= 1 && fields.type <= 255, 'record type out of range');
@@ -124,7 +137,7 @@ export function encodeFrame(fields: FrameFields, payload: Uint8Array): Buffer {
   frame.writeUInt32LE(0, 8); // type byte and three reserved bytes
   frame.writeUInt8(fields.type, 8);
   frame.writeUInt32LE(fields.epoch, 12);
-  frame.writeBigUInt64LE(BigInt(fields.lsn), 16);
+  writeU64(frame, fields.lsn, 16);
   frame.set(payload, frameHeaderBytes);
   frame.writeUInt32LE(frameChecksum(frame), 4);
   return frame;
@@ -150,7 +163,7 @@ export function checkFrame(bytes: Uint8Array, frameBytesMax: number): FrameView 
   const frame = view.subarray(0, frameBytes);
   if (view.readUInt32LE(4) !== frameChecksum(frame)) return undefined;
   const type = view.readUInt8(8);
-  const lsn = Number(view.readBigUInt64LE(16));
+  const lsn = readU64(view, 16);
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn < 1) return undefined;
   return { frameBytes, type, epoch: view.readUInt32LE(12), lsn };
 }
@@ -162,7 +175,7 @@ export function frameFields(frame: Uint8Array): FrameView {
     frameBytes: view.readUInt32LE(0),
     type: view.readUInt8(8),
     epoch: view.readUInt32LE(12),
-    lsn: Number(view.readBigUInt64LE(16)),
+    lsn: readU64(view, 16),
   };
 }
 

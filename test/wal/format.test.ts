@@ -87,6 +87,20 @@ describe('frames', () => {
     }
   });
 
+  it('writes the LSN as a u64 LE up to 2^53 - 1 and refuses one beyond', () => {
+    for (const lsn of [1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER]) {
+      const written = encodeFrame({ type: 1, epoch: 0, lsn }, payload);
+      expect(written.readBigUInt64LE(16)).toBe(BigInt(lsn));
+      expect(checkFrame(written, frameBytesMax)?.lsn).toBe(lsn);
+      expect(frameFields(written).lsn).toBe(lsn);
+    }
+    const forged = Buffer.from(frame);
+    forged.writeBigUInt64LE(2n ** 53n, 16);
+    forged.writeUInt32LE(crc32(forged.subarray(8), crc32(forged.subarray(0, 4))), 4);
+    expect(checkFrame(forged, frameBytesMax)).toBeUndefined();
+    expect(decodeSegmentHeader(encodeSegmentHeader(Number.MAX_SAFE_INTEGER), 'x').firstLsn).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
   it('treats a frame of zeros as no frame', () => {
     expect(checkFrame(Buffer.alloc(64), frameBytesMax)).toBeUndefined();
   });
