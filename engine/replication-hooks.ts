@@ -15,6 +15,7 @@ import { recordTypes, type EpochPayload } from './records.js';
 import { journalFromWal } from './replay.js';
 import { openState, stateDirOf } from './recovery.js';
 import type { StreamSlice } from './service.js';
+import type { RequestIds } from './requests.js';
 import { State, type JournalEntry } from './state.js';
 
 /** A replicated frame as the store took it, or `refused` (then nothing was appended) and why. */
@@ -77,6 +78,12 @@ export interface ReplicationHooks {
    */
   dropUnapplied(error: TxlogError): Promise<void>;
 
+  /**
+   * `Store.execute` for args nobody else holds (a request decoded from a client's frame): they
+   * are checked and recorded as they are, without the private copy `execute` makes.
+   */
+  executeOwned(command: string, args: unknown, ids: RequestIds): Promise<unknown>;
+
   /** Backup: appends a frame received from the primary, as it is. */
   appendReplicated(frame: Buffer): ReplicatedAppend;
   /** Cuts the WAL after `lsn` (a rejoining node), rebuilding the state if it had applied any of it. */
@@ -107,6 +114,7 @@ export class StoreReplicationHooks implements ReplicationHooks {
     private readonly pipeline: CommitPipeline,
     private readonly assembler: CommitAssembler,
     private readonly options: ResolvedStoreOptions,
+    readonly executeOwned: (command: string, args: unknown, ids: RequestIds) => Promise<unknown>,
   ) {}
 
   private get wal(): Wal {

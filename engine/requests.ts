@@ -5,7 +5,7 @@
 import { txlogError } from '../wal/errors.js';
 import type { StoreLimits } from './options.js';
 import type { JournalEntry } from './state.js';
-import { isWellFormedName, requestDigestOf, snapshotChecked } from './values.js';
+import { isWellFormedName, packChecked, requestDigestOf, snapshotChecked } from './values.js';
 
 export interface RequestIds {
   /** Who sends: with `requestId`, makes the request exactly-once. Omit both for a one-off. */
@@ -27,7 +27,11 @@ export interface CheckedRequest {
   digest: () => string;
 }
 
-export function checkRequest(command: unknown, args: unknown, ids: RequestIds, limits: StoreLimits): CheckedRequest {
+/**
+ * Checks a request as it arrives. `argsOwned`: nothing but the store holds `args` (a node's
+ * request decoded from a client's frame), so they are checked and packed but not copied.
+ */
+export function checkRequest(command: unknown, args: unknown, ids: RequestIds, limits: StoreLimits, argsOwned = false): CheckedRequest {
   if (!isWellFormedName(command, limits.commandNameLengthMax)) {
     throw txlogError('BAD_REQUEST', `command must be a string of 1..${limits.commandNameLengthMax} characters of well-formed Unicode`);
   }
@@ -44,8 +48,12 @@ export function checkRequest(command: unknown, args: unknown, ids: RequestIds, l
     throw txlogError('BAD_REQUEST', 'clientId and requestId (>= 1) go together: give both or neither');
   }
   // Args are recorded as they were when the request arrived: the handler gets its own copy,
-  // so mutating it changes neither the commit record nor what replay and the backup see.
-  const snapshot = snapshotChecked(args ?? null, limits.argsBytesMax, 'the command args');
+  // so mutating it changes neither the commit record nor what replay and the backup see. Args
+  // nobody else holds are already that copy (decoded from bytes: packing them again and
+  // decoding gives the same value).
+  const snapshot = argsOwned
+    ? { value: args ?? null, packed: packChecked(args ?? null, limits.argsBytesMax, 'the command args') }
+    : snapshotChecked(args ?? null, limits.argsBytesMax, 'the command args');
   let digest: string | undefined;
   return {
     command,

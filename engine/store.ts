@@ -74,7 +74,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     this.assembler = new CommitAssembler(this.pipeline, options.platform);
     this.runner = new TransactionRunner(this.pipeline, this.assembler, options);
     this.reads = new StoreReads(this.pipeline, options.limits);
-    registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options));
+    registerReplicationHooks(this, new StoreReplicationHooks(this.pipeline, this.assembler, options, (command, args, ids) => this.run(command, args, ids, true)));
   }
 
   static async open<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
@@ -132,9 +132,14 @@ export class Store<Events extends AnyEvent = AnyEvent> {
    * outcome and runs nothing.
    */
   execute(command: string, args?: unknown, ids: RequestIds = {}): Promise<unknown> {
+    return this.run(command, args, ids, false);
+  }
+
+  /** `execute`; `argsOwned`: see `checkRequest` (a node's requests, through the replication hooks). */
+  private run(command: string, args: unknown, ids: RequestIds, argsOwned: boolean): Promise<unknown> {
     try {
       this.pipeline.checkOpen();
-      const request = checkRequest(command, args, ids, this.options.limits);
+      const request = checkRequest(command, args, ids, this.options.limits, argsOwned);
       const key = request.requestId > 0 ? requestKey(request.clientId, request.requestId) : undefined;
       if (key !== undefined) {
         const running = this.inFlight.get(key);

@@ -77,6 +77,10 @@ export interface ReplicatedStore {
   /** Called once if the store fails. */
   onFailure(listener: (failure: TxlogError) => void): void;
 
+  // ---- clients
+  /** `Store.execute` for args decoded from a client's frame, which nothing else holds: not copied again. */
+  executeOwned(command: string, args: unknown, ids: { clientId: string; requestId: number }): Promise<unknown>;
+
   // ---- sessions
   /** The client's highest request id with any trace in the store. */
   latestRequestId(clientId: string): number;
@@ -127,6 +131,7 @@ export function replicatedStoreOf(store: Store): ReplicatedStore {
     waitApplied: (lsn) => hooks.waitApplied(lsn),
     whenIdle: () => hooks.whenIdle(),
     onFailure: (listener) => void hooks.onFailure(listener),
+    executeOwned: (command, args, ids) => hooks.executeOwned(command, args, ids),
     latestRequestId: (clientId) => store.latestRequestId(clientId),
     resourceUsage: () => store.resourceUsage(),
   };

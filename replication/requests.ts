@@ -5,7 +5,8 @@
  * `requestsPerConnectionMax` in all, counting those of connections closed meanwhile (a request
  * runs to its end, and one may wait long for a new primary's epoch record). Writes and reads are served by the primary only:
  * the node decides whether it may serve (and a lone in-sync backup promotes itself there);
- * everything else here is checking the body (`protocol.ts`) and calling the public `Store` API.
+ * everything else here is checking the body (`protocol.ts`) and calling the public `Store` API
+ * (an execute through the engine port's `executeOwned`: its args came from the frame alone).
  */
 import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
@@ -154,7 +155,8 @@ export class ClientRequests {
           throw txlogError('REPLICA_UNAVAILABLE', 'no backup is in sync; the outcome is unknown, resend the same request id later');
         }
         const { command, args, requestId } = parseExecuteBody(body);
-        return this.store.execute(command, args, { clientId, requestId });
+        // The args were decoded from this request's frame: nothing else holds them.
+        return this.context.store.executeOwned(command, args, { clientId, requestId });
       }
       case 'readStream': {
         await this.node.servePrimary();

@@ -7,7 +7,8 @@
  *   and while it stays the client ends with `TIMEOUT` (outcome unknown), never a final error;
  * - a read answers `INTERNAL_ERROR`, not retryable, saying it changed nothing;
  * - the node logs each one loudly, with the stack.
- * The bug is injected by replacing one method of the primary's store, in this process.
+ * The bug is injected by replacing the store's method a node executes through (the replication
+ * hook `executeOwned`), in this process.
  *
  * And that the node counts a request until it ends, its connection closed or not: past
  * `clientConnectionsMax` × `requestsPerConnectionMax` running, a new one is refused with BUSY,
@@ -15,6 +16,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { TxlogError } from '../../wal/errors.js';
+import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import { useInProcessNodes, waitForInProcess } from '../helpers/in-process-pair.js';
 
 const nodes = useInProcessNodes('txlog-requests-');
@@ -36,7 +38,7 @@ describe('an internal error while serving a request', () => {
   it('makes a write OUTCOME_UNKNOWN: the client resends the same request id, which commits once', async () => {
     const { primary, servers } = await nodes.startPair();
     const client = await nodes.connect(servers, { clientId: 'c' });
-    const execute = vi.spyOn(primary.store, 'execute').mockImplementationOnce(() => {
+    const execute = vi.spyOn(replicationHooksOf(primary.store), 'executeOwned').mockImplementationOnce(() => {
       throw new TypeError('a bug of the node');
     });
 
@@ -52,7 +54,7 @@ describe('an internal error while serving a request', () => {
   it('never turns a write that keeps failing into a final error: the client times out, outcome unknown', async () => {
     const { primary, servers } = await nodes.startPair();
     const client = await nodes.connect(servers, { clientId: 'c', deadlineMs: 300 });
-    vi.spyOn(primary.store, 'execute').mockImplementation(() => Promise.reject(new Error('a bug of the node')));
+    vi.spyOn(replicationHooksOf(primary.store), 'executeOwned').mockImplementation(() => Promise.reject(new Error('a bug of the node')));
 
     const error = await rejection(client.append('s', [{ type: 'Added', data: 1 }]));
 
@@ -94,7 +96,7 @@ describe('requests running on a node', () => {
     const node = await nodes.start({ clientConnectionsMax: 1, requestsPerConnectionMax: 2 });
     const servers = [node.addresses[0]!];
     // Transactions that never end: each request holds its place on the node.
-    vi.spyOn(node.store, 'execute').mockImplementation(() => new Promise(() => undefined));
+    vi.spyOn(replicationHooksOf(node.store), 'executeOwned').mockImplementation(() => new Promise(() => undefined));
     const first = await nodes.connect(servers, { clientId: 'first' });
     for (let request = 1; request <= 2; request++) void first.execute('hang', {}).catch(() => undefined);
     await waitForInProcess('two requests running', () => node.status().resources['clientRequests']!.size === 2, 5000);
