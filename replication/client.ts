@@ -220,7 +220,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
         deadline: this.platform.clock.setTimeout(() => this.expire(callId), deadlineMs),
       };
       this.calls.set(callId, call);
-      void this.send(call);
+      this.send(call);
     });
   }
 
@@ -231,14 +231,22 @@ export class Client<Events extends AnyEvent = AnyEvent> {
     call.reject(timeoutError(call));
   }
 
-  /** Sends a call; `again` resends it on a connection that already carried it (a retry). */
-  private async send(call: Call, again = false): Promise<void> {
-    let connection: Connection;
-    try {
-      connection = await this.connectionNow();
-    } catch {
-      return; // connectionNow retries until every call has expired or the client closed.
+  /**
+   * Sends a call; `again` resends it on a connection that already carried it (a retry). On an
+   * open connection it leaves in this turn, with no promise in between (one per call was most
+   * of what a client spent besides encoding).
+   */
+  private send(call: Call, again = false): void {
+    const open = this.connection;
+    if (open !== undefined && !open.closed) {
+      this.sendOn(open, call, again);
+      return;
     }
+    // connectionNow retries until every call has expired or the client closed.
+    this.connectionNow().then((connection) => this.sendOn(connection, call, again), () => undefined);
+  }
+
+  private sendOn(connection: Connection, call: Call, again: boolean): void {
     if (!this.calls.has(call.callId)) return;
     // A new connection resends every open call itself (adopt); do not send this one twice.
     if (!again && call.sentOn === connection) return;
@@ -346,7 +354,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
     }
     // REPLICA_UNAVAILABLE, BUSY: the same request again a little later, until the deadline.
     this.platform.clock.setTimeout(() => {
-      if (this.calls.has(call.callId)) void this.send(call, true);
+      if (this.calls.has(call.callId)) this.send(call, true);
     }, clientBusyRetryDelayMs);
   }
 
