@@ -17,7 +17,10 @@ import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPaylo
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf, type SessionTableDump } from './session-table.js';
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
+import { checkDataFile, currentBootId, fsyncFile } from './state-files.js';
 import { StreamHeads } from './stream-heads.js';
+import { StreamIndex } from './stream-index.js';
+export { currentBootId };
 export { headsCachedMax } from './stream-heads.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 
@@ -43,15 +46,18 @@ const metaKeys = {
    * window no longer answered, which a larger one would answer.
    */
   requestWindow: 'requestWindow',
+  /** Every event below this position is in the stream index's table (`stream-index.ts`). */
+  indexedPosition: 'indexedPosition',
 } as const;
 
 /**
- * Layout 3: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
+ * Layout 4: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
  * survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
- * the stream index (no `streams` table). A state of another layout is rebuilt from the WAL
+ * the stream index (no `streams` table), whose entries are written in bulk (`stream-index.ts`:
+ * layout 3 wrote each with its event). A state of another layout is rebuilt from the WAL
  * (which holds every record since LSN 1: it is never trimmed).
  */
-export const stateLayout = 3;
+export const stateLayout = 4;
 
 export class State {
   private readonly root: RootDatabase;
@@ -59,8 +65,8 @@ export class State {
   private readonly dataPath: string;
   /** position → event */
   private readonly events: Database<Buffer, number>;
-  /** [stream, version] → position */
-  private readonly streamIndex: Database<number, [string, number]>;
+  /** [stream, version] → position, with the entries waiting to be written (`stream-index.ts`) */
+  private readonly streamIndex: StreamIndex;
   /** Sessions, kept outcomes and journaled calls (see `session-table.ts`). */
   readonly sessionTable: SessionTable;
 
@@ -77,13 +83,23 @@ export class State {
     this.dataPath = path.join(dir, 'data.mdb');
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
-    this.streamIndex = root.openDB({ name: 'stream-index' });
-    this.heads = new StreamHeads(this.streamIndex, (position) => this.eventAt(position).stream);
+    const streamIndexTable: Database<number, [string, number]> = root.openDB({ name: 'stream-index' });
+    this.streamIndex = new StreamIndex(streamIndexTable);
+    this.heads = new StreamHeads(streamIndexTable, this.streamIndex, (position) => this.eventAt(position).stream);
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
     // A state of another layout is only opened to be found so and rebuilt (`layoutMismatch`):
-    // its sessions are not in the form this version decodes.
-    this.sessionTable = new SessionTable(root, this.appliedLsnValue === 0 || this.storedLayout() === stateLayout);
+    // its sessions are not in the form this version decodes, nor its index what this one expects.
+    const ownLayout = this.appliedLsnValue === 0 || this.storedLayout() === stateLayout;
+    this.sessionTable = new SessionTable(root, ownLayout);
     this.nextPositionValue = this.number(metaKeys.nextPosition);
+    // The index entries that were waiting when the state was last written: read back from the
+    // events (at most `flushEntries` and one commit's).
+    if (ownLayout) {
+      for (const { key, value } of this.events.getRange({ start: this.number(metaKeys.indexedPosition) })) {
+        const event = decodeStoredEvent(key, value);
+        this.streamIndex.add(event.stream, event.version, key);
+      }
+    }
     this.epochValue = this.number(metaKeys.epoch);
     const epochs = this.meta.get(metaKeys.epochs);
     this.epochsValue = Array.isArray(epochs) ? epochs : [];
@@ -202,6 +218,11 @@ export class State {
     return this.epochValue;
   }
 
+  /** Stream index entries waiting in memory (see `stream-index.ts`). */
+  get streamIndexWaiting(): number {
+    return this.streamIndex.waitingEntries;
+  }
+
   /** Stream heads cached in memory (at most `headsCachedMax`). */
   get cachedHeads(): number {
     return this.heads.cachedCount;
@@ -221,7 +242,7 @@ export class State {
     const events: RecordedEvent[] = [];
     if (version < 0 || fromVersion > version || maxCount <= 0) return { version, events };
     const last = Math.min(version, fromVersion + maxCount - 1);
-    for (const { value: position } of this.streamIndex.getRange({ start: [stream, fromVersion], end: [stream, last + 1] })) {
+    for (const position of this.streamIndex.positions(stream, fromVersion, last)) {
       // ordered-binary writes names of 64 characters or more raw, so another name's keys can
       // sort inside this range (see `stream-heads.ts`); the event names its own stream.
       const event = this.eventAt(position);
@@ -237,7 +258,7 @@ export class State {
 
   /** The global position of a stream's event (undefined: no such version). */
   positionOf(stream: string, version: number): number | undefined {
-    return this.streamIndex.get([stream, version]);
+    return this.streamIndex.positionOf(stream, version);
   }
 
   readAll(fromPosition: number, maxCount: number): RecordedEvent[] {
@@ -306,13 +327,15 @@ export class State {
       let version = write.firstVersion;
       for (const event of write.events) {
         assert(this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event), appendOptions), `event position ${position} not above the last`);
-        this.streamIndex.putSync([write.stream, version], position);
+        this.streamIndex.add(write.stream, version, position);
         position += 1;
         version += 1;
       }
       this.heads.written(write.stream, version - 1);
     }
     if (commit.events.length > 0) this.nextPositionValue = position;
+    // Checked per commit, so where the index is flushed depends on the records alone.
+    if (this.streamIndex.flushIfDue()) this.meta.putSync(metaKeys.indexedPosition, this.nextPositionValue);
     if (commit.clientId !== '' && commit.requestId > 0) this.sessionTable.recordOutcome(lsn, commit, limits);
   }
 
@@ -338,51 +361,5 @@ export class State {
     this.root.transactionSync(() => this.meta.putSync(metaKeys.cleanClose, 1));
     await this.root.close();
     fsyncFile(this.dataPath);
-  }
-}
-
-function fsyncFile(filePath: string): void {
-  const fd = fs.openSync(filePath, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** The kernel's id for this boot (Linux), or undefined where there is none. */
-export function currentBootId(): string | undefined {
-  try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-/** LMDB's magic number, in the meta page at the start of its data file. */
-const lmdbMagic = 0xbeefc0de;
-
-/**
- * Refuses a data file that does not start with an LMDB meta page (zeroed, truncated, garbage):
- * the native library crashes the process on such a file instead of returning an error, so the
- * store could not rebuild it. This does not catch damage deeper in the file.
- */
-function checkDataFile(dir: string): void {
-  const dataPath = path.join(dir, 'data.mdb');
-  let fd: number;
-  try {
-    fd = fs.openSync(dataPath, 'r');
-  } catch {
-    return; // no data file yet: LMDB creates it
-  }
-  try {
-    const head = Buffer.alloc(32);
-    const read = fs.readSync(fd, head, 0, head.length, 0);
-    if (read === 0) return;
-    // The meta page header is 16 bytes in classic LMDB and 24 in the version lmdb-js 3 bundles.
-    const magicFound = read === head.length && (head.readUInt32LE(16) === lmdbMagic || head.readUInt32LE(24) === lmdbMagic);
-    if (!magicFound) throw new Error(`${dataPath} does not start with an LMDB meta page`);
-  } finally {
-    fs.closeSync(fd);
   }
 }

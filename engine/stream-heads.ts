@@ -1,9 +1,11 @@
 /**
- * Stream heads (layout 3): a stream's last version is the last key `[stream, *]` of the stream
- * index, read on a miss of the bounded in-memory cache, so a commit writes no `streams` table.
- * The commit path checks every expected version against these heads (see `commit-assembler.ts`).
+ * Stream heads (layout 3 on): a stream's last version is its newest entry waiting to be indexed
+ * (`stream-index.ts`), else the last key `[stream, *]` of the stream index's table, read on a
+ * miss of the bounded in-memory cache, so a commit writes no `streams` table. The commit path
+ * checks every expected version against these heads (see `commit-assembler.ts`).
  */
 import type { Database } from 'lmdb';
+import type { StreamIndex } from './stream-index.js';
 
 /** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
 export const headsCachedMax = 65_536;
@@ -13,11 +15,12 @@ export class StreamHeads {
   private readonly cached = new Map<string, number>();
 
   /**
-   * `streamIndex` is the state's [stream, version] → position; `streamAt(position)` names the
-   * stream of the event there.
+   * `streamIndex` is the table of the state's [stream, version] → position, `index` the same
+   * with its entries still waiting; `streamAt(position)` names the stream of the event there.
    */
   constructor(
     private readonly streamIndex: Database<number, [string, number]>,
+    private readonly index: StreamIndex,
     private readonly streamAt: (position: number) => string,
   ) {}
 
@@ -30,7 +33,7 @@ export class StreamHeads {
   versionOf(stream: string): number {
     const cached = this.cached.get(stream);
     if (cached !== undefined) return cached;
-    const version = this.lastVersionInIndex(stream);
+    const version = this.index.waitingHead(stream) ?? this.lastVersionInIndex(stream);
     if (version >= 0) this.written(stream, version);
     return version;
   }
@@ -80,9 +83,22 @@ export class StreamHeads {
    * event found (a key's name may not decode as written: see `lastVersionInIndex`), and the next
    * seek starts just past that stream's last key. (A long name extended by U+0000 and a byte
    * below the version bytes has keys inside another stream's: such a stream is not listed, since
-   * the seek past the other's last key skips it; `readStream` of either reads only its own.)
+   * the seek past the other's last key skips it, unless it has entries waiting; `readStream` of
+   * either reads only its own.)
    */
   withPrefix(prefix: string, max: number): Array<[string, number]> {
+    const found = this.tableStreamsWithPrefix(prefix, max);
+    // Streams whose entries all wait are not in the table yet: merged in name order (UTF-8
+    // bytes, the table's order), then cut to `max` again.
+    const listed = new Set(found.map(([stream]) => stream));
+    const waiting = this.index.waitingStreamsWithPrefix(prefix).filter((stream) => !listed.has(stream));
+    if (waiting.length === 0) return found;
+    for (const stream of waiting) found.push([stream, this.versionOf(stream)]);
+    found.sort(([left], [right]) => Buffer.compare(Buffer.from(left), Buffer.from(right)));
+    return found.slice(0, max);
+  }
+
+  private tableStreamsWithPrefix(prefix: string, max: number): Array<[string, number]> {
     const found: Array<[string, number]> = [];
     let after: [string, number] | undefined;
     while (found.length < max) {

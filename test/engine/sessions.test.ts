@@ -241,7 +241,7 @@ describe('session window', () => {
     await root.close();
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 3; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 4; rebuilding it from the WAL/);
       await check();
     } finally {
       await store.close();
@@ -252,7 +252,7 @@ describe('session window', () => {
     await rewriteAsLayout2(stateDirOf(dir), 8);
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 3; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 4; rebuilding it from the WAL/);
       await check();
       expect(store.dumpState().streams).toEqual([['s', 9]]);
     } finally {
@@ -261,7 +261,7 @@ describe('session window', () => {
   });
 });
 
-/** Rewrites a state of layout 3 as layout 2 kept it (`engine/state.ts` of that version). */
+/** Rewrites a state of layout 4 as layout 2 kept it (`engine/state.ts` of that version). */
 async function rewriteAsLayout2(stateDir: string, requestWindow: number): Promise<void> {
   const root = open({ path: stateDir, maxDbs: 16 });
   const sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
