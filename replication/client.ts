@@ -233,8 +233,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
 
   /**
    * Sends a call; `again` resends it on a connection that already carried it (a retry). On an
-   * open connection it leaves in this turn, with no promise in between (one per call was most
-   * of what a client spent besides encoding).
+   * open connection it leaves in this turn, with no async function and await per call.
    */
   private send(call: Call, again = false): void {
     const open = this.connection;
