@@ -2,6 +2,7 @@
  * Store options, each documented once with default, unit and trade-off, merged with the
  * defaults here and nowhere else.
  */
+import { flushEntriesDefault } from './stream-index.js';
 import { txlogError } from '../wal/errors.js';
 import type { FsyncPolicy } from '../wal/options.js';
 import { nodePlatform, type Platform } from '../wal/platform.js';
@@ -85,6 +86,12 @@ export interface StoreOptions<Events extends AnyEvent = AnyEvent> extends Partia
   syncOnWorkerThread?: boolean;
   /** LMDB map size: the most state the store can hold. @default 64 GiB (sparse) */
   stateMapBytes?: number;
+  /**
+   * Stream index entries kept in memory before they are written to LMDB together (see
+   * `stream-index.ts`): more saves page writes and costs memory and the time an open takes to
+   * read them back. Keep it the same on both nodes of a pair. @default 4096
+   */
+  streamIndexFlushEntries?: number;
   platform?: Platform;
   /**
    * Where the store reports commit latencies by phase, batch sizes, counts and errors: a sink
@@ -129,6 +136,7 @@ export interface ResolvedStoreOptions {
   recordBytesMax: number | undefined;
   syncOnWorkerThread: boolean | undefined;
   stateMapBytes: number;
+  streamIndexFlushEntries: number;
   platform: Platform;
   metrics: StoreMetrics;
   log: (message: string) => void;
@@ -160,6 +168,7 @@ export function resolveStoreOptions(options: StoreOptions): ResolvedStoreOptions
     recordBytesMax: options.recordBytesMax,
     syncOnWorkerThread: options.syncOnWorkerThread,
     stateMapBytes: options.stateMapBytes ?? 64 * 1024 ** 3,
+    streamIndexFlushEntries: options.streamIndexFlushEntries === undefined ? flushEntriesDefault : positiveInteger('streamIndexFlushEntries', options.streamIndexFlushEntries),
     platform: options.platform ?? nodePlatform,
     metrics: options.metrics ?? nullMetrics,
     log: options.log ?? ((message) => process.stderr.write(`txlog: ${message}\n`)),

@@ -42,11 +42,11 @@ export async function openState(options: ResolvedStoreOptions, wal: Wal): Promis
   const stateDir = stateDirOf(options);
   let state: State;
   try {
-    state = State.open(stateDir, options.stateMapBytes);
+    state = State.open(stateDir, options.stateMapBytes, options.streamIndexFlushEntries);
   } catch (error) {
     options.log(`state in ${stateDir} cannot be opened (${String(error)}); rebuilding it from the WAL`);
     State.destroy(stateDir);
-    state = State.open(stateDir, options.stateMapBytes);
+    state = State.open(stateDir, options.stateMapBytes, options.streamIndexFlushEntries);
   }
   const bootId = currentBootId();
   const reason =
@@ -59,7 +59,7 @@ export async function openState(options: ResolvedStoreOptions, wal: Wal): Promis
     options.log(`${reason}; rebuilding it from the WAL`);
     await state.close();
     State.destroy(stateDir);
-    state = State.open(stateDir, options.stateMapBytes);
+    state = State.open(stateDir, options.stateMapBytes, options.streamIndexFlushEntries);
   }
   state.markOpen(bootId, options.sessions);
   if (state.appliedLsn + 1 < wal.firstLsn) {

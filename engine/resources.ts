@@ -16,7 +16,6 @@ import type { CommitPipeline } from './commit-pipeline.js';
 import type { ResolvedStoreOptions } from './options.js';
 import type { ReplicationHooks } from './replication-hooks.js';
 import { headsCachedMax } from './state.js';
-import { flushEntries } from './stream-index.js';
 import type { TransactionRunner } from './transaction-runner.js';
 
 /** One structure: how many entries it holds now, and the most it may hold (`null`: no limit of its own). */
@@ -70,8 +69,8 @@ export function storeResourceUsage(parts: StoreResourceParts): ResourceUsage {
     journaledCallsUnapplied: { size: held.calls, limit: pendingMax },
     streamHeadsUnapplied: { size: held.heads, limit: pendingMax * limits.eventsPerTransactionMax },
     streamHeadsCached: { size: state.cachedHeads, limit: headsCachedMax },
-    // Fewer than `flushEntries` between commits: the commit that reaches it writes them all.
-    streamIndexWaiting: { size: state.streamIndexWaiting, limit: flushEntries - 1 },
+    // Fewer than `streamIndexFlushEntries` between commits: the commit that reaches it writes them all.
+    streamIndexWaiting: { size: state.streamIndexWaiting, limit: options.streamIndexFlushEntries - 1 },
     clientSessions: { size: state.sessionTable.liveCount, limit: sessions.clientsMax },
     clientsWithJournal: { size: state.sessionTable.journalClients, limit: null },
     epochsBegun: { size: parts.hooks.epochsBegun, limit: 1 },

@@ -19,7 +19,7 @@ import { SessionTable, entriesOf, type SessionTableDump } from './session-table.
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
 import { checkDataFile, currentBootId, fsyncFile } from './state-files.js';
 import { StreamHeads } from './stream-heads.js';
-import { StreamIndex } from './stream-index.js';
+import { StreamIndex, flushEntriesDefault } from './stream-index.js';
 export { currentBootId };
 export { headsCachedMax } from './stream-heads.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
@@ -78,13 +78,13 @@ export class State {
   private nextPositionValue: number;
   private epochValue: number;
 
-  private constructor(root: RootDatabase, dir: string) {
+  private constructor(root: RootDatabase, dir: string, indexFlushEntries: number) {
     this.root = root;
     this.dataPath = path.join(dir, 'data.mdb');
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
     const streamIndexTable: Database<number, [string, number]> = root.openDB({ name: 'stream-index' });
-    this.streamIndex = new StreamIndex(streamIndexTable);
+    this.streamIndex = new StreamIndex(streamIndexTable, indexFlushEntries);
     this.heads = new StreamHeads(streamIndexTable, this.streamIndex, (position) => this.eventAt(position).stream);
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
     // A state of another layout is only opened to be found so and rebuilt (`layoutMismatch`):
@@ -93,11 +93,17 @@ export class State {
     this.sessionTable = new SessionTable(root, ownLayout);
     this.nextPositionValue = this.number(metaKeys.nextPosition);
     // The index entries that were waiting when the state was last written: read back from the
-    // events (at most `flushEntries` and one commit's).
+    // events (fewer than `indexFlushEntries` when it was written with the same).
     if (ownLayout) {
       for (const { key, value } of this.events.getRange({ start: this.number(metaKeys.indexedPosition) })) {
         const event = decodeStoredEvent(key, value);
         this.streamIndex.add(event.stream, event.version, key);
+      }
+      // Written with a larger `streamIndexFlushEntries`: as many wait as that allowed; flushed now.
+      if (this.streamIndex.waitingEntries >= indexFlushEntries) {
+        root.transactionSync(() => {
+          if (this.streamIndex.flushIfDue()) this.meta.putSync(metaKeys.indexedPosition, this.nextPositionValue);
+        });
       }
     }
     this.epochValue = this.number(metaKeys.epoch);
@@ -105,11 +111,12 @@ export class State {
     this.epochsValue = Array.isArray(epochs) ? epochs : [];
   }
 
-  static open(dir: string, mapBytes: number): State {
+  /** `indexFlushEntries`: see the store option `streamIndexFlushEntries`. */
+  static open(dir: string, mapBytes: number, indexFlushEntries = flushEntriesDefault): State {
     fs.mkdirSync(dir, { recursive: true });
     checkDataFile(dir);
     const root = open({ path: dir, maxDbs: 16, mapSize: mapBytes, noSync: true, compression: false });
-    return new State(root, dir);
+    return new State(root, dir, indexFlushEntries);
   }
 
   /**

@@ -3,7 +3,8 @@
  * apply writes each event at the right edge of `events`, but its index entry lands on the tail
  * page of its stream's keys: a page per stream written, most of the pages an apply of many
  * streams dirties (see ARCHITECTURE.md, "On-disk format"). So entries wait in memory until
- * `flushEntries` have gathered and then go to the table together, in the apply transaction of
+ * `flushEntries` (4,096 unless the store's options say otherwise) have gathered and then go to
+ * the table together, in the apply transaction of
  * the commit that reached the count, a stream's entries sharing its page; the state records,
  * in the same transaction, the position below which every event is in the table. On open, the
  * entries that were waiting are read back from the events at and above that position, which
@@ -13,8 +14,8 @@
 import type { Database } from 'lmdb';
 import { assert } from '../wal/assert.js';
 
-/** Entries kept in memory before they are written (at most this many, plus one commit's). */
-export const flushEntries = 4096;
+/** Entries kept in memory before they are written (the `streamIndexFlushEntries` store option's default). */
+export const flushEntriesDefault = 4096;
 
 interface Waiting {
   /** Version of `positions[0]`: a stream's waiting versions are dense, the newest it has. */
@@ -26,7 +27,11 @@ export class StreamIndex {
   private readonly waiting = new Map<string, Waiting>();
   private waitingCount = 0;
 
-  constructor(private readonly table: Database<number, [string, number]>) {}
+  constructor(
+    private readonly table: Database<number, [string, number]>,
+    /** Entries that make a flush (fewer wait between commits). */
+    readonly flushEntries: number = flushEntriesDefault,
+  ) {}
 
   /** Entries not yet in the table. */
   get waitingEntries(): number {
@@ -50,7 +55,7 @@ export class StreamIndex {
    * write transaction); returns whether it did.
    */
   flushIfDue(): boolean {
-    if (this.waitingCount < flushEntries) return false;
+    if (this.waitingCount < this.flushEntries) return false;
     for (const [stream, waiting] of this.waiting) {
       for (let index = 0; index < waiting.positions.length; index++) {
         this.table.putSync([stream, waiting.firstVersion + index], waiting.positions[index]!);

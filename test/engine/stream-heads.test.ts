@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { State } from '../../engine/state.js';
-import { flushEntries } from '../../engine/stream-index.js';
+import { flushEntriesDefault } from '../../engine/stream-index.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp.js';
 
@@ -29,7 +29,7 @@ const heads: Array<[string, number]> = [
 
 /** Events enough to make the stream index write what waits to its table (`stream-index.ts`), on a stream of its own. */
 async function flushTheIndex(store: Awaited<ReturnType<typeof openQuietStore>>['store']): Promise<void> {
-  for (let round = 0; round * 1000 < flushEntries; round++) {
+  for (let round = 0; round * 1000 < flushEntriesDefault; round++) {
     await store.append(filler, Array.from({ length: 1000 }, () => ({ type: 'Filler' })));
   }
   await store.readStream(filler, { maxCount: 0 }); // a read applies what was released

@@ -169,3 +169,34 @@ export function bugBehind(error: unknown): string | undefined {
   }
   return undefined;
 }
+
+/**
+ * Every stream's versions are dense from 0 in position order (no version twice, none missing),
+ * and `readStream` returns exactly those events: what the stream index holds (in its table or
+ * waiting in memory) agrees with the events (invariant `stream-index`).
+ */
+export async function checkStreams(
+  readAll: (fromPosition: number) => Promise<RecordedEvent[]>,
+  readStream: (stream: string) => Promise<{ version: number; events: RecordedEvent[] }>,
+  fail: (invariant: string, message: string) => never,
+): Promise<void> {
+  const byStream = new Map<string, number[]>();
+  for (let from = 0; ; ) {
+    const page = await readAll(from);
+    if (page.length === 0) break;
+    for (const event of page) {
+      const positions = byStream.get(event.stream) ?? [];
+      if (event.version !== positions.length) fail('stream-index', `${event.stream} has version ${event.version} at position ${event.position}, after ${positions.length} events`);
+      positions.push(event.position);
+      byStream.set(event.stream, positions);
+    }
+    from = page[page.length - 1]!.position + 1;
+  }
+  for (const [stream, positions] of byStream) {
+    const slice = await readStream(stream);
+    const read = slice.events.map((event) => event.position);
+    if (slice.version !== positions.length - 1 || JSON.stringify(read) !== JSON.stringify(positions)) {
+      fail('stream-index', `${stream}: readStream gives version ${slice.version} and positions ${JSON.stringify(read)}, the log ${JSON.stringify(positions)}`);
+    }
+  }
+}

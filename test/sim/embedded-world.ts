@@ -22,7 +22,7 @@ import { openStore, type Store } from '../../engine/index.js';
 import { TxlogError } from '../../wal/errors.js';
 import type { Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
-import { Gateway, InvariantViolation, bugBehind, accountCount, closeLmdbUnder, simulationTempRoot, checkTagCounts, deferred, depositArgs, sleep, splitTag, tagCounts } from './bank.js';
+import { Gateway, InvariantViolation, bugBehind, accountCount, closeLmdbUnder, simulationTempRoot, checkStreams, checkTagCounts, deferred, depositArgs, sleep, splitTag, tagCounts } from './bank.js';
 import { SimDisk, type DiskFaults } from './disk.js';
 import { ResourceChecks, awaitDrained, type ResourceSample } from './resource-checks.js';
 import { Scheduler, type ProcessClock } from './scheduler.js';
@@ -193,6 +193,8 @@ class EmbeddedWorld {
         preallocate: this.preallocate,
         syncOnWorkerThread: this.syncOnWorkerThread,
         stateMapBytes: 64 * 1024 * 1024,
+        // Small, so that seeds write the stream index's table (and crash around its flushes).
+        streamIndexFlushEntries: 8,
         platform: { fileSystem: this.disk.fileSystemFor(clock, stateRoot), clock, random },
         log: (message) => this.scheduler.note(`[store ${number}] ${message}`),
       });
@@ -349,6 +351,11 @@ class EmbeddedWorld {
   private async checkInvariants(store: Store): Promise<void> {
     const counts = await tagCounts((fromPosition) => store.readAll({ fromPosition, maxCount: 4096 }));
     checkTagCounts(counts, this.acknowledged, this.observedTags, (invariant, message) => this.fail(invariant, message));
+    await checkStreams(
+      (fromPosition) => store.readAll({ fromPosition, maxCount: 4096 }),
+      (stream) => store.readStream(stream, { maxCount: 4096 }),
+      (invariant, message) => this.fail(invariant, message),
+    );
   }
 
   private async finalCheck(): Promise<void> {

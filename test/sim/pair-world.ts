@@ -22,7 +22,7 @@ import { replicationHooksOf } from '../../engine/replication-hooks.js';
 import { startNode, type TxlogNode } from '../../replication/node.js';
 import type { Platform, Random } from '../../wal/platform.js';
 import { seededRandom, type SeededRandom } from '../helpers/random.js';
-import { Gateway, InvariantViolation, bugBehind, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, tagCounts } from './bank.js';
+import { Gateway, InvariantViolation, bugBehind, checkStreams, checkTagCounts, closeLmdbUnder, simulationTempRoot, deferred, tagCounts } from './bank.js';
 import { SimDisk, noDiskFaults } from './disk.js';
 import type { SeedSummary } from './embedded-world.js';
 import { SimNetwork, type SimProcess } from './network.js';
@@ -185,6 +185,8 @@ class PairWorld {
         segmentBytes: 64 * 1024,
         preallocate: false,
         stateMapBytes: 64 * 1024 * 1024,
+        // Small, so that seeds write the stream index's table (and crash around its flushes).
+        streamIndexFlushEntries: 8,
         heartbeatIntervalMs,
         heartbeatTimeoutMs,
         replicaTimeoutMs: 300,
@@ -376,6 +378,9 @@ class PairWorld {
       fail('logs-differ', `the two logs differ (${framesA.length} and ${framesB.length} records)`);
     }
     if (JSON.stringify(a.store.dumpState()) !== JSON.stringify(b.store.dumpState())) fail('states-differ', 'the two states differ');
+    for (const node of [a, b]) {
+      await checkStreams((fromPosition) => node.store.readAll({ fromPosition, maxCount: 4096 }), (stream) => node.store.readStream(stream, { maxCount: 4096 }), fail);
+    }
     for (const node of [a, b]) {
       const status = node.status();
       if (status.determinismViolations !== 0) fail('determinism', `${status.nodeId} counted ${status.determinismViolations} violations: ${JSON.stringify(status.lastViolation)}`);
