@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { txlogError } from '../wal/errors.js';
+import { fsyncPath } from './state-files.js';
 
 export const manifestFileName = 'manifest.json';
 export const incompleteMarkerName = 'backup-incomplete';
@@ -58,7 +59,7 @@ export function refuseIncompleteBackup(dir: string): void {
 
 export function writeIncompleteMarker(dir: string): void {
   writeFileDurably(path.join(dir, incompleteMarkerName), 'a backup is being written here; it is complete only once manifest.json exists\n');
-  syncDirectory(dir);
+  fsyncPath(dir);
 }
 
 /** Writes the manifest under a temporary name, then renames it into place: the backup's commit point. */
@@ -67,9 +68,9 @@ export function writeManifest(dir: string, manifest: BackupManifest): void {
   const temporaryPath = `${finalPath}.tmp`;
   writeFileDurably(temporaryPath, `${JSON.stringify(manifest, null, 2)}\n`);
   fs.renameSync(temporaryPath, finalPath);
-  syncDirectory(dir);
+  fsyncPath(dir);
   fs.rmSync(path.join(dir, incompleteMarkerName), { force: true });
-  syncDirectory(dir);
+  fsyncPath(dir);
 }
 
 export async function checksumFiles(dir: string, relativePaths: readonly string[]): Promise<BackupFile[]> {
@@ -163,11 +164,3 @@ function writeFileDurably(filePath: string, text: string): void {
   }
 }
 
-export function syncDirectory(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}

@@ -23,7 +23,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { formatVersion } from '../wal/format.js';
-import { checksumFiles, writeIncompleteMarker, writeManifest, syncDirectory, type BackupManifest } from './backup-manifest.js';
+import { checksumFiles, writeIncompleteMarker, writeManifest, type BackupManifest } from './backup-manifest.js';
+import { fsyncPath } from './state-files.js';
 import { copyWal } from './backup-wal.js';
 import { State } from './state.js';
 
@@ -85,8 +86,8 @@ export async function backupStoreDirectory(storeDir: string, outDir: string, opt
       createdAt: new Date().toISOString(),
       files: await checksumFiles(outDir, files),
     };
-    syncDirectory(path.join(outDir, 'wal'));
-    if (stateLsn !== null) syncDirectory(stateDir);
+    fsyncPath(path.join(outDir, 'wal'));
+    if (stateLsn !== null) fsyncPath(stateDir);
     writeManifest(outDir, manifest);
     return manifest;
   } catch (error) {
@@ -120,7 +121,7 @@ function prepareTarget(outDir: string): boolean {
     return false;
   }
   fs.mkdirSync(outDir, { recursive: true });
-  syncDirectory(path.dirname(path.resolve(outDir)));
+  fsyncPath(path.dirname(path.resolve(outDir)));
   return true;
 }
 

@@ -39,6 +39,9 @@ import {
   type StoredReply,
 } from './stored-reply.js';
 
+/** A recent reply's key starts with its LSN, which only grows: put at the B-tree's right edge. */
+const appendOptions = { append: true } as const;
+
 /** Tables of recent replies: one being written, the rest waiting to be swept in turn. */
 export const generations = 4;
 
@@ -80,7 +83,7 @@ export class ReplyTable {
 
   /** Appends a commit's reply (inside the state's apply transaction). */
   put(stored: StoredReply): void {
-    assert(this.recent[this.current]!.putSync(recentKeyOf(stored), encodeReplyValue(stored), { append: true }), `reply at LSN ${stored.lsn} not above the last`);
+    assert(this.recent[this.current]!.putSync(recentKeyOf(stored), encodeReplyValue(stored), appendOptions), `reply at LSN ${stored.lsn} not above the last`);
     this.firstLsns[this.current] ??= stored.lsn;
     this.currentCount += 1;
   }

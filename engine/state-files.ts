@@ -1,12 +1,14 @@
 /**
- * The state's files outside LMDB's API: fsyncing the data file, the kernel's boot id, and the
- * check that a data file starts with an LMDB meta page (the native library crashes on one that
- * does not).
+ * The files around the LMDB state, outside LMDB's API (and outside the WAL's `FileSystem` seam,
+ * as LMDB itself is): fsyncing a file or a directory (the state's data file, a backup's
+ * directories), the kernel's boot id, and the check that a data file starts with an LMDB meta
+ * page (the native library crashes on one that does not).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-export function fsyncFile(filePath: string): void {
+/** fsyncs a file, or a directory (its entries: names created, renamed or removed in it). */
+export function fsyncPath(filePath: string): void {
   const fd = fs.openSync(filePath, 'r');
   try {
     fs.fsyncSync(fd);

@@ -17,7 +17,7 @@ import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPaylo
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf, type SessionTableDump } from './session-table.js';
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
-import { checkDataFile, currentBootId, fsyncFile } from './state-files.js';
+import { checkDataFile, currentBootId, fsyncPath } from './state-files.js';
 import { StreamHeads } from './stream-heads.js';
 import { StreamIndex, flushEntriesDefault } from './stream-index.js';
 export { currentBootId };
@@ -154,7 +154,7 @@ export class State {
       this.meta.putSync(metaKeys.layout, stateLayout);
       this.meta.putSync(metaKeys.requestWindow, limits.requestWindow);
     });
-    fsyncFile(this.dataPath);
+    fsyncPath(this.dataPath);
   }
 
   /**
@@ -367,6 +367,6 @@ export class State {
   async close(): Promise<void> {
     this.root.transactionSync(() => this.meta.putSync(metaKeys.cleanClose, 1));
     await this.root.close();
-    fsyncFile(this.dataPath);
+    fsyncPath(this.dataPath);
   }
 }

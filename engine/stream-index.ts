@@ -29,8 +29,8 @@ export class StreamIndex {
 
   constructor(
     private readonly table: Database<number, [string, number]>,
-    /** Entries that make a flush (fewer wait between commits). */
-    readonly flushEntries: number = flushEntriesDefault,
+    /** Entries that make a flush (fewer wait between commits): the `streamIndexFlushEntries` option. */
+    readonly flushEntries: number,
   ) {}
 
   /** Entries not yet in the table. */
