@@ -112,6 +112,8 @@ export interface BenchOptions {
   backupCpus: string | undefined;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
   primaryNodeArgs: string[] | undefined;
+  /** Node arguments for the replicated backup, likewise. */
+  backupNodeArgs: string[] | undefined;
   /** txlog with Prometheus metrics on (a sink for the embedded store, `--metrics-listen` for the pair). */
   metrics: boolean;
   /** The replicated pair is measured once per mode listed, in this order (`--tls off,psk`). */

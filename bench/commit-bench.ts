@@ -154,7 +154,7 @@ function addReplicatedSteps(steps: Step[], options: BenchOptions, run: { root: s
     steps.push({
       label: `txlog replicated, fsync ${run.fsync}, TLS ${run.tls}, ${concurrency} in flight`,
       run: async () => {
-        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, metrics: options.metrics, tls: run.tls });
+        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, backupNodeArgs: options.backupNodeArgs, metrics: options.metrics, tls: run.tls });
         try {
           await run.measure({ ...txlogBase('replicated', run.fsync, concurrency, run.tls), tls: run.tls }, pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
         } finally {

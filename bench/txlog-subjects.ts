@@ -92,6 +92,8 @@ const benchSecret = 'txlog-bench-secret';
 export interface ReplicatedOptions {
   /** Arguments for the primary's node itself (e.g. `--cpu-prof`). @default none */
   primaryNodeArgs?: string[] | undefined;
+  /** Arguments for the backup's node itself. @default none */
+  backupNodeArgs?: string[] | undefined;
   /** `--metrics-listen` on both nodes. @default false */
   metrics?: boolean;
   /** @default 'off' */
@@ -125,6 +127,7 @@ export async function startReplicated(
     backup = await spawnNode({
       args: ['--dir', path.join(dir, 'backup'), '--listen', '127.0.0.1:0', '--peer', primary.addresses[0]!, '--role', 'backup', '--node-id', 'B', ...common],
       env,
+      ...(options.backupNodeArgs === undefined ? {} : { nodeArgs: options.backupNodeArgs }),
       ...(placement.backupCpus === undefined ? {} : { cpus: placement.backupCpus }),
     });
   } catch (error) {

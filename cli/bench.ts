@@ -17,7 +17,7 @@ import { progressWanted } from './progress.js';
 export const benchHelp = `Usage: txlog bench [--quick] [--duration-ms N | --count N] [--warmup-ms N] [--floor-ms N]
                    [--event-bytes N] [--concurrency 1,8,64,256] [--with-postgres]
                    [--cpus PRIMARY:BACKUP | --no-pin] [--only FILTER[,FILTER...]]
-                   [--profile-primary DIR] [--metrics] [--tls off|psk|off,psk] [--dir D]
+                   [--profile-primary DIR] [--profile-backup DIR] [--metrics] [--tls off|psk|off,psk] [--dir D]
                    [--json] [--report FILE.html]
 
 Measures commit latency (p50, p99, p999, max, in µs) and throughput of one-event transactions
@@ -46,6 +46,7 @@ with a note. A load average above the CPU count less 0.5 at the start is warned 
   --only LIST          run only scenarios whose system-mode contains one of these, e.g.
                        txlog-replicated,sqlite (floors always run)
   --profile-primary D  run the replicated primaries with --cpu-prof into directory D
+  --profile-backup D   run the replicated backups with --cpu-prof into directory D
   --metrics            with Prometheus metrics on (the embedded stores get a sink, the
                        pair's nodes --metrics-listen): compare with a run without it
   --tls LIST           the replicated pair's links: off (plaintext on loopback, the
@@ -70,6 +71,7 @@ const benchOptions = {
   'no-pin': { type: 'boolean' },
   only: { type: 'string' },
   'profile-primary': { type: 'string' },
+  'profile-backup': { type: 'string' },
   metrics: { type: 'boolean' },
   tls: { type: 'string' },
   dir: { type: 'string' },
@@ -127,6 +129,8 @@ export async function runBench(args: string[]): Promise<number> {
   if (!fs.existsSync(dir)) throw usageError(`--dir ${dir} does not exist`, 'bench');
   const profileDir = values['profile-primary'];
   if (profileDir !== undefined) fs.mkdirSync(profileDir, { recursive: true });
+  const backupProfileDir = values['profile-backup'];
+  if (backupProfileDir !== undefined) fs.mkdirSync(backupProfileDir, { recursive: true });
   const showProgress = progressWanted();
   const options: BenchOptions = {
     dir,
@@ -139,6 +143,7 @@ export async function runBench(args: string[]): Promise<number> {
     withPostgres: values['with-postgres'] === true,
     ...pairCpus(values.cpus, values['no-pin'] === true),
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
+    backupNodeArgs: backupProfileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${backupProfileDir}`],
     metrics: values.metrics === true,
     pairTls: pairTlsList(values.tls),
     only: values.only?.split(',').map((text) => text.trim()).filter((text) => text !== ''),
