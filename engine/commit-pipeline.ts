@@ -147,15 +147,19 @@ export class CommitPipeline {
     return lsn;
   }
 
-  /** Tracks a record the WAL took (`written` resolves with its LSN); resolves when it is released. */
-  track(record: ApplicableRecord, written: Promise<number>): Promise<number> {
-    this.pending.set(record.lsn, record);
-    const released = this.waitReleased(record.lsn).then(() => record.lsn);
-    written.then(
-      (lsn) => this.written(record, lsn),
-      (error: unknown) => this.fail(error),
+  /**
+   * `appendRecord` for a frame received from the primary (a backup), appended as it is: returns
+   * why the WAL refused it (nothing was appended then), or undefined. Nobody waits for its
+   * release; applying it follows, and a failed write or fdatasync fails the store.
+   */
+  appendFrame(record: ApplicableRecord, frame: Buffer): TxlogError | undefined {
+    const refused = this.wal.appendFrameWith(
+      frame,
+      (written) => this.written(record, written),
+      (error) => queueMicrotask(() => this.fail(error)),
     );
-    return released;
+    if (refused === undefined) this.pending.set(record.lsn, record);
+    return refused;
   }
 
   /** The WAL resolved a record (written, or durable under `always`). */

@@ -11,18 +11,16 @@ import { recordPayload, type BatchListener, type Wal, type WalRecord } from '../
 import type { CommitAssembler } from './commit-assembler.js';
 import type { AppliedListener, CommitPipeline } from './commit-pipeline.js';
 import type { ResolvedStoreOptions } from './options.js';
-import { recordTypes, type EpochPayload } from './records.js';
+import { recordTypes, type ApplicableRecord, type EpochPayload } from './records.js';
 import { journalFromWal } from './replay.js';
 import { openState, stateDirOf } from './recovery.js';
 import type { StreamSlice } from './service.js';
 import type { RequestIds } from './requests.js';
 import { State, type JournalEntry } from './state.js';
 
-/** A replicated frame as the store took it, or `refused` (then nothing was appended) and why. */
+/** A replicated frame's LSN, and `refused` when it was not appended and why. */
 export interface ReplicatedAppend {
   lsn: number;
-  written: Promise<number>;
-  released: Promise<number>;
   refused?: TxlogError;
 }
 
@@ -243,17 +241,15 @@ export class StoreReplicationHooks implements ReplicationHooks {
   appendReplicated(frame: Buffer): ReplicatedAppend {
     this.pipeline.checkOpen();
     const lsn = this.wal.nextLsn;
-    let refused: TxlogError | undefined;
-    const written = new Promise<number>((resolve, reject) => {
-      refused = this.wal.appendFrameWith(frame, resolve, reject);
-      if (refused !== undefined) reject(refused);
-    });
-    if (refused !== undefined) return { lsn, written, released: written, refused };
-    const record = { lsn, type: frame.readUInt8(8), payload: recordPayload({ frame }) };
+    // Only a frame the WAL took (it verified its checksum, length and LSN) is read further.
+    const record = new ReplicatedRecord(lsn, frame);
+    const refused = this.pipeline.appendFrame(record, frame);
+    if (refused !== undefined) return { lsn, refused };
+    record.type = frame.readUInt8(8);
     const epochOfFrame = frame.readUInt32LE(12);
     const epochBegun = record.type === recordTypes.epoch ? (record.payload as EpochPayload).epoch : 0;
     this.pipeline.epoch = Math.max(this.pipeline.epoch, epochBegun, epochOfFrame);
-    return { lsn, written, released: this.pipeline.track(record, written) };
+    return { lsn };
   }
 
   async truncateAfter(lsn: number): Promise<void> {
@@ -288,5 +284,28 @@ export class StoreReplicationHooks implements ReplicationHooks {
 
   readStreamAsOf(stream: string, fromVersion: number, maxCount: number, version: number): StreamSlice {
     return this.pipeline.state.readStream(stream, fromVersion, maxCount, version);
+  }
+}
+
+/**
+ * A record a backup received: its payload is decoded when first read, by the apply (or at once
+ * for an epoch record), not on the way to the acknowledgement.
+ */
+class ReplicatedRecord implements ApplicableRecord {
+  type = 0;
+  private decoded: unknown;
+  private isDecoded = false;
+
+  constructor(
+    readonly lsn: number,
+    private readonly frame: Buffer,
+  ) {}
+
+  get payload(): unknown {
+    if (!this.isDecoded) {
+      this.decoded = recordPayload({ frame: this.frame });
+      this.isDecoded = true;
+    }
+    return this.decoded;
   }
 }

@@ -61,7 +61,7 @@ export interface ReplicatedStore {
   // ---- the backup's side
   /** Appends a frame received from the primary, as it is. */
   /** `refused`: the frame was not appended, and why (BUSY: the log's queue is full). */
-  appendReplicated(frame: Buffer): { lsn: number; released: Promise<number>; refused?: TxlogError };
+  appendReplicated(frame: Buffer): { lsn: number; refused?: TxlogError };
   /** Called with each batch of records applied (the determinism check re-executes commits). */
   onApplied(listener: (records: readonly ApplicableRecord[]) => void): void;
   /** The journal entry at `lsn`, read back from the log (undefined if it is not one). */

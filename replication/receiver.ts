@@ -203,8 +203,8 @@ export class BackupReceiver {
         link.connection.reject(txlogError('PROTOCOL_ERROR', `gap in replication: LSN ${lsn} after ${this.receivedLsn}`));
         return;
       }
+      // A failed write or fdatasync of the frame fails the store, which closes this node.
       const appended = store.appendReplicated(Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength));
-      appended.released.catch((error: unknown) => this.context.log(`replicated record ${lsn} failed: ${String(error)}`));
       if (store.nextLsn !== lsn + 1) {
         // A full queue (a slow disk behind a fast link) is BUSY, said as such; the primary
         // resends from the acknowledged LSN on the next link either way.
