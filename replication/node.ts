@@ -111,6 +111,8 @@ export class TxlogNode<Events extends AnyEvent = AnyEvent> {
         if (epoch > state.epoch && state.role === 'primary') this.stepDown(epoch, 'a client');
       },
       servePrimary: () => this.servePrimary(),
+      // What servePrimary waits for, all true already: it would neither wait nor throw.
+      servingPrimaryNow: () => this.leadership?.notServing() === undefined && state.role === 'primary' && this.epochLsn !== undefined && this.port.appliedLsn >= this.epochLsn,
       replicaUnavailable: () => this.sender.replicaUnavailable,
       primaryHint: () => this.peers.primaryAddress(this.receiver.primaryLink),
       status: () => this.status(),

@@ -22,6 +22,8 @@ export interface ServingNode {
   observeClientEpoch(epoch: number): void;
   /** Resolves when this node may serve as primary now; rejects with NOT_PRIMARY otherwise. */
   servePrimary(): Promise<void>;
+  /** `servePrimary` would resolve at once: this is a primary ready to serve. */
+  servingPrimaryNow(): boolean;
   /** A primary whose backup is gone past `replicaTimeoutMs` under `onReplicaLost: 'fail'`. */
   replicaUnavailable(): boolean;
   /** The primary's client-facing address, for a NOT_PRIMARY answer. */
@@ -94,15 +96,18 @@ export class ClientRequests {
       }
       client.running += 1;
       this.running += 1;
-      this.handle(clientId, message)
-        .then(
-          (value) => this.reply(connection, message.callId, undefined, value),
-          (error: unknown) => this.reply(connection, message.callId, this.answerFor(clientId, message, error)),
-        )
-        .finally(() => {
+      this.dispatch(clientId, message).then(
+        (value) => {
           client.running -= 1;
           this.running -= 1;
-        });
+          this.reply(connection, message.callId, undefined, value);
+        },
+        (error: unknown) => {
+          client.running -= 1;
+          this.running -= 1;
+          this.reply(connection, message.callId, this.answerFor(clientId, message, error));
+        },
+      );
     });
   }
 
@@ -138,8 +143,35 @@ export class ClientRequests {
     return txlogError('INTERNAL_ERROR', `an internal error of the node struck while serving ${request.op} (${thrown}); nothing was changed`, details, error);
   }
 
+  /**
+   * Serves a request. A transaction on a primary ready to serve goes straight to the store: the
+   * commit path makes no promise of the node's own, only the store's.
+   */
+  private dispatch(clientId: string, request: MessageOf<'req'>): Promise<unknown> {
+    try {
+      this.node.observeClientEpoch(request.epoch);
+      if (request.op === 'execute' && this.node.servingPrimaryNow()) return this.executeNow(clientId, request.body);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.handle(clientId, request);
+  }
+
+  /** `execute` once this node serves as primary (`handle` has waited, or had nothing to wait for). */
+  private executeNow(clientId: string, body: Record<string, unknown>): Promise<unknown> {
+    try {
+      if (this.node.replicaUnavailable()) {
+        throw txlogError('REPLICA_UNAVAILABLE', 'no backup is in sync; the outcome is unknown, resend the same request id later');
+      }
+      const { command, args, requestId } = parseExecuteBody(body);
+      // The args were decoded from this request's frame: nothing else holds them.
+      return this.context.store.executeOwned(command, args, { clientId, requestId });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   private async handle(clientId: string, request: MessageOf<'req'>): Promise<unknown> {
-    this.node.observeClientEpoch(request.epoch);
     const body = request.body;
     switch (request.op) {
       case 'status':
@@ -149,15 +181,9 @@ export class ClientRequests {
         // client ids already used, and its new requests would get the old requests' replies.
         await this.node.servePrimary();
         return { latestRequestId: this.context.store.latestRequestId(clientId) };
-      case 'execute': {
+      case 'execute':
         await this.node.servePrimary();
-        if (this.node.replicaUnavailable()) {
-          throw txlogError('REPLICA_UNAVAILABLE', 'no backup is in sync; the outcome is unknown, resend the same request id later');
-        }
-        const { command, args, requestId } = parseExecuteBody(body);
-        // The args were decoded from this request's frame: nothing else holds them.
-        return this.context.store.executeOwned(command, args, { clientId, requestId });
-      }
+        return this.executeNow(clientId, body);
       case 'readStream': {
         await this.node.servePrimary();
         const { stream, options } = parseReadStreamBody(body);
