@@ -3,11 +3,12 @@
  * released before the handler sees their result), the handler timeout, and handing the outcome
  * to the assembler. Re-execution (`replay.ts`) runs the same handler with other sources.
  */
+import { AssertionFailed } from '../wal/assert.js';
 import { errorFromSerialized, txlogError } from '../wal/errors.js';
 import { decodePayload } from '../wal/format.js';
 import type { CommitAssembler } from './commit-assembler.js';
 import type { CommitPipeline } from './commit-pipeline.js';
-import { TransactionAborted, TransactionContext, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
+import { TransactionAborted, TransactionContext, runBuiltinHandler, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
 import type { ResolvedStoreOptions } from './options.js';
 import type { CommitPayload, JournalPayload } from './records.js';
 import { checkCallBinding, type CheckedRequest } from './requests.js';
@@ -47,7 +48,8 @@ export class TransactionRunner {
    * `finished` runs once, just before the returned promise settles. Besides the handler's own,
    * this is the transaction's only promise: the deadline, the WAL and the release answer through
    * callbacks (a promise per step was garbage nobody needed: 17 per transaction, now 6 with the
-   * handler's and the caller's). The first answer counts; `finished` runs for it alone.
+   * handler's and the caller's). A built-in command runs with none of the handler's and no
+   * deadline. The first answer counts; `finished` runs for it alone.
    */
   run(request: CheckedRequest, finished: () => void = () => undefined): Promise<unknown> {
     return new Promise<unknown>((resolve, reject) => {
@@ -84,8 +86,10 @@ export class TransactionRunner {
     // events it appends from it are committed without another copy (see `TransactionContext`).
     const builtin = Object.hasOwn(builtinCommands, command);
     const recordedArgsBytes = builtin ? request.packedArgs.length : undefined;
-    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, this.liveSources(request), recordedArgsBytes);
-    const running = runHandler(handler, context, builtin ? request.args : decodePayload(request.packedArgs), this.options.limits);
+    const context = new TransactionContext({ clientId, requestId, command }, this.options.limits, builtin ? builtinSources : this.liveSources(request), recordedArgsBytes);
+    // A built-in returns at once: its outcome is committed in this turn, with no deadline to set.
+    if (builtin) return this.commit(request, runBuiltinHandler(handler, context, request.args, this.options.limits), answer);
+    const running = runHandler(handler, context, decodePayload(request.packedArgs), this.options.limits);
     // The handler's outcome, or a recorded failure once `handlerTimeoutMs` has passed: whichever
     // comes first is committed, the other is ignored.
     let settled = false;
@@ -224,6 +228,18 @@ export class TransactionRunner {
 export function outcomeOf(commit: CommitPayload): unknown {
   if (commit.error !== undefined) throw errorFromSerialized(commit.error);
   return commit.reply;
+}
+
+/** What a built-in's context reads, calls and draws: nothing (the built-ins only append and check versions). */
+const builtinSources: Sources = {
+  read: () => builtinMisused('reads a stream'),
+  call: () => builtinMisused('makes a call'),
+  now: () => builtinMisused('reads the clock'),
+  random: () => builtinMisused('draws a random number'),
+};
+
+function builtinMisused(what: string): never {
+  throw new AssertionFailed(`a built-in command ${what}`);
 }
 
 /** An infrastructure failure under `ctx.call`: abandon the transaction, record nothing. */
