@@ -55,9 +55,9 @@ export class CommitAssembler {
     return { commits: this.pendingCommits.size, calls: this.pendingCalls.size, heads: this.pendingHeads.size };
   }
 
-  /** A commit of this request decided and waiting for release, if any. */
-  decidedCommit(clientId: string, requestId: number): { lsn: number; payload: CommitPayload } | undefined {
-    return this.pendingCommits.get(requestKey(clientId, requestId));
+  /** A commit of this request (its `requestKey`) decided and waiting for release, if any. */
+  decidedCommit(key: string): { lsn: number; payload: CommitPayload } | undefined {
+    return this.pendingCommits.get(key);
   }
 
   /** Call `callIndex` of a request journaled and waiting for release, if any. */
@@ -120,7 +120,7 @@ export class CommitAssembler {
     }
     const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed);
     this.holdHeads(payload, lsn);
-    if (requestId > 0) this.pendingCommits.set(requestKey(clientId, requestId), { lsn, payload });
+    if (request.key !== undefined) this.pendingCommits.set(request.key, { lsn, payload });
     return { payload, lsn };
   }
 

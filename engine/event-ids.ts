@@ -40,11 +40,11 @@ export class EventIdSource {
       this.pool = Buffer.from(this.random.bytes(16 * idsPerDraw));
       this.offset = 0;
     }
-    const bytes = this.pool.subarray(this.offset, this.offset + 16);
+    const at = this.offset;
     this.offset += 16;
-    bytes[6] = (bytes[6]! & 0x0f) | 0x40;
-    bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-    return uuidOf(bytes);
+    this.pool[at + 6] = (this.pool[at + 6]! & 0x0f) | 0x40;
+    this.pool[at + 8] = (this.pool[at + 8]! & 0x3f) | 0x80;
+    return uuidAt(this.pool, at);
   }
 }
 
@@ -56,10 +56,21 @@ export function derivedEventId(stream: string, version: number): string {
   const bytes = createHash('sha256').update(`txlog-event\u0000${stream}\u0000${version}`).digest().subarray(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80;
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  return uuidOf(bytes);
+  return uuidAt(bytes, 0);
 }
 
-function uuidOf(bytes: Buffer): string {
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+const hexDigits = Buffer.from('0123456789abcdef', 'latin1');
+/** Where a UUID's 36 characters are written before they become a string (one string, no parts). */
+const uuidScratch = Buffer.alloc(36);
+
+/** The canonical (lower-case, 8-4-4-4-12) form of the 16 bytes at `offset`. */
+function uuidAt(bytes: Buffer, offset: number): string {
+  let at = 0;
+  for (let index = 0; index < 16; index++) {
+    if (index === 4 || index === 6 || index === 8 || index === 10) uuidScratch[at++] = 0x2d;
+    const byte = bytes[offset + index]!;
+    uuidScratch[at++] = hexDigits[byte >> 4]!;
+    uuidScratch[at++] = hexDigits[byte & 0x0f]!;
+  }
+  return uuidScratch.toString('latin1', 0, 36);
 }

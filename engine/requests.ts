@@ -23,8 +23,15 @@ export interface CheckedRequest {
   /** The args as recorded in the commit (a private copy, decoded from `packedArgs`). */
   args: unknown;
   packedArgs: Buffer;
-  /** The request's digest (command and packed args), computed once when first asked. */
-  digest: () => string;
+  /** `requestKey(clientId, requestId)`, made once; undefined for a one-off request. */
+  key: string | undefined;
+  /** The request's digest (`requestDigest`), once asked for. */
+  digestValue?: string;
+}
+
+/** The request's digest (command and packed args), computed once when first asked. */
+export function requestDigest(request: CheckedRequest): string {
+  return (request.digestValue ??= requestDigestOf(request.command, request.packedArgs));
 }
 
 /**
@@ -54,20 +61,19 @@ export function checkRequest(command: unknown, args: unknown, ids: RequestIds, l
   const snapshot = argsOwned
     ? { value: args ?? null, packed: packChecked(args ?? null, limits.argsBytesMax, 'the command args') }
     : snapshotChecked(args ?? null, limits.argsBytesMax, 'the command args');
-  let digest: string | undefined;
   return {
     command,
     clientId,
     requestId,
     args: snapshot.value,
     packedArgs: snapshot.packed,
-    digest: () => (digest ??= requestDigestOf(command, snapshot.packed)),
+    key: requestId > 0 ? requestKey(clientId, requestId) : undefined,
   };
 }
 
 /** Refuses a journaled call to a request other than the one that made it (see `JournalPayload.request`). */
 export function checkCallBinding(entry: JournalEntry, request: CheckedRequest): void {
-  if (entry.request === undefined || entry.request === request.digest()) return;
+  if (entry.request === undefined || entry.request === requestDigest(request)) return;
   throw txlogError(
     'REQUEST_ID_REUSED',
     `request ${request.requestId} of client ${request.clientId} was already used by another request (other command or args) that made external calls; use a new request id`,

@@ -32,7 +32,7 @@ import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } fro
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks, replicationHooksOf } from './replication-hooks.js';
 import { storeResourceUsage, type ResourceUsage } from './resources.js';
-import { checkRequest, requestIdInKey, requestKey, type RequestIds } from './requests.js';
+import { checkRequest, requestIdInKey, type RequestIds } from './requests.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 import { consumersOfState, type ConsumerList } from './consumer-list.js';
 import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
@@ -140,11 +140,11 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     try {
       this.pipeline.checkOpen();
       const request = checkRequest(command, args, ids, this.options.limits, argsOwned);
-      const key = request.requestId > 0 ? requestKey(request.clientId, request.requestId) : undefined;
+      const key = request.key;
       if (key !== undefined) {
         const running = this.inFlight.get(key);
         if (running !== undefined) return running;
-        const decided = this.assembler.decidedCommit(request.clientId, request.requestId);
+        const decided = this.assembler.decidedCommit(key);
         if (decided !== undefined) return this.pipeline.waitReleased(decided.lsn).then(() => outcomeOf(decided.payload));
         const known = this.lookupOutcome(request.clientId, request.requestId);
         if (known !== undefined) return known;

@@ -11,7 +11,7 @@ import type { CommitPipeline } from './commit-pipeline.js';
 import { TransactionAborted, TransactionContext, runBuiltinHandler, runHandler, serializeThrown, type HandlerOutcome, type Sources } from './context.js';
 import type { ResolvedStoreOptions } from './options.js';
 import type { CommitPayload, JournalPayload } from './records.js';
-import { checkCallBinding, type CheckedRequest } from './requests.js';
+import { checkCallBinding, requestDigest, type CheckedRequest } from './requests.js';
 import { builtinCommands, type CommandHandler } from './service.js';
 import type { JournalEntry } from './state.js';
 import { snapshotChecked } from './values.js';
@@ -201,7 +201,7 @@ export class TransactionRunner {
   ): Promise<JournalEntry> {
     const key = `${call.clientId}:${call.requestId}:${call.callIndex}`;
     const payload: JournalPayload = { ...call };
-    if (call.requestId > 0) payload.request = request.digest();
+    if (call.requestId > 0) payload.request = requestDigest(request);
     try {
       const result = await fn(key);
       // The handler gets the snapshot, exactly what the journal record holds and a backup or
