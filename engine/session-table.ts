@@ -100,6 +100,11 @@ export class SessionTable {
    * and a commit moves its client to the end). Loaded at open; at most `clientsMax` entries.
    */
   private readonly liveSessions = new Map<string, SessionRecord>();
+  /**
+   * Live sessions changed by the apply under way and not yet stored: each is stored once, as it
+   * is at the end of the apply (`storeChangedSessions`), however many of its commits the batch holds.
+   */
+  private readonly changedSessions = new Set<string>();
   /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
   /**
@@ -205,7 +210,7 @@ export class SessionTable {
     // An outcome already outside the window would never be asked for: keep nothing, change
     // nothing (the session, and with it the chain's head, stays as it was).
     if (requestId <= expiredUpTo(session, limits)) return;
-    this.sessions.putSync(clientId, encodeSession(session));
+    this.changedSessions.add(clientId);
     this.liveSessions.delete(clientId);
     this.liveSessions.set(clientId, session);
     // Calls journaled by requests that never committed are dropped once the window passes them;
@@ -224,6 +229,20 @@ export class SessionTable {
     this.replies.put(stored);
   }
 
+  /**
+   * Stores the sessions the apply changed (inside its write transaction, at its end). Until
+   * then the live ones are read from memory, where they are current; an evicted one is stored
+   * at once, and is stored again only if the client comes back.
+   */
+  storeChangedSessions(): void {
+    for (const clientId of this.changedSessions) {
+      const session = this.liveSessions.get(clientId);
+      assert(session !== undefined, `changed session ${clientId} is not live`);
+      this.sessions.putSync(clientId, encodeSession(session));
+    }
+    this.changedSessions.clear();
+  }
+
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
     if (toRequestId <= fromRequestId || !this.journalCounts.has(clientId)) return;
     for (const key of this.journal.getKeys({ start: [clientId, fromRequestId, 0], end: [clientId, toRequestId, 0] })) {
@@ -237,6 +256,7 @@ export class SessionTable {
     assert(oldest !== undefined, 'evicting from an empty session table');
     const [clientId, session] = oldest;
     this.liveSessions.delete(clientId);
+    this.changedSessions.delete(clientId);
     this.sessions.putSync(clientId, encodeSession({ ...session, evicted: true }));
     // Its kept replies go now; its recent ones go with the sweep of their generation, which
     // finds no live session for them: deleting them now would dirty a page per reply, and no

@@ -293,6 +293,7 @@ export class State {
         this.applyOne(record, limits);
         this.appliedLsnValue = record.lsn;
       }
+      this.sessionTable.storeChangedSessions();
       this.meta.putSync(metaKeys.appliedLsn, this.appliedLsnValue);
       this.meta.putSync(metaKeys.nextPosition, this.nextPositionValue);
     });

@@ -134,8 +134,10 @@ function openRoot(dir: string): RootDatabase {
 
 function applyAll(root: RootDatabase, table: SessionTable, commits: Commit[], batch: number, limits: SessionLimits, afterBatch: (applied: number) => void = () => undefined): void {
   for (let start = 0; start < commits.length; start += batch) {
+    // As `State.apply` does: the batch's outcomes, then the sessions they changed, in one transaction.
     root.transactionSync(() => {
       for (const { lsn, payload } of commits.slice(start, start + batch)) table.recordOutcome(lsn, payload, limits);
+      table.storeChangedSessions();
     });
     afterBatch(Math.min(commits.length, start + batch));
   }
