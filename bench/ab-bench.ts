@@ -1,0 +1,249 @@
+/**
+ * Two builds of txlog compared on a noisy machine: runs alternate between them, the order
+ * flipping every pair, and what is reported is the ratio within each pair (new / base), whose
+ * median and range say more than two medians taken minutes apart. Not a test: nothing is
+ * asserted.
+ *
+ *   node dist/bench/ab-bench.js --base DIR --new DIR [--mode embedded|pair] [--pairs 8]
+ *       [--slice-ms 600] [--concurrency 256] [--fsync always|interval|never] [--json]
+ *
+ * DIR is a checkout with its `dist/` built (`git worktree add /tmp/base <commit>`, a
+ * `node_modules` there, `npx tsc -p tsconfig.json`).
+ * - `embedded`: both builds' `openStore` in this process, `--concurrency` appenders of the
+ *   bench's 200-byte event, `--slice-ms` measured per slice after 150 ms, CPU per transaction
+ *   from `process.cpuUsage`. The builds share the process (its GC, its CPU): pass a build its
+ *   own copy of a package it changes globally (a msgpackr extension, say).
+ * - `pair`: per slice, a pair started as `txlog bench` starts it from that build (primary
+ *   `taskset -c 0`, backup `taskset -c 1` when taskset exists), `--concurrency` transactions in
+ *   flight over its connections, `--slice-ms` measured after 800 ms, CPU per transaction of the
+ *   primary, the backup and this process (the clients) from schedstat (`cpu-meter.ts`).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { processCpuUs } from './cpu-meter.js';
+
+type Mode = 'embedded' | 'pair';
+
+interface Options {
+  base: string;
+  new: string;
+  mode: Mode;
+  pairs: number;
+  sliceMs: number;
+  concurrency: number;
+  fsync: 'always' | 'interval' | 'never';
+  json: boolean;
+}
+
+/** One measured slice: throughput and CPU µs per transaction by process. */
+interface Slice {
+  txPerSec: number;
+  cpuUs: Record<string, number>;
+}
+
+function integerOption(name: string, value: string | undefined, min: number, max: number): number {
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < min || number > max) throw new Error(`--${name} must be an integer in [${min}, ${max}]`);
+  return number;
+}
+
+function buildOption(name: string, value: string | undefined): string {
+  if (value === undefined) throw new Error(`--${name} DIR is required: a checkout with dist/ built`);
+  const dir = path.resolve(value);
+  if (!fs.existsSync(path.join(dir, 'dist', 'engine', 'index.js'))) throw new Error(`--${name} ${dir} has no dist/engine/index.js: build it first`);
+  return dir;
+}
+
+function parseArguments(): Options {
+  const { values } = parseArgs({
+    options: {
+      base: { type: 'string' },
+      new: { type: 'string' },
+      mode: { type: 'string', default: 'embedded' },
+      pairs: { type: 'string', default: '8' },
+      'slice-ms': { type: 'string', default: '600' },
+      concurrency: { type: 'string', default: '256' },
+      fsync: { type: 'string', default: 'always' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (values.mode !== 'embedded' && values.mode !== 'pair') throw new Error('--mode must be embedded or pair');
+  if (values.fsync !== 'always' && values.fsync !== 'interval' && values.fsync !== 'never') throw new Error('--fsync must be always, interval or never');
+  return {
+    base: buildOption('base', values.base),
+    new: buildOption('new', values.new),
+    mode: values.mode,
+    pairs: integerOption('pairs', values.pairs, 1, 100),
+    sliceMs: integerOption('slice-ms', values['slice-ms'], 50, 600_000),
+    concurrency: integerOption('concurrency', values.concurrency, 1, 4096),
+    fsync: values.fsync,
+    json: values.json === true,
+  };
+}
+
+/** A build's module, by its path under the checkout. */
+async function moduleOf<T>(build: string, file: string): Promise<T> {
+  return (await import(pathToFileURL(path.join(build, 'dist', file)).href)) as T;
+}
+
+interface EngineModule {
+  openStore(options: { dir: string; fsync: string; log?: () => void }): Promise<{
+    execute(command: string, args: unknown, ids: { clientId: string; requestId: number }): Promise<unknown>;
+    close(): Promise<void>;
+  }>;
+}
+
+interface SubjectsModule {
+  eventOf(bytes: number): unknown;
+  startReplicated(
+    dir: string,
+    fsync: string,
+    event: unknown,
+    placement: { primaryCpus: string | undefined; backupCpus: string | undefined },
+  ): Promise<{ primary: { pid: number }; backup: { pid: number }; transaction(worker: number): Promise<void>; close(): Promise<void> }>;
+}
+
+/** Runs `concurrency` loops of `transaction` for a warm-up, then measures `sliceMs`. */
+async function measure(
+  transaction: (worker: number) => Promise<unknown>,
+  options: Options,
+  warmupMs: number,
+  pids: Record<string, number>,
+): Promise<Slice> {
+  let stop = false;
+  let count = 0;
+  const loop = async (worker: number): Promise<void> => {
+    while (!stop) {
+      await transaction(worker);
+      count += 1;
+    }
+  };
+  const loops = Array.from({ length: options.concurrency }, (_, worker) => loop(worker));
+  try {
+    await sleep(warmupMs);
+    const before = cpuOf(pids);
+    const [countBefore, startedMs] = [count, performance.now()];
+    await sleep(options.sliceMs);
+    const [done, elapsedMs, after] = [count - countBefore, performance.now() - startedMs, cpuOf(pids)];
+    const cpuUs: Record<string, number> = {};
+    for (const name of Object.keys(pids)) cpuUs[name] = done === 0 ? 0 : (after[name]! - before[name]!) / done;
+    return { txPerSec: (done / elapsedMs) * 1000, cpuUs };
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+  }
+}
+
+function cpuOf(pids: Record<string, number>): Record<string, number> {
+  const cpu: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) cpu[name] = processCpuUs(pid) ?? 0;
+  return cpu;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A side of the comparison: measures one slice of its build. */
+type Side = () => Promise<Slice>;
+
+async function embeddedSide(build: string, options: Options, dirs: string[]): Promise<{ side: Side; close: () => Promise<void> }> {
+  const { openStore } = await moduleOf<EngineModule>(build, 'engine/index.js');
+  const { eventOf } = await moduleOf<SubjectsModule>(build, 'bench/txlog-subjects.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-ab-'));
+  dirs.push(dir);
+  const store = await openStore({ dir, fsync: options.fsync, log: () => undefined });
+  const event = eventOf(200);
+  const nextId = new Array<number>(options.concurrency).fill(1);
+  const transaction = (worker: number): Promise<unknown> => {
+    const requestId = nextId[worker]!;
+    nextId[worker] = requestId + 1;
+    return store.execute('append', { stream: `stream-${worker}`, events: [event] }, { clientId: `client-${worker}`, requestId });
+  };
+  return { side: () => measure(transaction, options, 150, { process: process.pid }), close: () => store.close() };
+}
+
+function pairSide(build: string, options: Options, dirs: string[]): Side {
+  const placement = tasksetAvailable() && os.cpus().length >= 2 ? { primaryCpus: '0', backupCpus: '1' } : { primaryCpus: undefined, backupCpus: undefined };
+  return async () => {
+    const { startReplicated, eventOf } = await moduleOf<SubjectsModule>(build, 'bench/txlog-subjects.js');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-ab-'));
+    dirs.push(dir);
+    const pair = await startReplicated(dir, options.fsync, eventOf(200), placement);
+    try {
+      return await measure((worker) => pair.transaction(worker), options, 800, { primary: pair.primary.pid, backup: pair.backup.pid, clients: process.pid });
+    } finally {
+      await pair.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+function tasksetAvailable(): boolean {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+function ratioSummary(ratios: number[]): string {
+  return `${median(ratios).toFixed(3)}x (range ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
+}
+
+async function main(): Promise<void> {
+  const options = parseArguments();
+  const dirs: string[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    const sides: Record<'base' | 'new', Side> = { base: async () => ({ txPerSec: 0, cpuUs: {} }), new: async () => ({ txPerSec: 0, cpuUs: {} }) };
+    for (const name of ['base', 'new'] as const) {
+      if (options.mode === 'pair') {
+        sides[name] = pairSide(options[name], options, dirs);
+      } else {
+        const { side, close } = await embeddedSide(options[name], options, dirs);
+        sides[name] = side;
+        closers.push(close);
+      }
+    }
+    const slices: Record<'base' | 'new', Slice[]> = { base: [], new: [] };
+    for (let pair = 0; pair < options.pairs; pair++) {
+      // The order flips every pair: a drift of the machine does not favour one side.
+      for (const name of pair % 2 === 0 ? (['base', 'new'] as const) : (['new', 'base'] as const)) slices[name].push(await sides[name]());
+      if (!options.json) process.stderr.write(`\rpair ${pair + 1}/${options.pairs}`);
+    }
+    if (!options.json) process.stderr.write('\n');
+    const report = summarize(options, slices);
+    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${report.lines.join('\n')}\n`);
+  } finally {
+    for (const close of closers) await close();
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function summarize(options: Options, slices: Record<'base' | 'new', Slice[]>): { options: Options; slices: typeof slices; lines: string[] } {
+  const lines = [`${options.mode}, ${options.fsync}, c=${options.concurrency}, ${options.pairs} pairs of ${options.sliceMs} ms; load average now ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`];
+  const throughput = slices.new.map((slice, index) => slice.txPerSec / slices.base[index]!.txPerSec);
+  lines.push(`tx/s: base median ${Math.round(median(slices.base.map((slice) => slice.txPerSec)))}, new ${Math.round(median(slices.new.map((slice) => slice.txPerSec)))}; paired new/base ${ratioSummary(throughput)}`);
+  for (const name of Object.keys(slices.base[0]!.cpuUs)) {
+    const ratios = slices.new.map((slice, index) => slice.cpuUs[name]! / slices.base[index]!.cpuUs[name]!);
+    const medians = (['base', 'new'] as const).map((side) => median(slices[side].map((slice) => slice.cpuUs[name]!)).toFixed(1));
+    lines.push(`CPU µs per transaction, ${name}: base median ${medians[0]}, new ${medians[1]}; paired new/base ${ratioSummary(ratios)}`);
+  }
+  return { options, slices, lines };
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`ab-bench: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});
