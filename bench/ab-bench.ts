@@ -18,13 +18,13 @@
  *   flight over its connections, `--slice-ms` measured after 800 ms, CPU per transaction of the
  *   primary, the backup and this process (the clients) from schedstat (`cpu-meter.ts`).
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { processCpuUs } from './cpu-meter.js';
+import { tasksetAvailable } from './txlog-subjects.js';
 
 type Mode = 'embedded' | 'pair';
 
@@ -181,15 +181,6 @@ function pairSide(build: string, options: Options, dirs: string[]): Side {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   };
-}
-
-function tasksetAvailable(): boolean {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function median(values: number[]): number {

@@ -4,6 +4,7 @@
  * the built-in `append` of one event per transaction, one stream and one client id per worker,
  * with exactly-once request ids.
  */
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { encodePayload, type FsyncPolicy } from '../wal/index.js';
 import { openStore, type Store, type StoreOptions } from '../engine/index.js';
@@ -70,6 +71,16 @@ export async function openEmbedded(dir: string, fsync: FsyncPolicy, event: Bench
     await store.execute('append', args, { clientId: `client-${worker}`, requestId });
   };
   return { store, transaction, close: () => store.close() };
+}
+
+/** Whether `taskset` runs here (the pair's nodes are pinned with it when it does). */
+export function tasksetAvailable(): boolean {
+  try {
+    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface PairPlacement {

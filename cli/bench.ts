@@ -4,13 +4,13 @@
  * measured in the same run. The measuring lives in `bench/commit-bench.ts`; this file parses the
  * flags, shows progress on stderr (only for a person at a terminal) and prints the report.
  */
-import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { pairTlsModes, type BenchOptions, type PairTls } from '../bench/bench-types.js';
 import { runCommitBench } from '../bench/commit-bench.js';
 import { formatHtml, formatText } from '../bench/report.js';
+import { tasksetAvailable } from '../bench/txlog-subjects.js';
 import { checkPositionals, exitCodes, parseCommandArgs, parseIntegerFlag, usageError } from './common.js';
 import { progressWanted } from './progress.js';
 
@@ -79,15 +79,6 @@ const benchOptions = {
   report: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
-
-function tasksetAvailable(): boolean {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function pairCpus(cpus: string | undefined, noPin: boolean): { primaryCpus: string | undefined; backupCpus: string | undefined } {
   if (noPin) return { primaryCpus: undefined, backupCpus: undefined };
