@@ -11,7 +11,7 @@
  * and is disconnected; nothing else on the node is affected.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Packr } from 'msgpackr';
+import { Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { assert } from '../wal/assert.js';
 import { txlogError, type SerializedError } from '../wal/errors.js';
 import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax } from './limits.js';
@@ -29,12 +29,14 @@ assert(nonceBytes <= handshakeFieldBytesMax, 'a nonce must fit in a handshake fi
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export function encodeMessage(message: Message): Buffer {
-  const body = packr.pack(message);
-  const frame = Buffer.allocUnsafe(4 + body.length);
-  frame.writeUInt32BE(body.length, 0);
-  body.copy(frame, 4);
+  // The body is packed after four bytes msgpackr leaves free, where its length goes: the body
+  // (a batch of records, say) is not copied into a frame of its own.
+  const frame = packr.pack(message, RESERVE_START_SPACE | frameLengthBytes);
+  frame.writeUInt32BE(frame.length - frameLengthBytes, 0);
   return frame;
 }
+
+const frameLengthBytes = 4;
 
 /**
  * Splits a byte stream into frame bodies. Throws PROTOCOL_ERROR on a length above `frameBytesMax`
