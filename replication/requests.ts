@@ -13,7 +13,7 @@ import { TxlogError, txlogError } from '../wal/errors.js';
 import type { Store } from '../engine/store.js';
 import type { Connection } from './connection.js';
 import type { NodeContext } from './context.js';
-import { parseExecuteBody, type Message, type MessageOf } from './protocol.js';
+import { parseExecuteBody, type Message, type MessageOf, type Operation } from './protocol.js';
 import { parseReadAllBody, parseReadAllPageBody, parseReadStreamBody } from './read-bodies.js';
 
 /** What request handling needs from the node's role state machine. */
@@ -96,16 +96,19 @@ export class ClientRequests {
       }
       client.running += 1;
       this.running += 1;
+      // The answer needs the call's id and operation, not the request: what the request decoded
+      // to is not kept alive by its answer while the transaction is in flight.
+      const { callId, op } = message;
       this.dispatch(clientId, message).then(
         (value) => {
           client.running -= 1;
           this.running -= 1;
-          this.reply(connection, message.callId, undefined, value);
+          this.reply(connection, callId, undefined, value);
         },
         (error: unknown) => {
           client.running -= 1;
           this.running -= 1;
-          this.reply(connection, message.callId, this.answerFor(clientId, message, error));
+          this.reply(connection, callId, this.answerFor(clientId, op, error));
         },
       );
     });
@@ -131,16 +134,16 @@ export class ClientRequests {
    * resends the same request id to learn the outcome; a read or status changed nothing and gets
    * `INTERNAL_ERROR`. Either way the node logs it with its stack.
    */
-  private answerFor(clientId: string, request: MessageOf<'req'>, error: unknown): TxlogError {
+  private answerFor(clientId: string, op: Operation, error: unknown): TxlogError {
     if (error instanceof TxlogError) return error;
     const thrown = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     const stack = error instanceof Error && error.stack !== undefined ? `\n${error.stack}` : '';
-    this.context.log(`INTERNAL ERROR (a bug) serving ${request.op} of client ${clientId}: ${thrown}${stack}`);
-    const details = { internalError: true, op: request.op, thrown };
-    if (request.op === 'execute') {
+    this.context.log(`INTERNAL ERROR (a bug) serving ${op} of client ${clientId}: ${thrown}${stack}`);
+    const details = { internalError: true, op, thrown };
+    if (op === 'execute') {
       return txlogError('OUTCOME_UNKNOWN', `outcome unknown, resend the same request id: an internal error of the node struck while serving it (${thrown})`, details, error);
     }
-    return txlogError('INTERNAL_ERROR', `an internal error of the node struck while serving ${request.op} (${thrown}); nothing was changed`, details, error);
+    return txlogError('INTERNAL_ERROR', `an internal error of the node struck while serving ${op} (${thrown}); nothing was changed`, details, error);
   }
 
   /**
