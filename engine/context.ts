@@ -3,6 +3,7 @@
  * recorded clock and random values, read set, digest). The same context class serves live
  * execution and re-execution; only its `Sources` differ, so a handler cannot tell them apart.
  */
+import { assert } from '../wal/assert.js';
 import { errorFromSerialized, infrastructureCodes, txlogError, type SerializedError, type TxlogError } from '../wal/errors.js';
 import type { EventInput, RecordedInputs } from './records.js';
 import type { AppendOptions, CommandHandler, Context, ContextReadOptions, StreamSlice } from './service.js';
@@ -203,11 +204,14 @@ export class TransactionContext implements Context {
   }
 
   /**
-   * What this run recorded, with `digest` of what it did: copies, so that a call still settling
-   * after the handler returned or timed out cannot change a commit record already assembled.
+   * What this run recorded, with `digest` of what it did; asked once the context is finished.
+   * From then on the clock, randomness and reads refuse, so those arrays are the record's own;
+   * the call LSNs are a copy, because a call still settling after the handler returned or timed
+   * out may add one to a commit record already assembled.
    */
   recorded(digest: string): RecordedInputs {
-    const recorded: RecordedInputs = { now: [...this.nowValues], random: [...this.randomValues], readSet: [...this.readSet], calls: this.callCount, digest };
+    assert(this.finished, 'a context is recorded once it is finished');
+    const recorded: RecordedInputs = { now: this.nowValues, random: this.randomValues, readSet: this.readSet, calls: this.callCount, digest };
     if (this.callLsns !== undefined) recorded.callLsns = [...this.callLsns];
     return recorded;
   }
