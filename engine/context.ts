@@ -296,9 +296,11 @@ export function runBuiltinHandler(handler: CommandHandler, context: TransactionC
 }
 
 function recordedReply(reply: unknown, limits: StoreLimits): unknown {
+  // No reply (a built-in's, say) is null, with nothing to check or copy.
+  if (reply === undefined || reply === null) return null;
   // What is recorded and answered is the snapshot: a stray promise of the handler that keeps
   // changing the object it returned changes neither.
-  return snapshotChecked(reply === undefined ? null : reply, limits.replyBytesMax, 'the reply').value;
+  return snapshotChecked(reply, limits.replyBytesMax, 'the reply').value;
 }
 
 function outcomeOf(context: TransactionContext, handlerReply: unknown, handlerError: SerializedError | undefined): HandlerOutcome {
