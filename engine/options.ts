@@ -41,6 +41,7 @@ export interface StoreLimits {
    * How long a handler may run (its external calls included). Past it the transaction fails
    * with HANDLER_FAILED (`details.timedOut`), recorded like any failure, so a stuck call cannot
    * hold a request id forever. Re-execution does not compare the outcome of such a commit.
+   * A built-in command returns at once and has no timeout.
    * @default 30000 (ms)
    */
   handlerTimeoutMs: number;
