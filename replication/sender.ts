@@ -35,6 +35,8 @@ interface ReplicaProgress {
   syncedLsn: number | undefined;
   /** The backup acknowledged `syncedLsn`: it holds every commit released (told to the arbiter). */
   holdsAll: boolean;
+  /** Resumed on another link (`switchLink`): what the backup acknowledged before still counts. */
+  resumed: boolean;
 }
 
 /** What the sender asks of the node's arbiter, when it has one (`leadership.ts`). */
@@ -126,6 +128,11 @@ export class PrimarySender {
           replica.mode = 'live';
           replica.liveLsn = replica.sentLsn;
           link.connection.send({ t: 'live', epoch: this.context.epoch, lsn: replica.sentLsn });
+          // Resumed on another link with nothing left to resend, the backup has acknowledged the
+          // live marker already, and no acknowledgement would come before the next commit (found
+          // by the simulator: an idle pair never counted its backup in sync again). A join waits
+          // for the acknowledgement of its truncate.
+          if (replica.resumed && this.checkInSync(link)) this.context.store.releaseMore();
           return;
         }
         this.sendFromLog(replica, link, lastLsn);
@@ -198,7 +205,19 @@ export class PrimarySender {
     if (ack.receivedLsn > replica.ackedLsn) replica.ackedLsn = Math.min(ack.receivedLsn, replica.sentLsn);
     replica.durableLsn = Math.max(replica.durableLsn, ack.durableLsn);
     assert(replica.ackedLsn <= replica.sentLsn, `acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
+    this.checkInSync(link);
+    this.context.store.releaseMore();
+  }
+
+  /**
+   * The backup is in sync once it has acknowledged the live marker, and holds everything
+   * released once it has acknowledged `synced`: returns whether either just became true.
+   */
+  private checkInSync(link: PeerLink): boolean {
+    const replica = this.replica;
+    let changed = false;
     if (!replica.inSync && replica.liveLsn !== undefined && replica.ackedLsn >= replica.liveLsn) {
+      changed = true;
       replica.inSync = true;
       this.replicaLostAtMs = undefined;
       this.replicaUnavailableValue = false;
@@ -210,10 +229,11 @@ export class PrimarySender {
       replica.syncedLsn = replica.sentLsn;
     }
     if (!replica.holdsAll && replica.syncedLsn !== undefined && replica.ackedLsn >= replica.syncedLsn) {
+      changed = true;
       replica.holdsAll = true;
       if (replica.backupNodeId !== undefined) this.arbiter?.backupInSync(replica.backupNodeId);
     }
-    this.context.store.releaseMore();
+    return changed;
   }
 
   /** How far commits may be released to clients. */
@@ -268,6 +288,7 @@ export class PrimarySender {
     replica.link = next;
     replica.sentLsn = replica.ackedLsn;
     replica.mode = 'catchup';
+    replica.resumed = true;
     this.context.log(`replication moves to another link; resending from LSN ${replica.ackedLsn + 1}`);
     void this.pump();
   }
@@ -336,5 +357,6 @@ function newReplica(agreedLsn: number): ReplicaProgress {
     backupNodeId: undefined,
     syncedLsn: undefined,
     holdsAll: false,
+    resumed: false,
   };
 }

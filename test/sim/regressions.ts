@@ -70,4 +70,13 @@ export const regressionSeeds: RegressionSeed[] = [
       'link, resent records it dropped as unjoined: the pair never formed again (replication/receiver.ts ' +
       'onLinkClosed: an unanswered join is sent again on the link left)',
   },
+  {
+    world: 'pair',
+    seed: 125208643,
+    found:
+      'the primary lost its only link to the backup, then resumed on a spare link with nothing left to ' +
+      'resend; the backup had acknowledged everything already, and with no commit after the faults no ' +
+      'acknowledgement came: the primary never counted it in sync again and the pair never settled ' +
+      '(replication/sender.ts pump: a resumed replica is checked for sync when it goes live)',
+  },
 ];
