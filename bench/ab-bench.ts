@@ -9,10 +9,15 @@
  *
  * DIR is a checkout with its `dist/` built (`git worktree add /tmp/base <commit>`, a
  * `node_modules` there, `npx tsc -p tsconfig.json`).
- * - `embedded`: both builds' `openStore` in this process, `--concurrency` appenders of the
- *   bench's 200-byte event, `--slice-ms` measured per slice after 150 ms, CPU per transaction
- *   from `process.cpuUsage`. The builds share the process (its GC, its CPU): pass a build its
- *   own copy of a package it changes globally (a msgpackr extension, say).
+ * - `embedded`: both builds' stores in this process, each opened as `txlog bench` opens it
+ *   (that build's `openEmbedded`), `--concurrency` appenders of the bench's 200-byte event,
+ *   `--slice-ms` measured per slice after 150 ms, CPU per transaction of this process from
+ *   schedstat (`cpu-meter.ts`). The builds share the process (its GC, its CPU): pass a build
+ *   its own copy of a package it changes globally (a msgpackr extension, say).
+ * Each slice is the bench's closed loop (`load.ts`) after its warm-up, and one slice of each
+ * side runs uncounted first. The same build as both sides (two A/A runs, 8 pairs, embedded)
+ * gave 0.93x and 1.03x throughput, 1.08x and 0.94x CPU: differences under about a tenth are
+ * within the noise.
  * - `pair`: per slice, a pair started as `txlog bench` starts it from that build (primary
  *   `taskset -c 0`, backup `taskset -c 1` when taskset exists), `--concurrency` transactions in
  *   flight over its connections, `--slice-ms` measured after 800 ms, CPU per transaction of the
@@ -24,6 +29,8 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { processCpuUs } from './cpu-meter.js';
+import { runLoad } from './load.js';
+import { median } from './stats.js';
 import { tasksetAvailable } from './txlog-subjects.js';
 
 type Mode = 'embedded' | 'pair';
@@ -90,52 +97,32 @@ async function moduleOf<T>(build: string, file: string): Promise<T> {
   return (await import(pathToFileURL(path.join(build, 'dist', file)).href)) as T;
 }
 
-interface EngineModule {
-  openStore(options: { dir: string; fsync: string; log?: () => void }): Promise<{
-    execute(command: string, args: unknown, ids: { clientId: string; requestId: number }): Promise<unknown>;
-    close(): Promise<void>;
-  }>;
+/** What `bench/txlog-subjects.ts` of a build offers (the same in every build since the bench's first). */
+interface Subject {
+  transaction(worker: number): Promise<void>;
+  close(): Promise<void>;
 }
 
 interface SubjectsModule {
   eventOf(bytes: number): unknown;
+  openEmbedded(dir: string, fsync: string, event: unknown): Promise<Subject>;
   startReplicated(
     dir: string,
     fsync: string,
     event: unknown,
     placement: { primaryCpus: string | undefined; backupCpus: string | undefined },
-  ): Promise<{ primary: { pid: number }; backup: { pid: number }; transaction(worker: number): Promise<void>; close(): Promise<void> }>;
+  ): Promise<Subject & { primary: { pid: number }; backup: { pid: number } }>;
 }
 
-/** Runs `concurrency` loops of `transaction` for a warm-up, then measures `sliceMs`. */
-async function measure(
-  transaction: (worker: number) => Promise<unknown>,
-  options: Options,
-  warmupMs: number,
-  pids: Record<string, number>,
-): Promise<Slice> {
-  let stop = false;
-  let count = 0;
-  const loop = async (worker: number): Promise<void> => {
-    while (!stop) {
-      await transaction(worker);
-      count += 1;
-    }
-  };
-  const loops = Array.from({ length: options.concurrency }, (_, worker) => loop(worker));
-  try {
-    await sleep(warmupMs);
-    const before = cpuOf(pids);
-    const [countBefore, startedMs] = [count, performance.now()];
-    await sleep(options.sliceMs);
-    const [done, elapsedMs, after] = [count - countBefore, performance.now() - startedMs, cpuOf(pids)];
-    const cpuUs: Record<string, number> = {};
-    for (const name of Object.keys(pids)) cpuUs[name] = done === 0 ? 0 : (after[name]! - before[name]!) / done;
-    return { txPerSec: (done / elapsedMs) * 1000, cpuUs };
-  } finally {
-    stop = true;
-    await Promise.all(loops);
-  }
+/** The bench's closed loop (`load.ts`): a warm-up, then `sliceMs` measured, CPU read around it. */
+async function measure(subject: Subject, options: Options, warmupMs: number, pids: Record<string, number>): Promise<Slice> {
+  let before: Record<string, number> = {};
+  const plan = { concurrency: options.concurrency, durationMs: options.sliceMs, count: undefined, warmupMs };
+  const result = await runLoad(plan, (worker) => subject.transaction(worker), () => (before = cpuOf(pids)));
+  const after = cpuOf(pids);
+  const cpuUs: Record<string, number> = {};
+  for (const name of Object.keys(pids)) cpuUs[name] = result.completed === 0 ? 0 : (after[name]! - before[name]!) / result.completed;
+  return { txPerSec: result.completed / result.seconds, cpuUs };
 }
 
 function cpuOf(pids: Record<string, number>): Record<string, number> {
@@ -144,27 +131,15 @@ function cpuOf(pids: Record<string, number>): Record<string, number> {
   return cpu;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** A side of the comparison: measures one slice of its build. */
 type Side = () => Promise<Slice>;
 
 async function embeddedSide(build: string, options: Options, dirs: string[]): Promise<{ side: Side; close: () => Promise<void> }> {
-  const { openStore } = await moduleOf<EngineModule>(build, 'engine/index.js');
-  const { eventOf } = await moduleOf<SubjectsModule>(build, 'bench/txlog-subjects.js');
+  const { openEmbedded, eventOf } = await moduleOf<SubjectsModule>(build, 'bench/txlog-subjects.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-ab-'));
   dirs.push(dir);
-  const store = await openStore({ dir, fsync: options.fsync, log: () => undefined });
-  const event = eventOf(200);
-  const nextId = new Array<number>(options.concurrency).fill(1);
-  const transaction = (worker: number): Promise<unknown> => {
-    const requestId = nextId[worker]!;
-    nextId[worker] = requestId + 1;
-    return store.execute('append', { stream: `stream-${worker}`, events: [event] }, { clientId: `client-${worker}`, requestId });
-  };
-  return { side: () => measure(transaction, options, 150, { process: process.pid }), close: () => store.close() };
+  const store = await openEmbedded(dir, options.fsync, eventOf(200));
+  return { side: () => measure(store, options, 150, { process: process.pid }), close: () => store.close() };
 }
 
 function pairSide(build: string, options: Options, dirs: string[]): Side {
@@ -175,17 +150,12 @@ function pairSide(build: string, options: Options, dirs: string[]): Side {
     dirs.push(dir);
     const pair = await startReplicated(dir, options.fsync, eventOf(200), placement);
     try {
-      return await measure((worker) => pair.transaction(worker), options, 800, { primary: pair.primary.pid, backup: pair.backup.pid, clients: process.pid });
+      return await measure(pair, options, 800, { primary: pair.primary.pid, backup: pair.backup.pid, clients: process.pid });
     } finally {
       await pair.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 function ratioSummary(ratios: number[]): string {
@@ -207,6 +177,9 @@ async function main(): Promise<void> {
         closers.push(close);
       }
     }
+    // One slice of each, not counted: the first slice of a process runs cold (its JIT, the
+    // stores' first pages) and would count against whichever side came first.
+    for (const name of ['base', 'new'] as const) await sides[name]();
     const slices: Record<'base' | 'new', Slice[]> = { base: [], new: [] };
     for (let pair = 0; pair < options.pairs; pair++) {
       // The order flips every pair: a drift of the machine does not favour one side.

@@ -18,6 +18,7 @@ import { parseArgs } from 'node:util';
 import { recordTypes, type CommitPayload } from '../engine/records.js';
 import { sessionLimitDefaults } from '../engine/options.js';
 import { State, type ApplicableRecord } from '../engine/state.js';
+import { median as medianOf } from './stats.js';
 import { eventOf } from './txlog-subjects.js';
 
 interface Options {
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
   const records = commitsOf(options);
   const cpuUsPerCommit: number[] = [];
   for (let index = 0; index < options.rounds; index++) cpuUsPerCommit.push(await round(options, records));
-  const median = [...cpuUsPerCommit].sort((a, b) => a - b)[Math.floor(cpuUsPerCommit.length / 2)]!;
+  const median = medianOf(cpuUsPerCommit);
   const summary = { clients: options.clients, commits: options.commits, batch: options.batch, loadAverage: os.loadavg(), cpuUsPerCommit, medianCpuUsPerCommit: median };
   if (options.json) {
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openStore } from '../engine/index.js';
 import type { FsyncPolicy } from '../wal/options.js';
+import { median } from './stats.js';
 
 const cliPath = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const selfPath = fileURLToPath(import.meta.url);
@@ -169,13 +170,6 @@ function killChild(child: ChildProcess): void {
 function directoryBytes(dir: string): number {
   const result = spawnSync('du', ['-sb', dir], { encoding: 'utf8' });
   return Number(result.stdout.split('\t')[0] ?? 0);
-}
-
-function median(samples: readonly number[]): number {
-  if (samples.length === 0) return Number.NaN;
-  const sorted = samples.toSorted((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import type { FsyncPolicy } from '../wal/options.js';
 import { processCpuUs } from './cpu-meter.js';
 import { runLoad } from './load.js';
+import { median } from './stats.js';
 import { eventOf, openEmbedded, startReplicated, type TxlogSubject } from './txlog-subjects.js';
 
 const { values } = parseArgs({
@@ -99,10 +100,4 @@ async function slice(subject: Subject): Promise<Slice> {
   const result = await runLoad({ concurrency, durationMs: sliceMs, count: undefined, warmupMs: 0 }, subject.transaction);
   const cpuUs = subject.cpuUs() - cpuBefore;
   return { transactionsPerSecond: result.completed / result.seconds, cpuUsPerTransaction: cpuUs / Math.max(1, result.completed) };
-}
-
-function median(samples: readonly number[]): number {
-  const sorted = samples.toSorted((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]! ) / 2;
 }

@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openStore } from '../engine/index.js';
+import { median } from './stats.js';
 import { eventOf } from './txlog-subjects.js';
 
 const writers = 256;
@@ -69,11 +70,6 @@ async function rebuildRound(logDir: string, roundDir: string, events: number): P
   await store.close();
   if (last?.position !== events - 1) throw new Error(`the rebuilt state ends at position ${String(last?.position)}, not ${events - 1}`);
   return { events, elapsedMs, eventsPerSecond: (events / elapsedMs) * 1000, cpuUsPerEvent: (cpu.user + cpu.system) / events };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 async function main(): Promise<void> {

@@ -53,6 +53,14 @@ export function percentile(sorted: Float64Array, fraction: number): number {
   return sorted[rank]!;
 }
 
+/** The median of some values (the mean of the middle two for an even count); NaN when there are none. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = values.toSorted((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
 /** Nanoseconds since `startNs` (a `process.hrtime.bigint()` reading). */
 export function elapsedNs(startNs: bigint): number {
   return Number(process.hrtime.bigint() - startNs);
