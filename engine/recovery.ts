@@ -11,7 +11,8 @@ import type { WalOptions } from '../wal/options.js';
 import { txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
 import { refuseIncompleteBackup } from './backup-manifest.js';
-import { State, currentBootId, type ApplicableRecord } from './state.js';
+import { State, type ApplicableRecord } from './state.js';
+import { currentBootId } from './state-files.js';
 
 /** Records applied per LMDB transaction while recovering. */
 const recoveryBatchRecords = 1024;

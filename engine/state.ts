@@ -20,7 +20,6 @@ import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
 import { checkDataFile, currentBootId, fsyncPath } from './state-files.js';
 import { StreamHeads } from './stream-heads.js';
 import { StreamIndex, flushEntriesDefault } from './stream-index.js';
-export { currentBootId };
 export { headsCachedMax } from './stream-heads.js';
 export { journalEntryOf, type JournalEntry, type Outcome, type SessionLookup } from './session-table.js';
 

@@ -28,6 +28,9 @@ assert(nonceBytes <= handshakeFieldBytesMax, 'a nonce must fit in a handshake fi
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** A frame starts with its body's length, a u32. */
+const frameLengthBytes = 4;
+
 export function encodeMessage(message: Message): Buffer {
   // The body is packed after four bytes msgpackr leaves free, where its length goes: the body
   // (a batch of records, say) is not copied into a frame of its own.
@@ -35,8 +38,6 @@ export function encodeMessage(message: Message): Buffer {
   frame.writeUInt32BE(frame.length - frameLengthBytes, 0);
   return frame;
 }
-
-const frameLengthBytes = 4;
 
 /**
  * Splits a byte stream into frame bodies. Throws PROTOCOL_ERROR on a length above `frameBytesMax`
@@ -52,15 +53,15 @@ export class FrameDecoder {
     this.bufferedBytes += chunk.length;
     const bodies: Buffer[] = [];
     for (;;) {
-      if (this.bufferedBytes < 4) break;
-      const head = this.peek(4);
+      if (this.bufferedBytes < frameLengthBytes) break;
+      const head = this.peek(frameLengthBytes);
       const length = head.readUInt32BE(0);
       if (length > this.frameBytesMax) {
         throw txlogError('PROTOCOL_ERROR', `frame of ${length} bytes exceeds the limit of ${this.frameBytesMax}`);
       }
-      if (this.bufferedBytes < 4 + length) break;
-      const all = this.take(4 + length);
-      bodies.push(all.subarray(4));
+      if (this.bufferedBytes < frameLengthBytes + length) break;
+      const all = this.take(frameLengthBytes + length);
+      bodies.push(all.subarray(frameLengthBytes));
     }
     return bodies;
   }

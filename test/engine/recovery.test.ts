@@ -13,7 +13,7 @@ import { useTempDir } from '../helpers/temp.js';
 import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
 import { open as openLmdb } from 'lmdb';
-import { currentBootId } from '../../engine/state.js';
+import { currentBootId } from '../../engine/state-files.js';
 
 const newDir = useTempDir('txlog-recovery-');
 
