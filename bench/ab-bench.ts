@@ -5,13 +5,13 @@
  * asserted.
  *
  *   node dist/bench/ab-bench.js --base DIR --new DIR [--mode embedded|pair] [--pairs 8]
- *       [--slice-ms 600] [--concurrency 256] [--fsync always|interval|never] [--json]
+ *       [--slice-ms 600] [--warmup-ms N] [--concurrency 256] [--fsync always|interval|never] [--json]
  *
  * DIR is a checkout with its `dist/` built (`git worktree add /tmp/base <commit>`, a
  * `node_modules` there, `npx tsc -p tsconfig.json`).
  * - `embedded`: both builds' stores in this process, each opened as `txlog bench` opens it
  *   (that build's `openEmbedded`), `--concurrency` appenders of the bench's 200-byte event,
- *   `--slice-ms` measured per slice after 150 ms, CPU per transaction of this process from
+ *   `--slice-ms` measured per slice after `--warmup-ms` (default 150), CPU per transaction of this process from
  *   schedstat (`cpu-meter.ts`). The builds share the process (its GC, its CPU): pass a build
  *   its own copy of a package it changes globally (a msgpackr extension, say).
  * Each slice is the bench's closed loop (`load.ts`) after its warm-up, and one slice of each
@@ -20,8 +20,13 @@
  * within the noise.
  * - `pair`: per slice, a pair started as `txlog bench` starts it from that build (primary
  *   `taskset -c 0`, backup `taskset -c 1` when taskset exists), `--concurrency` transactions in
- *   flight over its connections, `--slice-ms` measured after 800 ms, CPU per transaction of the
- *   primary, the backup and this process (the clients) from schedstat (`cpu-meter.ts`).
+ *   flight over its connections, `--slice-ms` measured after `--warmup-ms` (default 4000), CPU
+ *   per transaction of the primary, the backup and this process (the clients) from schedstat
+ *   (`cpu-meter.ts`). The nodes are new processes each slice, and a pair under load takes about
+ *   4 s to reach its steady state (V8 compiling the hot code on its worker threads, the heap
+ *   growing): measured after 0.8 s, the primary spent 76-80 µs of CPU per transaction where it
+ *   spent 54-56 after 8 s and 55-56 after 4 s (issue 11, fifth round), so a short warm-up
+ *   compares two builds' warm-ups as much as their commit paths.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -41,6 +46,8 @@ interface Options {
   mode: Mode;
   pairs: number;
   sliceMs: number;
+  /** Unrecorded load before each slice (ms). */
+  warmupMs: number;
   concurrency: number;
   fsync: 'always' | 'interval' | 'never';
   json: boolean;
@@ -73,6 +80,7 @@ function parseArguments(): Options {
       mode: { type: 'string', default: 'embedded' },
       pairs: { type: 'string', default: '8' },
       'slice-ms': { type: 'string', default: '600' },
+      'warmup-ms': { type: 'string' },
       concurrency: { type: 'string', default: '256' },
       fsync: { type: 'string', default: 'always' },
       json: { type: 'boolean', default: false },
@@ -86,6 +94,7 @@ function parseArguments(): Options {
     mode: values.mode,
     pairs: integerOption('pairs', values.pairs, 1, 100),
     sliceMs: integerOption('slice-ms', values['slice-ms'], 50, 600_000),
+    warmupMs: integerOption('warmup-ms', values['warmup-ms'] ?? (values.mode === 'pair' ? '4000' : '150'), 0, 600_000),
     concurrency: integerOption('concurrency', values.concurrency, 1, 4096),
     fsync: values.fsync,
     json: values.json === true,
@@ -115,9 +124,9 @@ interface SubjectsModule {
 }
 
 /** The bench's closed loop (`load.ts`): a warm-up, then `sliceMs` measured, CPU read around it. */
-async function measure(subject: Subject, options: Options, warmupMs: number, pids: Record<string, number>): Promise<Slice> {
+async function measure(subject: Subject, options: Options, pids: Record<string, number>): Promise<Slice> {
   let before: Record<string, number> = {};
-  const plan = { concurrency: options.concurrency, durationMs: options.sliceMs, count: undefined, warmupMs };
+  const plan = { concurrency: options.concurrency, durationMs: options.sliceMs, count: undefined, warmupMs: options.warmupMs };
   const result = await runLoad(plan, (worker) => subject.transaction(worker), () => (before = cpuOf(pids)));
   const after = cpuOf(pids);
   const cpuUs: Record<string, number> = {};
@@ -139,7 +148,7 @@ async function embeddedSide(build: string, options: Options, dirs: string[]): Pr
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'txlog-ab-'));
   dirs.push(dir);
   const store = await openEmbedded(dir, options.fsync, eventOf(200));
-  return { side: () => measure(store, options, 150, { process: process.pid }), close: () => store.close() };
+  return { side: () => measure(store, options, { process: process.pid }), close: () => store.close() };
 }
 
 function pairSide(build: string, options: Options, dirs: string[]): Side {
@@ -150,7 +159,7 @@ function pairSide(build: string, options: Options, dirs: string[]): Side {
     dirs.push(dir);
     const pair = await startReplicated(dir, options.fsync, eventOf(200), placement);
     try {
-      return await measure(pair, options, 800, { primary: pair.primary.pid, backup: pair.backup.pid, clients: process.pid });
+      return await measure(pair, options, { primary: pair.primary.pid, backup: pair.backup.pid, clients: process.pid });
     } finally {
       await pair.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -196,7 +205,7 @@ async function main(): Promise<void> {
 }
 
 function summarize(options: Options, slices: Record<'base' | 'new', Slice[]>): { options: Options; slices: typeof slices; lines: string[] } {
-  const lines = [`${options.mode}, ${options.fsync}, c=${options.concurrency}, ${options.pairs} pairs of ${options.sliceMs} ms; load average now ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`];
+  const lines = [`${options.mode}, ${options.fsync}, c=${options.concurrency}, ${options.pairs} pairs of ${options.sliceMs} ms after ${options.warmupMs} ms; load average now ${os.loadavg().map((load) => load.toFixed(2)).join(' ')}`];
   const throughput = slices.new.map((slice, index) => slice.txPerSec / slices.base[index]!.txPerSec);
   lines.push(`tx/s: base median ${Math.round(median(slices.base.map((slice) => slice.txPerSec)))}, new ${Math.round(median(slices.new.map((slice) => slice.txPerSec)))}; paired new/base ${ratioSummary(throughput)}`);
   for (const name of Object.keys(slices.base[0]!.cpuUs)) {

@@ -10,6 +10,7 @@ import { runCli, useBuiltCli } from '../cli/helpers.js';
 const cli = useBuiltCli();
 
 interface Report {
+  options: { warmupMs: number };
   slices: Record<'base' | 'new', Array<{ txPerSec: number; cpuUs: Record<string, number> }>>;
   lines: string[];
 }
@@ -18,7 +19,7 @@ describe('ab-bench', () => {
   it('alternates two builds of the embedded store and reports each slice and the paired ratios', async () => {
     const build = path.dirname(path.dirname(path.dirname(cli())));
     const script = path.join(build, 'dist', 'bench', 'ab-bench.js');
-    const args = ['--base', build, '--new', build, '--pairs', '2', '--slice-ms', '100', '--concurrency', '4', '--fsync', 'never', '--json'];
+    const args = ['--base', build, '--new', build, '--pairs', '2', '--slice-ms', '100', '--warmup-ms', '20', '--concurrency', '4', '--fsync', 'never', '--json'];
     const result = await runCli(script, args);
     expect(result.exitCode, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as Report;
@@ -30,6 +31,8 @@ describe('ab-bench', () => {
       }
     }
     expect(report.lines.some((line) => line.startsWith('tx/s:') && line.includes('paired new/base'))).toBe(true);
+    expect(report.options.warmupMs).toBe(20);
+    expect(report.lines[0]).toContain('2 pairs of 100 ms after 20 ms');
   });
 
   it('refuses a build with no dist/ in one line, exit 1', async () => {
@@ -39,5 +42,8 @@ describe('ab-bench', () => {
     expect(result.exitCode).toBe(1);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toMatch(/--base .*nowhere has no dist\/engine\/index.js/);
+    const negative = await runCli(script, ['--base', build, '--new', build, '--warmup-ms=-1']);
+    expect(negative.exitCode).toBe(1);
+    expect(negative.stderr).toContain('--warmup-ms must be an integer in [0, 600000]');
   });
 });
