@@ -11,9 +11,9 @@
  * `node_modules` there, `npx tsc -p tsconfig.json`).
  * - `embedded`: both builds' stores in this process, each opened as `txlog bench` opens it
  *   (that build's `openEmbedded`), `--concurrency` appenders of the bench's 200-byte event,
- *   `--slice-ms` measured per slice after `--warmup-ms` (default 150), CPU per transaction of this process from
- *   schedstat (`cpu-meter.ts`). The builds share the process (its GC, its CPU): pass a build
- *   its own copy of a package it changes globally (a msgpackr extension, say).
+ *   `--slice-ms` measured per slice after `--warmup-ms` (default 150), CPU per transaction of
+ *   this process from schedstat (`cpu-meter.ts`). The builds share the process (its GC, its
+ *   CPU): pass a build its own copy of a package it changes globally (a msgpackr extension).
  * Each slice is the bench's closed loop (`load.ts`) after its warm-up, and one slice of each
  * side runs uncounted first. The same build as both sides (two A/A runs, 8 pairs, embedded)
  * gave 0.93x and 1.03x throughput, 1.08x and 0.94x CPU: differences under about a tenth are
@@ -23,10 +23,11 @@
  *   flight over its connections, `--slice-ms` measured after `--warmup-ms` (default 4000), CPU
  *   per transaction of the primary, the backup and this process (the clients) from schedstat
  *   (`cpu-meter.ts`). The nodes are new processes each slice, and a pair under load takes about
- *   4 s to reach its steady state (V8 compiling the hot code on its worker threads, the heap
- *   growing): measured after 0.8 s, the primary spent 76-80 µs of CPU per transaction where it
- *   spent 54-56 after 8 s and 55-56 after 4 s (issue 11, fifth round), so a short warm-up
- *   compares two builds' warm-ups as much as their commit paths.
+ *   4 s to reach its steady state (V8 compiling the hot code on its worker threads): `--base .
+ *   --new . --mode pair --pairs 3 --slice-ms 2500` gave the primary 56-58 µs of CPU per
+ *   transaction with `--warmup-ms 800` and 42-45 with 4000 (README, Benchmarks), so a short
+ *   warm-up compares two builds' warm-ups as much as their commit paths. Its noise, the same
+ *   build as both sides (6 pairs): 0.91x throughput (0.76-1.10).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
