@@ -2,8 +2,9 @@
  * `txlog backup`: a consistent copy of a store that is itself a store directory (opening it is
  * the restore), with a `manifest.json` written last.
  *
- * - `--dir STORE --out DIR`: the store's files are read from this process, whether the store is
- *   closed or running in another process (`engine/backup.ts` says why that is safe).
+ * - `--dir STORE --out DIR`: the store's files are read from this process. A store that another
+ *   process runs gives its WAL only (its state is rebuilt on restore; `engine/backup.ts` says
+ *   why LMDB is not opened beside its writer), with a note on stderr.
  * - `--servers H:P --out DIR`: the node at H:P writes the backup of its own store to DIR on its
  *   own machine (one request; the data never crosses the network, so the copy is as safe as the
  *   node's disk and costs no wire bandwidth). DIR must be absolute.
@@ -26,7 +27,8 @@ Writes a consistent copy of a store to DIR (which must not exist, or be empty): 
 one snapshot, the WAL to its last whole record (LSN in the manifest), and manifest.json last.
 Opening DIR as a store (openStore, txlog serve --dir DIR) is the restore.
 
-  --dir STORE          a store directory, closed or in use by a running process
+  --dir STORE          a store directory, closed or in use by a running process (then its
+                       WAL alone is copied, and opening the backup rebuilds the state from it)
   --servers H:P        ask a running node (the first that answers, whatever its role) to
                        back up its own store; DIR is a path on that node's machine and must
                        be absolute
@@ -89,6 +91,7 @@ async function backupDirectory(dir: string, out: string): Promise<ManifestSummar
   let drawnBytes = 0;
   try {
     return await backupStoreDirectory(dir, out, {
+      log: (message) => process.stderr.write(`txlog backup: ${message}\n`),
       onProgress: ({ phase, copiedBytes, totalBytes }) => {
         if (phase !== 'wal') return;
         progress ??= startProgress('backup', totalBytes);

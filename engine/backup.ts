@@ -1,7 +1,7 @@
 /**
  * Online backup: a consistent copy of a store's directory, taken while the store runs (in this
- * process: `store.backup`; in another one, or closed: `backupStoreDirectory`), that is itself a
- * store directory: opening it is the restore.
+ * process: `store.backup`; closed, or running in another process: `backupStoreDirectory`), that
+ * is itself a store directory: opening it is the restore.
  *
  * Order, and why it is consistent:
  *   1. The state (LMDB) is copied first, as of one read snapshot, at LSN S (its applied LSN).
@@ -15,6 +15,18 @@
  * its snapshot on its own thread, at a moment we cannot pin to an LSN while commits apply);
  * replaying E − S records on open is what recovery does anyway, and costs the store nothing.
  *
+ * The state of a store that runs in another process is not copied: the backup holds its WAL
+ * alone, and opening it rebuilds the state from the WAL (`stateLsn` is null). Opening the
+ * LMDB environment from a second process while its writer commits can lose one of the
+ * writer's transactions: the LMDB that lmdb-js 3.5 bundles sets the lock file's last
+ * transaction id, on every open, from the meta page it has just read, so a commit landing in
+ * between is forgotten and the next one is built on the older snapshot (the stock library does
+ * that only when opening a previous snapshot, which takes the environment exclusively). Found
+ * when a copy taken this way failed to open (its stream index out of order); the source's state
+ * had lost 64 applied events. So the state is copied only under the WAL's lock
+ * (`wal/directory-lock.ts`): when no process runs the store, and none can start it while the
+ * copy is made. A running node copies its own state (`txlog backup --servers`, `store.backup`).
+ *
  * The copied state was left "open" by its source (see `State.mayBeDamagedByMachineCrash`); the
  * copy is a snapshot that we fsync, so it is sealed (marked cleanly closed) before the manifest
  * says the backup is complete, and a restore on another machine keeps it instead of rebuilding.
@@ -23,6 +35,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import { formatVersion } from '../wal/format.js';
+import { nodePlatform } from '../wal/platform.js';
 import { checksumFiles, writeIncompleteMarker, writeManifest, type BackupManifest } from './backup-manifest.js';
 import { fsyncPath } from './state-files.js';
 import { copyWal } from './backup-wal.js';
@@ -41,6 +54,8 @@ export interface BackupProgress {
 export interface BackupOptions {
   /** Called as the backup goes on (at each phase, and after every few MiB of WAL copied). */
   onProgress?: (progress: BackupProgress) => void;
+  /** Told why the state was not copied, when it was not (the restore then rebuilds it). */
+  log?: (message: string) => void;
 }
 
 /** LMDB map size used to open a state copy (address space only; the file grows as needed). */
@@ -66,8 +81,8 @@ export async function backupStoreDirectory(storeDir: string, outDir: string, opt
     if (live !== undefined) {
       await live.copyTo(stateDir);
       stateLsn = await sealStateCopy(stateDir);
-    } else if (await State.copyDirectory(path.join(storeDir, 'state'), stateDir, stateCopyMapBytes)) {
-      stateLsn = await sealStateCopy(stateDir);
+    } else {
+      stateLsn = await copyIdleState(storeDir, stateDir, options);
     }
     const wal = await copyWal({
       sourceDir: sourceWalDir,
@@ -135,6 +150,28 @@ function removeTarget(outDir: string, created: boolean): void {
     for (const name of fs.readdirSync(outDir)) fs.rmSync(path.join(outDir, name), { recursive: true, force: true });
   } catch {
     // Best effort: what is left has no manifest, so it never looks like a complete backup.
+  }
+}
+
+/**
+ * Copies the state of a store that no process runs, holding its WAL's lock meanwhile so that
+ * none starts it; returns the copy's LSN, or null when nothing was copied: the store runs (in
+ * another process, or in this one outside `live`), or it has no state to trust.
+ */
+async function copyIdleState(storeDir: string, stateDir: string, options: BackupOptions): Promise<number | null> {
+  const lock = await nodePlatform.fileSystem.lockDirectory(path.join(storeDir, 'wal'));
+  if (lock === undefined) {
+    options.log?.(`the store in ${storeDir} is running: its WAL is copied without its state, which opening the backup rebuilds from the WAL (a running node copies its state too: txlog backup --servers)`);
+    return null;
+  }
+  try {
+    if (!(await State.copyDirectory(path.join(storeDir, 'state'), stateDir, stateCopyMapBytes))) {
+      options.log?.(`the store in ${storeDir} has no state that can be trusted: opening the backup rebuilds it from the WAL`);
+      return null;
+    }
+    return await sealStateCopy(stateDir);
+  } finally {
+    await lock.release();
   }
 }
 

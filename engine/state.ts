@@ -166,10 +166,11 @@ export class State {
   }
 
   /**
-   * Copies the state at `sourceDir` while another process may hold it open (LMDB is safe to
-   * read from several processes: readers take their snapshot through its lock file). Returns
-   * false, copying nothing, when there is no state or it cannot be trusted (left open under
-   * another boot: see `mayBeDamagedByMachineCrash`), so the restored store rebuilds it.
+   * Copies the state at `sourceDir`, which no process may have open: the caller holds the
+   * store's WAL lock (opening LMDB beside a live writer can lose one of its commits: see
+   * `backup.ts`). Returns false, copying nothing, when there is no state or it cannot be
+   * trusted (left open under another boot: see `mayBeDamagedByMachineCrash`), so the restored
+   * store rebuilds it.
    */
   static async copyDirectory(sourceDir: string, targetDir: string, mapBytes: number): Promise<boolean> {
     if (!fs.existsSync(path.join(sourceDir, 'data.mdb'))) return false;

@@ -38,6 +38,8 @@ export const errorCodes = [
   'INTERNAL_ERROR',
   /** A durable consumer of that name is already running (or another one moved its checkpoint). */
   'CONSUMER_ACTIVE',
+  /** The store's WAL is open for writing elsewhere: in another process, or already in this one. */
+  'STORE_IN_USE',
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];

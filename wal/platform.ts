@@ -10,6 +10,9 @@
  */
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { lockDirectoryBySocket, type DirectoryLock } from './directory-lock.js';
+
+export type { DirectoryLock } from './directory-lock.js';
 
 export interface FileStat {
   sizeBytes: number;
@@ -42,6 +45,12 @@ export interface FileSystem {
   syncDirectory(dir: string): void;
   /** Fills `lengthBytes` bytes with zeros from `position` without blocking the event loop. */
   fillZeros(fd: number, position: number, lengthBytes: number): Promise<void>;
+  /**
+   * Takes the lock the one writer of the directory `dir` (which exists) holds, or resolves
+   * undefined when a live holder has it: another process, or another open in this one. A
+   * process that ends, however it ends, holds no lock (`directory-lock.ts`).
+   */
+  lockDirectory(dir: string): Promise<DirectoryLock | undefined>;
 }
 
 export interface TimerHandle {
@@ -136,6 +145,7 @@ export const nodeFileSystem: FileSystem = {
     }
     await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (error) => (error ? reject(error) : resolve())));
   },
+  lockDirectory: lockDirectoryBySocket,
 };
 
 export const nodeClock: Clock = {

@@ -15,6 +15,7 @@ import { checkFrame, encodeFrame, encodePayload, epochMax } from './format.js';
 import { GroupCommit, type BatchListener } from './group-commit.js';
 import { firstLsnOf, logStateOf, writeRefusal, type LogState } from './log-state.js';
 import { resolveWalOptions, type ResolvedWalOptions, type WalOptions } from './options.js';
+import type { DirectoryLock } from './platform.js';
 import { LogReader, type WalRecord } from './reader.js';
 import { recover, type TailState } from './segments.js';
 import { SpareSegment } from './spare-segment.js';
@@ -32,9 +33,12 @@ export class Wal {
   private readonly spare: SpareSegment;
   private readonly reader: LogReader;
   private readonly groupCommit: GroupCommit;
+  /** Held from open to close by a WAL open for writing: one writer per directory. */
+  private readonly lock: DirectoryLock | undefined;
 
-  private constructor(options: ResolvedWalOptions, state: LogState, tail: TailState) {
+  private constructor(options: ResolvedWalOptions, state: LogState, tail: TailState, lock: DirectoryLock | undefined) {
     this.options = options;
+    this.lock = lock;
     this.tail = tail;
     this.state = state;
     this.spare = new SpareSegment(options);
@@ -47,12 +51,21 @@ export class Wal {
    * scanned, a torn tail is cut back to the last whole record (reported in `tail` and logged),
    * and a bad record followed by valid ones fails with `CORRUPT_LOG` without modifying anything.
    * Older segments are verified when first read, and all of them by `txlog inspect --verify`.
-   * A disk that fails (too small for a new segment, say) fails with `IO_ERROR`.
+   * A disk that fails (too small for a new segment, say) fails with `IO_ERROR`. A log that is
+   * open for writing elsewhere (another process, or another open in this one) is refused with
+   * `STORE_IN_USE` before anything is read or written; read-only opens take no lock.
    */
   static async open(options: WalOptions): Promise<Wal> {
     const resolved = resolveWalOptions(options);
-    const opened = recover(resolved);
-    const wal = new Wal(resolved, logStateOf(resolved, opened), opened.tail);
+    const lock = resolved.readOnly ? undefined : await lockLog(resolved);
+    let opened: ReturnType<typeof recover>;
+    try {
+      opened = recover(resolved);
+    } catch (error) {
+      await lock?.release();
+      throw error;
+    }
+    const wal = new Wal(resolved, logStateOf(resolved, opened), opened.tail, lock);
     if (opened.tail.state === 'cut') {
       resolved.log(
         `cut a torn tail: ${opened.tail.bytes} bytes at ${opened.tail.segment} offset ${opened.tail.offset} (${opened.tail.reason})`,
@@ -293,5 +306,19 @@ export class Wal {
     state.activeFd = undefined;
     this.reader.wake();
     await this.spare.settled();
+    await this.lock?.release();
   }
+}
+
+/** Creates the log's directory if need be and takes its lock, or fails with `STORE_IN_USE`. */
+async function lockLog(options: ResolvedWalOptions): Promise<DirectoryLock> {
+  const fileSystem = options.platform.fileSystem;
+  const stat = fileSystem.stat(options.dir);
+  if (stat === undefined) fileSystem.mkdirp(options.dir);
+  else if (!stat.isDirectory) throw txlogError('NOT_A_LOG', `${options.dir} is not a directory`, { dir: options.dir });
+  const lock = await fileSystem.lockDirectory(options.dir);
+  if (lock === undefined) {
+    throw txlogError('STORE_IN_USE', `the WAL in ${options.dir} is open for writing elsewhere (another process, or another open in this one); a store has one writer`, { dir: options.dir });
+  }
+  return lock;
 }

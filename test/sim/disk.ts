@@ -51,6 +51,8 @@ export class SimDisk {
   private durableNames = new Map<string, number>();
   private readonly inodes = new Map<number, Inode>();
   private readonly handles = new Map<number, Handle>();
+  /** Directory → the incarnation whose process holds its lock (a lock dies with its process). */
+  private readonly locks = new Map<string, number>();
   faults: DiskFaults = noDiskFaults;
   /** Counted faults, for the run's summary. */
   injected = { syncFailures: 0, writeFailures: 0, tornWrites: 0, lostWrites: 0 };
@@ -130,6 +132,19 @@ export class SimDisk {
             }
           }, delayMs);
         });
+      },
+      async lockDirectory(realPath) {
+        disk.checkAlive(incarnation);
+        const path = canonical(realPath);
+        if (disk.locks.get(path) === incarnation) return undefined;
+        disk.locks.set(path, incarnation);
+        let released = false;
+        return {
+          release: async () => {
+            if (!released && disk.locks.get(path) === incarnation) disk.locks.delete(path);
+            released = true;
+          },
+        };
       },
       truncate(fd, lengthBytes) {
         const { inode } = handle(fd);

@@ -53,8 +53,10 @@ describe('opening a log', () => {
 describe('opening a log whose last writer died before syncing', () => {
   it('fdatasyncs the tail segment before anything is appended after it', async () => {
     const dir = newDir();
-    // A writer that never syncs (fsync never) and is abandoned without close, as a killed process.
-    const { wal: first } = await openQuietWal({ dir, fsync: 'never', preallocate: false, segmentBytes: 1024 * 1024 });
+    // A writer that never syncs (fsync never) and is abandoned without close, as a killed
+    // process; it takes no lock, as a killed process holds none (the kernel released it).
+    const lockless = { ...nodePlatform, fileSystem: { ...nodePlatform.fileSystem, lockDirectory: async () => ({ release: async () => undefined }) } };
+    const { wal: first } = await openQuietWal({ dir, fsync: 'never', preallocate: false, segmentBytes: 1024 * 1024, platform: lockless });
     await Promise.all([1, 2, 3].map((lsn) => first.append(1, { lsn }, 1)));
     const synced: number[] = [];
     const platform = { ...nodePlatform, fileSystem: { ...nodePlatform.fileSystem, fdatasync: (fd: number) => (synced.push(fd), nodePlatform.fileSystem.fdatasync(fd)) } };

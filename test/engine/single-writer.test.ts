@@ -1,0 +1,69 @@
+/**
+ * One writer per store: a WAL open for writing holds its directory's lock (`wal/directory-lock.ts`)
+ * until it closes, and a second writer is refused with STORE_IN_USE before it reads or writes
+ * anything, whether it is another open in this process or another process. The lock dies with
+ * its process: after a SIGKILL the store opens at once. Real processes, files and sockets.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openStore } from '../../engine/index.js';
+import { Wal } from '../../wal/index.js';
+import { startWriterProcess } from '../helpers/backup.js';
+import { killAndWait, useChildProcesses, useTempDir } from '../helpers/temp.js';
+import { openQuietWal, rejectedError } from '../helpers/wal.js';
+
+const tempDir = useTempDir('txlog-single-writer-');
+const spawnChild = useChildProcesses();
+
+describe('one writer per WAL directory', () => {
+  it('refuses a second writer in this process until the first closes; readers are not refused', async () => {
+    const dir = tempDir();
+    const { wal } = await openQuietWal({ dir, preallocate: false, fsync: 'never' });
+    await wal.append(1, { n: 1 }, 1);
+    const refused = await rejectedError(() => Wal.open({ dir, preallocate: false, log: () => undefined }));
+    expect(refused.code).toBe('STORE_IN_USE');
+    expect(refused.retryable).toBe(false);
+    expect(refused.details).toEqual({ dir });
+
+    const reader = await Wal.open({ dir, readOnly: true, log: () => undefined });
+    expect(reader.lastLsn).toBe(1);
+    await reader.close();
+
+    await wal.close();
+    const { wal: reopened } = await openQuietWal({ dir, preallocate: false, fsync: 'never' });
+    expect(reopened.lastLsn).toBe(1);
+    await reopened.close();
+  });
+
+  it('knows the directory by its identity, not by the path that names it', async () => {
+    const dir = tempDir();
+    const alias = path.join(tempDir(), 'alias');
+    const { wal } = await openQuietWal({ dir, preallocate: false, fsync: 'never' });
+    fs.symlinkSync(dir, alias);
+    try {
+      expect((await rejectedError(() => Wal.open({ dir: alias, preallocate: false, log: () => undefined }))).code).toBe('STORE_IN_USE');
+    } finally {
+      await wal.close();
+    }
+  });
+
+  it('refuses to open a store another process runs, and opens it once that process is killed', async () => {
+    const dir = tempDir();
+    const writer = await startWriterProcess(spawnChild, dir, 200, 4);
+    const before = fs.readdirSync(path.join(dir, 'wal')).sort();
+    const refused = await rejectedError(() => openStore({ dir, preallocate: false, log: () => undefined }));
+    expect(refused.code).toBe('STORE_IN_USE');
+    // Refused before anything was touched: no segment made or removed, and the writer goes on.
+    expect(fs.readdirSync(path.join(dir, 'wal')).sort()).toEqual(before);
+    expect(writer.exitCode).toBeNull();
+
+    await killAndWait(writer);
+    const store = await openStore({ dir, preallocate: false, fsync: 'never', log: () => undefined });
+    try {
+      expect(store.lastLsn).toBeGreaterThanOrEqual(200);
+    } finally {
+      await store.close();
+    }
+  });
+});
