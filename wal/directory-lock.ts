@@ -7,8 +7,9 @@
  * directory reached by another path (a symlink, a bind mount) has the same device and inode.
  *
  * Limits: the abstract namespace belongs to a network namespace, so two containers that share
- * the directory but not the network namespace do not see each other's lock; on other systems
- * than Linux there is no lock (a second writer is not refused).
+ * the directory but not the network namespace do not see each other's lock; any local user who
+ * can stat the directory can bind the name first and keep the store from opening; on other
+ * systems than Linux there is no lock (a second writer is not refused).
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -32,7 +33,9 @@ export async function lockDirectoryBySocket(dir: string): Promise<DirectoryLock 
   const server = net.createServer((socket) => socket.destroy());
   const bound = await new Promise<boolean>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? resolve(false) : reject(error)));
-    server.listen(name, () => resolve(true));
+    // `exclusive`: in a cluster worker, bind here rather than through the primary process,
+    // which would share one handle among workers and hold it past a worker's death.
+    server.listen({ path: name, exclusive: true }, () => resolve(true));
   });
   if (!bound) return undefined;
   // The lock does not keep the process alive; the store's own work decides that.

@@ -1,16 +1,18 @@
 /**
  * One writer per store: a WAL open for writing holds its directory's lock (`wal/directory-lock.ts`)
  * until it closes, and a second writer is refused with STORE_IN_USE before it reads or writes
- * anything, whether it is another open in this process or another process. The lock dies with
- * its process: after a SIGKILL the store opens at once. Real processes, files and sockets.
+ * anything, whether it is another open in this process, another process, or another worker of a
+ * `cluster`. The lock dies with its process: after a SIGKILL the store opens at once. Real
+ * processes, files and sockets.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { openStore } from '../../engine/index.js';
 import { Wal } from '../../wal/index.js';
 import { startWriterProcess } from '../helpers/backup.js';
-import { killAndWait, useChildProcesses, useTempDir } from '../helpers/temp.js';
+import { exited, killAndWait, useChildProcesses, useTempDir } from '../helpers/temp.js';
 import { openQuietWal, rejectedError } from '../helpers/wal.js';
 
 const tempDir = useTempDir('txlog-single-writer-');
@@ -46,6 +48,16 @@ describe('one writer per WAL directory', () => {
     } finally {
       await wal.close();
     }
+  });
+
+  it('refuses the second of two cluster workers (each binds its own lock, not one the primary shares)', async () => {
+    const dir = tempDir();
+    const child = spawnChild(process.execPath, [fileURLToPath(new URL('./cluster-child.mjs', import.meta.url)), dir]);
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const { code } = await exited(child);
+    expect(code).toBe(0);
+    expect(JSON.parse(output)).toEqual(['opened', 'refused STORE_IN_USE']);
   });
 
   it('refuses to open a store another process runs, and opens it once that process is killed', async () => {
