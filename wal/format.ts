@@ -156,16 +156,23 @@ export interface FrameView extends FrameFields {
  * are not one whole valid frame of at most `frameBytesMax` (torn, corrupt, or zeros).
  */
 export function checkFrame(bytes: Uint8Array, frameBytesMax: number): FrameView | undefined {
-  if (bytes.byteLength < frameHeaderBytes) return undefined;
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const frameBytes = view.readUInt32LE(0);
-  if (frameBytes < frameHeaderBytes || frameBytes > frameBytesMax || frameBytes > view.length) return undefined;
-  const frame = view.subarray(0, frameBytes);
-  if (view.readUInt32LE(4) !== frameChecksum(frame)) return undefined;
-  const type = view.readUInt8(8);
-  const lsn = readU64(view, 16);
+  return checkFrameAt(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, bytes.byteLength, frameBytesMax);
+}
+
+/**
+ * `checkFrame` for the frame at `offset` in `buffer`, whose bytes end at `end`: the scanner's
+ * form, which makes no view of its own (a frame scanned costs no allocation but its result).
+ */
+export function checkFrameAt(buffer: Buffer, offset: number, end: number, frameBytesMax: number): FrameView | undefined {
+  if (end - offset < frameHeaderBytes) return undefined;
+  const frameBytes = buffer.readUInt32LE(offset);
+  if (frameBytes < frameHeaderBytes || frameBytes > frameBytesMax || frameBytes > end - offset) return undefined;
+  const checksum = crc32(buffer.subarray(offset + 8, offset + frameBytes), crc32(buffer.subarray(offset, offset + 4)));
+  if (buffer.readUInt32LE(offset + 4) !== checksum) return undefined;
+  const type = buffer.readUInt8(offset + 8);
+  const lsn = readU64(buffer, offset + 16);
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn < 1) return undefined;
-  return { frameBytes, type, epoch: view.readUInt32LE(12), lsn };
+  return { frameBytes, type, epoch: buffer.readUInt32LE(offset + 12), lsn };
 }
 
 /** Header fields of a frame already known to be valid. */

@@ -6,6 +6,7 @@
 import type { FileSystem } from './platform.js';
 import {
   checkFrame,
+  checkFrameAt,
   decodeSegmentHeader,
   frameHeaderBytes,
   segmentHeaderBytes,
@@ -86,12 +87,12 @@ export function* scanFrames(
     }
     ensure(frameBytes);
     const start = offset - chunkStart;
-    const view = checkFrame(chunk.subarray(start, start + frameBytes), options.frameBytesMax);
+    const view = checkFrameAt(chunk, start, start + frameBytes, options.frameBytesMax);
     if (view === undefined) return { kind: 'bad', offset, reason: 'checksum mismatch' };
     if (view.lsn !== expectedLsn) {
       return { kind: 'bad', offset, reason: `LSN ${view.lsn} where ${expectedLsn} was expected` };
     }
-    yield { ...view, offset, frame: chunk.subarray(start, start + frameBytes) };
+    yield { lsn: view.lsn, epoch: view.epoch, type: view.type, frameBytes, offset, frame: chunk.subarray(start, start + frameBytes) };
     offset += frameBytes;
     expectedLsn += 1;
   }
@@ -126,9 +127,13 @@ export function findValidFrameAfter(
 /** Where the last non-zero byte after `fromOffset` ends (the extent of garbage to cut). */
 export function nonZeroExtentEnd(fileSystem: FileSystem, fd: number, fromOffset: number, fileBytes: number): number {
   const buffer = Buffer.alloc(scanChunkBytes);
+  const zeros = Buffer.alloc(scanChunkBytes);
   let end = fromOffset;
   for (let base = fromOffset; base < fileBytes; base += scanChunkBytes) {
     const length = readAt(fileSystem, fd, buffer, base, fileBytes);
+    // A chunk of zeros (a preallocated segment's unwritten rest) is compared whole, natively,
+    // not byte by byte: every open of a store judges its tail segment's end this way.
+    if (buffer.compare(zeros, 0, length, 0, length) === 0) continue;
     for (let i = length - 1; i >= 0; i--) {
       if (buffer[i] !== 0) {
         end = base + i + 1;
