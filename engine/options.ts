@@ -100,7 +100,10 @@ export interface StoreOptions<Events extends AnyEvent = AnyEvent> extends Partia
    * and prom-client is never loaded)
    */
   metrics?: StoreMetrics;
-  /** Where warnings go (a cut tail, a rebuilt state). @default stderr */
+  /**
+   * Where warnings go (a cut tail, a rebuilt state) and the progress of a long catch-up at
+   * open (10,000 records or more: when it begins, every 5 s, when it ends). @default stderr
+   */
   log?: (message: string) => void;
 }
 

@@ -14,6 +14,8 @@ import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
 import { open as openLmdb } from 'lmdb';
 import { currentBootId } from '../../engine/state-files.js';
+import { catchUpLoggedRecordsMin } from '../../engine/recovery.js';
+import { nodePlatform } from '../../wal/index.js';
 
 const newDir = useTempDir('txlog-recovery-');
 
@@ -111,6 +113,41 @@ describe('recovery', () => {
     } finally {
       await store.close();
     }
+  });
+
+  it('a long catch-up says in the log when it begins, how far it is every few seconds, and when it ends', async () => {
+    const dir = newDir();
+    let { store } = await openQuietStore(dir);
+    const perClient = Math.ceil(catchUpLoggedRecordsMin / 64);
+    await Promise.all(
+      Array.from({ length: 64 }, async (_, client) => {
+        for (let count = 0; count < perClient; count++) await store.append(`stream-${client}`, [{ type: 'Counted', data: { count } }]);
+      }),
+    );
+    const lastLsn = store.lastLsn;
+    expect(lastLsn).toBeGreaterThanOrEqual(catchUpLoggedRecordsMin);
+    await store.close();
+    fs.rmSync(stateDirOf(dir), { recursive: true });
+    // A monotonic clock that runs 2 s per reading: the rebuild looks long to the progress lines.
+    let readings = 0;
+    const clock = { ...nodePlatform.clock, monotonicMs: () => nodePlatform.clock.monotonicMs() + 2000 * readings++ };
+    const rebuilt = await openQuietStore(dir, { platform: { ...nodePlatform, clock } });
+    store = rebuilt.store;
+    try {
+      expect(store.appliedLsn).toBe(lastLsn);
+      const [first, ...rest] = rebuilt.messages;
+      expect(first).toBe(`applying ${lastLsn} records of the WAL to the state (LSN 1 to ${lastLsn})`);
+      const last = rest.pop();
+      expect(last).toMatch(new RegExp(`^applied ${lastLsn} records in \\d+\\.\\d s \\(\\d+ records a second\\); the state is at LSN ${lastLsn}$`));
+      expect(rest.length).toBeGreaterThan(0);
+      for (const line of rest) expect(line).toMatch(new RegExp(`^applied LSN \\d+ of ${lastLsn} \\(\\d+%, \\d+ records a second\\)$`));
+    } finally {
+      await store.close();
+    }
+    // A short catch-up (nothing to apply here) is silent.
+    const quiet = await openQuietStore(dir);
+    await quiet.store.close();
+    expect(quiet.messages).toEqual([]);
   });
 
   it('deleting DIR/state and reopening rebuilds an identical state from the WAL, running no handler', async () => {
