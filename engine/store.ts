@@ -50,7 +50,8 @@ export interface StoreAppendOptions extends AppendOptions, RequestIds {
 
 /**
  * Opens (or creates) the store in `options.dir`. Its events are typed by the service's events
- * (`defineService<Events>()`), or by naming them: `openStore<Events>({ dir })`.
+ * (`defineService<Events>()`), or by naming them: `openStore<Events>({ dir })`. A store has one
+ * writer: while another process (or this one) has it open, this fails with `STORE_IN_USE`.
  */
 export async function openStore<Events extends AnyEvent = AnyEvent>(options: StoreOptions<Events>): Promise<Store<Events>> {
   return Store.open<Events>(options);
