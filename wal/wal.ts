@@ -301,12 +301,16 @@ export class Wal {
     if (state.closed) return;
     if (state.failure === undefined && !this.options.readOnly) this.groupCommit.guard(() => this.groupCommit.sync.syncNow());
     state.closed = true;
-    this.groupCommit.sync.stopTimer();
-    if (state.activeFd !== undefined) state.fileSystem.close(state.activeFd);
-    state.activeFd = undefined;
-    this.reader.wake();
-    await this.spare.settled();
-    await this.lock?.release();
+    try {
+      this.groupCommit.sync.stopTimer();
+      if (state.activeFd !== undefined) state.fileSystem.close(state.activeFd);
+      state.activeFd = undefined;
+      this.reader.wake();
+      await this.spare.settled();
+    } finally {
+      // Whatever failed above, a closed log is no writer: the store may be opened again.
+      await this.lock?.release();
+    }
   }
 }
 
