@@ -36,8 +36,14 @@ export type AppliedListener = (records: readonly ApplicableRecord[]) => void;
  * collections).
  */
 export const applyBatchRecords = 64;
-/** The longest a released record waits to be applied when nothing reads (milliseconds). */
-export const applyDelayMs = 2;
+/**
+ * The longest a released record waits to be applied when nothing reads (milliseconds). At low
+ * concurrency an apply costs its pages' writes whatever it carries (about seven system calls
+ * here), so it pays to carry more: 10 against 2 gave a pair at one transaction in flight a p50
+ * 10-16% lower and a fifth less CPU per transaction on both nodes (three alternated `txlog
+ * bench` pairs); 25 gave nothing more.
+ */
+export const applyDelayMs = 10;
 
 export class CommitPipeline {
   readonly wal: Wal;

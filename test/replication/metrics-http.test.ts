@@ -34,6 +34,20 @@ function sample(text: string, name: string): number {
   return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
 }
 
+/**
+ * Scrapes until `done` holds or 5 s pass, and returns the last scrape (the assertions on it say
+ * what is missing). Commits are counted when applied, which follows their answer by up to
+ * applyDelayMs (10 ms), and a backup applies after it acknowledges.
+ */
+async function scrapeUntil(address: string, done: (text: string) => boolean): Promise<string> {
+  let text = await scrape(address);
+  for (const deadline = Date.now() + 5000; !done(text) && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    text = await scrape(address);
+  }
+  return text;
+}
+
 describe('txlog serve --metrics-listen', () => {
   it('a pair under load: counters move and histograms fill', async () => {
     const root = newDir();
@@ -52,14 +66,9 @@ describe('txlog serve --metrics-listen', () => {
     await clients[0]!.append('stream-0', [{ type: 'Placed', data: {} }], { expectedVersion: 0 }).catch(() => undefined);
     await Promise.all(clients.map((client) => client.close()));
 
-    // Commits are counted when applied, which follows their answer by up to applyDelayMs (2 ms):
-    // scrape until the last one is in (or 5 s pass, and the assertions below say what is missing).
-    let after = await scrape(primaryMetrics);
-    const moved = (name: string): number => sample(after, name) - (Number.isNaN(sample(before, name)) ? 0 : sample(before, name));
-    for (const deadline = Date.now() + 5000; moved('txlog_commits_total') < 401 && Date.now() < deadline; ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      after = await scrape(primaryMetrics);
-    }
+    const movedIn = (text: string, name: string): number => sample(text, name) - (Number.isNaN(sample(before, name)) ? 0 : sample(before, name));
+    const after = await scrapeUntil(primaryMetrics, (text) => movedIn(text, 'txlog_commits_total') >= 401);
+    const moved = (name: string): number => movedIn(after, name);
     expect(moved('txlog_transactions_total{outcome="ok"}')).toBe(400);
     expect(moved('txlog_transaction_errors_total{code="WRONG_EXPECTED_VERSION"}')).toBe(1);
     expect(moved('txlog_errors_returned_total{code="WRONG_EXPECTED_VERSION"}')).toBe(1);
@@ -88,11 +97,7 @@ describe('txlog serve --metrics-listen', () => {
     expect(after).toMatch(/^process_cpu_seconds_total /m);
     expect(after).toMatch(/^nodejs_eventloop_lag_seconds /m);
 
-    let backup = await scrape(backupMetrics);
-    for (const deadline = Date.now() + 5000; !(sample(backup, 'txlog_commits_total') >= 401) && Date.now() < deadline; ) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      backup = await scrape(backupMetrics);
-    }
+    const backup = await scrapeUntil(backupMetrics, (text) => sample(text, 'txlog_commits_total') >= 401);
     expect(sample(backup, 'txlog_node_role{role="backup"}')).toBe(1);
     expect(sample(backup, 'txlog_wal_records_appended_total')).toBeGreaterThanOrEqual(401);
     expect(sample(backup, 'txlog_commits_total')).toBeGreaterThanOrEqual(401);
@@ -116,7 +121,7 @@ describe('txlog serve --metrics-listen', () => {
     const client = await connectClient(first.addresses);
     await client.append('orders', [{ type: 'Placed', data: {} }]);
     await client.close();
-    expect(sample(await scrape(taken), 'txlog_commits_total')).toBeGreaterThanOrEqual(1);
+    expect(sample(await scrapeUntil(taken, (text) => sample(text, 'txlog_commits_total') >= 1), 'txlog_commits_total')).toBeGreaterThanOrEqual(1);
     expect((await statusOf(first.addresses[0]!)).role).toBe('primary');
   });
 });
