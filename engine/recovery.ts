@@ -97,7 +97,8 @@ class CatchUpProgress {
 
   private constructor(
     private readonly options: ResolvedStoreOptions,
-    private readonly fromLsn: number,
+    /** The state's LSN when the catch-up began. */
+    private readonly startLsn: number,
     private readonly lastLsn: number,
   ) {
     this.startedMs = options.platform.clock.monotonicMs();
@@ -115,14 +116,14 @@ class CatchUpProgress {
     const nowMs = this.options.platform.clock.monotonicMs();
     if (nowMs - this.loggedMs < catchUpProgressMs) return;
     this.loggedMs = nowMs;
-    const done = lsn - this.fromLsn;
-    const total = this.lastLsn - this.fromLsn;
+    const done = lsn - this.startLsn;
+    const total = this.lastLsn - this.startLsn;
     this.options.log(`applied LSN ${lsn} of ${this.lastLsn} (${Math.floor((done / total) * 100)}%, ${this.rate(done, nowMs)} records a second)`);
   }
 
   done(lsn: number): void {
     const nowMs = this.options.platform.clock.monotonicMs();
-    const done = lsn - this.fromLsn;
+    const done = lsn - this.startLsn;
     this.options.log(`applied ${done} records in ${((nowMs - this.startedMs) / 1000).toFixed(1)} s (${this.rate(done, nowMs)} records a second); the state is at LSN ${lsn}`);
   }
 

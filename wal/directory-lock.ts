@@ -20,7 +20,7 @@ export interface DirectoryLock {
 }
 
 /** The lock's name: the directory's identity, which every path to it shares. */
-export function lockNameOf(dir: string): string {
+function lockNameOf(dir: string): string {
   const stats = fs.statSync(dir, { bigint: true });
   return `\0txlog-wal-lock-${stats.dev}-${stats.ino}`;
 }

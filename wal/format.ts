@@ -143,8 +143,9 @@ export function encodeFrame(fields: FrameFields, payload: Uint8Array): Buffer {
   return frame;
 }
 
-export function frameChecksum(frame: Uint8Array): number {
-  return crc32(frame.subarray(8), crc32(frame.subarray(0, 4)));
+/** A frame's CRC-32 (of its length field and all after the checksum): the frame at `offset` in `buffer`, ending at `end`. */
+export function frameChecksum(buffer: Buffer, offset = 0, end = buffer.length): number {
+  return crc32(buffer.subarray(offset + 8, end), crc32(buffer.subarray(offset, offset + 4)));
 }
 
 export interface FrameView extends FrameFields {
@@ -167,8 +168,7 @@ export function checkFrameAt(buffer: Buffer, offset: number, end: number, frameB
   if (end - offset < frameHeaderBytes) return undefined;
   const frameBytes = buffer.readUInt32LE(offset);
   if (frameBytes < frameHeaderBytes || frameBytes > frameBytesMax || frameBytes > end - offset) return undefined;
-  const checksum = crc32(buffer.subarray(offset + 8, offset + frameBytes), crc32(buffer.subarray(offset, offset + 4)));
-  if (buffer.readUInt32LE(offset + 4) !== checksum) return undefined;
+  if (buffer.readUInt32LE(offset + 4) !== frameChecksum(buffer, offset, offset + frameBytes)) return undefined;
   const type = buffer.readUInt8(offset + 8);
   const lsn = readU64(buffer, offset + 16);
   if (type === 0 || !Number.isSafeInteger(lsn) || lsn < 1) return undefined;

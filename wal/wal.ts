@@ -314,12 +314,13 @@ export class Wal {
   }
 }
 
-/** Creates the log's directory if need be and takes its lock, or fails with `STORE_IN_USE`. */
+/**
+ * Creates the log's directory if need be and takes its lock, or fails with `STORE_IN_USE`. A
+ * path that is not a directory is refused by `recover` next (`NOT_A_LOG`), under the lock.
+ */
 async function lockLog(options: ResolvedWalOptions): Promise<DirectoryLock> {
   const fileSystem = options.platform.fileSystem;
-  const stat = fileSystem.stat(options.dir);
-  if (stat === undefined) fileSystem.mkdirp(options.dir);
-  else if (!stat.isDirectory) throw txlogError('NOT_A_LOG', `${options.dir} is not a directory`, { dir: options.dir });
+  if (fileSystem.stat(options.dir) === undefined) fileSystem.mkdirp(options.dir);
   const lock = await fileSystem.lockDirectory(options.dir);
   if (lock === undefined) {
     throw txlogError('STORE_IN_USE', `the WAL in ${options.dir} is open for writing elsewhere (another process, or another open in this one); a store has one writer`, { dir: options.dir });

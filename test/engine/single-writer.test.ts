@@ -42,6 +42,15 @@ describe('one writer per WAL directory', () => {
     await reopened.close();
   });
 
+  it('refuses a path that is no directory with NOT_A_LOG, and lets go of its lock when it does', async () => {
+    const file = path.join(tempDir(), 'a-file');
+    fs.writeFileSync(file, 'not a log');
+    // The second open would meet STORE_IN_USE had the first kept the lock it took.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      expect((await rejectedError(() => Wal.open({ dir: file, log: () => undefined }))).code).toBe('NOT_A_LOG');
+    }
+  });
+
   it('knows the directory by its identity, not by the path that names it', async () => {
     const dir = tempDir();
     const alias = path.join(tempDir(), 'alias');
