@@ -5,6 +5,7 @@
  */
 import type { FsyncPolicy } from '../wal/index.js';
 import type { CpuMethod } from './cpu-meter.js';
+import type { DiskInterruptCounts } from './disk-interrupts.js';
 import type { Transaction } from './load.js';
 
 /** The fsync policies txlog is measured under. */
@@ -75,6 +76,8 @@ export interface BenchReport {
     loadAverageEnd: number[];
     dir: string;
     placement: string;
+    /** Interrupts of the disk under `dir` per CPU during the run (bench/disk-interrupts.ts); null when unknown. */
+    diskInterrupts: DiskInterruptCounts | null;
   };
   settings: {
     eventBytes: number;

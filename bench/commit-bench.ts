@@ -28,6 +28,7 @@ import {
   type Step,
 } from './bench-types.js';
 import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
+import { placementNote, startDiskInterruptCount } from './disk-interrupts.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
 import { loadWarning } from './machine-load.js';
@@ -41,6 +42,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
   const loadWarningText = loadWarning(loadAverageStart, os.cpus().length);
   if (loadWarningText !== undefined) options.onWarning(loadWarningText);
   const root = fs.mkdtempSync(path.join(options.dir, 'txlog-bench-'));
+  const diskInterruptCount = startDiskInterruptCount(root);
   const event = eventOf(options.eventBytes);
   const recordBytes = commitRecordBytes(event, frameHeaderBytes);
   const scenarios: ScenarioResult[] = [];
@@ -113,6 +115,9 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
     if (floor !== undefined) scenario.p50VsFloor = scenario.p50Us / floor.p50Us;
   }
   notes.unshift(...peerNotes());
+  const diskInterrupts = diskInterruptCount.stop();
+  const misplaced = diskInterrupts === undefined ? undefined : placementNote(diskInterrupts, 'The replicated primary (and the two-hop floor\'s forwarder)', options.primaryCpus);
+  if (misplaced !== undefined) notes.push(misplaced);
   if (loadWarningText !== undefined) notes.unshift(loadWarningText);
   return {
     machine: {
@@ -127,6 +132,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       loadAverageEnd: os.loadavg(),
       dir: options.dir,
       placement: placementOf(options),
+      diskInterrupts: diskInterrupts ?? null,
     },
     settings: {
       eventBytes: encodePayload(event).length,

@@ -4,6 +4,7 @@
  * log scale, one line per scenario; nothing loaded from the network).
  */
 import type { BenchReport, ScenarioResult } from './bench-types.js';
+import { describeDiskInterrupts } from './disk-interrupts.js';
 
 const fixed = (value: number | null, digits = 1): string => (value === null || Number.isNaN(value) ? '-' : value.toFixed(digits));
 const integer = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '-');
@@ -47,6 +48,7 @@ export function formatText(report: BenchReport): string {
   out.push(`txlog bench, ${machine.date}: ${machine.cpus} × ${machine.cpuModel}, ${machine.platform}, node ${machine.node}`);
   out.push(`load average at start ${machine.loadAverageStart.map((value) => value.toFixed(2)).join(' ')}, at end ${machine.loadAverageEnd.map((value) => value.toFixed(2)).join(' ')}; data under ${machine.dir}`);
   out.push(`placement: ${machine.placement}`);
+  if (machine.diskInterrupts !== null) out.push(`interrupts of the data's disk during the run: ${describeDiskInterrupts(machine.diskInterrupts)}`);
   const settings = report.settings;
   const amount = settings.count === null ? `${settings.durationMs} ms` : `${settings.count} transactions`;
   out.push(`one-event transactions (event ${settings.eventBytes} B, commit record ${settings.commitRecordBytes} B), built-in append; ${amount} per scenario after ${settings.warmupMs} ms of warm-up; floors ${settings.floorMs} ms before and after`);
@@ -156,7 +158,8 @@ li.met { color: #2a7d2a; } li.missed { color: #b00; }
 <h1>txlog bench</h1>
 <p>${escapeHtml(machine.date)}: ${machine.cpus} × ${escapeHtml(machine.cpuModel)}, ${escapeHtml(machine.platform)}, node ${escapeHtml(machine.node)};
 load average ${machine.loadAverageStart.map((value) => value.toFixed(2)).join(' ')} at start, ${machine.loadAverageEnd.map((value) => value.toFixed(2)).join(' ')} at end.</p>
-<p>Placement: ${escapeHtml(machine.placement)}</p>
+<p>Placement: ${escapeHtml(machine.placement)}</p>${machine.diskInterrupts === null ? '' : `
+<p>Interrupts of the data's disk during the run: ${escapeHtml(describeDiskInterrupts(machine.diskInterrupts))}</p>`}
 <p>Event ${report.settings.eventBytes} B, commit record ${report.settings.commitRecordBytes} B; ${report.settings.count === null ? `${report.settings.durationMs} ms` : `${report.settings.count} transactions`} per scenario after ${report.settings.warmupMs} ms warm-up.</p>
 <h2>Latency by percentile (log scale)</h2>
 ${chartSvg(report.scenarios)}

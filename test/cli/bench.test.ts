@@ -38,6 +38,13 @@ describe('txlog bench --quick --json', () => {
     const loadWarned = result.stderr.startsWith('warning: load average');
     expect((report['notes'] as unknown[]).some((note) => String(note).startsWith('warning: load average'))).toBe(loadWarned);
     expect(typeof machine['placement']).toBe('string');
+    // Where the data disk's interrupts landed (null where sysfs cannot say: another OS, a tmpfs).
+    const diskInterrupts = machine['diskInterrupts'] as { device: unknown; perCpu: unknown[] } | null;
+    if (diskInterrupts !== null) {
+      expect(typeof diskInterrupts.device).toBe('string');
+      expect(diskInterrupts.perCpu).toHaveLength(machine['cpus'] as number);
+      for (const count of diskInterrupts.perCpu) expect(Number.isSafeInteger(count) && (count as number) >= 0).toBe(true);
+    }
 
     const scenarios = report['scenarios'] as Array<Record<string, unknown>>;
     for (const scenario of scenarios) {
