@@ -90,6 +90,8 @@ export interface BenchReport {
     concurrencies: number[];
     /** How `cpuUsPerTransaction` was read (bench/cpu-meter.ts): `schedstat` is exact. */
     cpuMethod: CpuMethod;
+    /** Pair nodes pinned to one CPU ran `node --single-threaded-gc` (false: `--default-gc`). */
+    singleThreadedGc: boolean;
   };
   scenarios: ScenarioResult[];
   floors: FloorSummary[];
@@ -113,6 +115,11 @@ export interface BenchOptions {
    */
   primaryCpus: string | undefined;
   backupCpus: string | undefined;
+  /**
+   * Pair nodes pinned to one CPU run `node --single-threaded-gc` (as the README recommends for
+   * such a node); false (`--default-gc`) runs them with node's default collector.
+   */
+  singleThreadedGc: boolean;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
   primaryNodeArgs: string[] | undefined;
   /** Node arguments for the replicated backup, likewise. */

@@ -28,6 +28,7 @@ import {
   type Step,
 } from './bench-types.js';
 import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
+import { namesOneCpu, singleThreadedGcFlag } from '../replication/spawn-node.js';
 import { placementNote, startDiskInterruptCount } from './disk-interrupts.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
@@ -144,6 +145,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       floorMs: options.floorMs,
       concurrencies: options.concurrencies,
       cpuMethod,
+      singleThreadedGc: options.singleThreadedGc,
     },
     scenarios: [...scenarios, ...floors.map(floorScenario)],
     floors,
@@ -160,7 +162,7 @@ function addReplicatedSteps(steps: Step[], options: BenchOptions, run: { root: s
     steps.push({
       label: `txlog replicated, fsync ${run.fsync}, TLS ${run.tls}, ${concurrency} in flight`,
       run: async () => {
-        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, backupNodeArgs: options.backupNodeArgs, metrics: options.metrics, tls: run.tls });
+        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, backupNodeArgs: options.backupNodeArgs, metrics: options.metrics, tls: run.tls, singleThreadedGc: options.singleThreadedGc });
         try {
           await run.measure({ ...txlogBase('replicated', run.fsync, concurrency, run.tls), tls: run.tls }, pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
         } finally {
@@ -183,5 +185,6 @@ function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number, tls
 
 function placementOf(options: BenchOptions): string {
   const pinned = (cpus: string | undefined): string => (cpus === undefined ? 'unpinned' : `taskset -c ${cpus}`);
-  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
+  const node = (cpus: string | undefined): string => (options.singleThreadedGc && cpus !== undefined && namesOneCpu(cpus) ? ` (node ${singleThreadedGcFlag})` : '');
+  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary${node(options.primaryCpus)} and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup${node(options.backupCpus)} and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
 }

@@ -109,6 +109,11 @@ export interface ReplicatedOptions {
   metrics?: boolean;
   /** @default 'off' */
   tls?: PairTls;
+  /**
+   * Nodes pinned to one CPU run `node --single-threaded-gc` (spawnNode's default); false runs
+   * them with node's default collector. @default true
+   */
+  singleThreadedGc?: boolean;
 }
 
 /**
@@ -132,6 +137,7 @@ export async function startReplicated(
     env,
     ...(options.primaryNodeArgs === undefined ? {} : { nodeArgs: options.primaryNodeArgs }),
     ...(placement.primaryCpus === undefined ? {} : { cpus: placement.primaryCpus }),
+    ...(options.singleThreadedGc === false ? { singleThreadedGc: false } : {}),
   });
   let backup: SpawnedNode;
   try {
@@ -140,6 +146,7 @@ export async function startReplicated(
       env,
       ...(options.backupNodeArgs === undefined ? {} : { nodeArgs: options.backupNodeArgs }),
       ...(placement.backupCpus === undefined ? {} : { cpus: placement.backupCpus }),
+      ...(options.singleThreadedGc === false ? { singleThreadedGc: false } : {}),
     });
   } catch (error) {
     await primary.stop();

@@ -16,7 +16,7 @@ import { progressWanted } from './progress.js';
 
 export const benchHelp = `Usage: txlog bench [--quick] [--duration-ms N | --count N] [--warmup-ms N] [--floor-ms N]
                    [--event-bytes N] [--concurrency 1,8,64,256] [--with-postgres]
-                   [--cpus PRIMARY:BACKUP | --no-pin] [--only FILTER[,FILTER...]]
+                   [--cpus PRIMARY:BACKUP | --no-pin] [--default-gc] [--only FILTER[,FILTER...]]
                    [--profile-primary DIR] [--profile-backup DIR] [--metrics] [--tls off|psk|off,psk] [--dir D]
                    [--json] [--report FILE.html]
 
@@ -43,6 +43,9 @@ with a note. A load average above the CPU count less 0.5 at the start is warned 
                        forwarder and echo children of the floors (default 0:1 when taskset
                        exists and there are 2 or more CPUs)
   --no-pin             do not pin the pair
+  --default-gc         run pair nodes pinned to one CPU with node's default garbage
+                       collector (by default they run node --single-threaded-gc, as the
+                       README recommends for a node given one CPU)
   --only LIST          run only scenarios whose system-mode contains one of these, e.g.
                        txlog-replicated,sqlite (floors always run)
   --profile-primary D  run the replicated primaries with --cpu-prof into directory D
@@ -69,6 +72,7 @@ const benchOptions = {
   'with-postgres': { type: 'boolean' },
   cpus: { type: 'string' },
   'no-pin': { type: 'boolean' },
+  'default-gc': { type: 'boolean' },
   only: { type: 'string' },
   'profile-primary': { type: 'string' },
   'profile-backup': { type: 'string' },
@@ -133,6 +137,7 @@ export async function runBench(args: string[]): Promise<number> {
     concurrencies,
     withPostgres: values['with-postgres'] === true,
     ...pairCpus(values.cpus, values['no-pin'] === true),
+    singleThreadedGc: values['default-gc'] !== true,
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     backupNodeArgs: backupProfileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${backupProfileDir}`],
     metrics: values.metrics === true,

@@ -33,6 +33,11 @@ export interface SpawnNodeOptions {
   /** CPU list for `taskset -c` (repeatable benchmarks). */
   cpus?: string;
   /**
+   * Run node with `--single-threaded-gc` (see `singleCpuNodeArgs`). @default true when `cpus`
+   * names exactly one CPU, else false
+   */
+  singleThreadedGc?: boolean;
+  /**
    * Arguments for node itself, before the script (e.g. `--cpu-prof`, which NODE_OPTIONS does
    * not allow). @default none
    */
@@ -42,9 +47,25 @@ export interface SpawnNodeOptions {
   logLinesMax?: number;
 }
 
+/**
+ * V8 collects garbage with helper threads (parallel scavenges, concurrent marking); in a process
+ * confined to one CPU they can only take turns with the event loop, and the hand-offs cost more
+ * than they save: a pair node pinned to one CPU served 3-28% more transactions a second with
+ * them off (README, "Measured"). The flag cannot be set from inside a running process, and
+ * NODE_OPTIONS refuses it, so it goes on the command line.
+ */
+export const singleThreadedGcFlag = '--single-threaded-gc';
+
+/** Whether a `taskset -c` list names exactly one CPU (`3`, `3-3`). */
+export function namesOneCpu(cpus: string): boolean {
+  const match = /^\s*(\d+)(?:-(\d+))?\s*$/.exec(cpus);
+  return match !== null && (match[2] === undefined || match[2] === match[1]);
+}
+
 export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
   const command = options.cpus === undefined ? process.execPath : 'taskset';
-  const nodeArgs = options.nodeArgs ?? [];
+  const singleThreadedGc = options.singleThreadedGc ?? (options.cpus !== undefined && namesOneCpu(options.cpus));
+  const nodeArgs = [...(singleThreadedGc ? [singleThreadedGcFlag] : []), ...(options.nodeArgs ?? [])];
   const args = options.cpus === undefined
     ? [...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args]
     : ['-c', options.cpus, process.execPath, ...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args];
