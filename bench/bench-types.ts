@@ -90,8 +90,8 @@ export interface BenchReport {
     concurrencies: number[];
     /** How `cpuUsPerTransaction` was read (bench/cpu-meter.ts): `schedstat` is exact. */
     cpuMethod: CpuMethod;
-    /** Pair nodes pinned to one CPU ran `node --single-threaded-gc` (false: `--default-gc`). */
-    singleThreadedGc: boolean;
+    /** The garbage-collector arguments the pair's nodes ran with (spawnNode's `gcNodeArgs`; none with `--default-gc`). */
+    pairGcNodeArgs: { primary: string[]; backup: string[] };
   };
   scenarios: ScenarioResult[];
   floors: FloorSummary[];
@@ -116,10 +116,10 @@ export interface BenchOptions {
   primaryCpus: string | undefined;
   backupCpus: string | undefined;
   /**
-   * Pair nodes pinned to one CPU run `node --single-threaded-gc` (as the README recommends for
-   * such a node); false (`--default-gc`) runs them with node's default collector.
+   * The pair's nodes run with node's own garbage-collector settings (`--default-gc`), not the
+   * ones txlog starts its nodes with (spawnNode's `gcNodeArgs`).
    */
-  singleThreadedGc: boolean;
+  defaultGc: boolean;
   /** Node arguments for the replicated primary, e.g. `--cpu-prof --cpu-prof-dir=D`. */
   primaryNodeArgs: string[] | undefined;
   /** Node arguments for the replicated backup, likewise. */

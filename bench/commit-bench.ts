@@ -28,7 +28,7 @@ import {
   type Step,
 } from './bench-types.js';
 import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
-import { namesOneCpu, singleThreadedGcFlag } from '../replication/spawn-node.js';
+import { gcNodeArgs } from '../replication/spawn-node.js';
 import { placementNote, startDiskInterruptCount } from './disk-interrupts.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
@@ -145,7 +145,7 @@ export async function runCommitBench(options: BenchOptions): Promise<BenchReport
       floorMs: options.floorMs,
       concurrencies: options.concurrencies,
       cpuMethod,
-      singleThreadedGc: options.singleThreadedGc,
+      pairGcNodeArgs: { primary: pairGcArgs(options, options.primaryCpus, options.primaryNodeArgs), backup: pairGcArgs(options, options.backupCpus, options.backupNodeArgs) },
     },
     scenarios: [...scenarios, ...floors.map(floorScenario)],
     floors,
@@ -162,7 +162,7 @@ function addReplicatedSteps(steps: Step[], options: BenchOptions, run: { root: s
     steps.push({
       label: `txlog replicated, fsync ${run.fsync}, TLS ${run.tls}, ${concurrency} in flight`,
       run: async () => {
-        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, backupNodeArgs: options.backupNodeArgs, metrics: options.metrics, tls: run.tls, singleThreadedGc: options.singleThreadedGc });
+        pair ??= await startReplicated(dir, run.fsync, run.event, { primaryCpus: options.primaryCpus, backupCpus: options.backupCpus }, { primaryNodeArgs: options.primaryNodeArgs, backupNodeArgs: options.backupNodeArgs, metrics: options.metrics, tls: run.tls, defaultGc: options.defaultGc });
         try {
           await run.measure({ ...txlogBase('replicated', run.fsync, concurrency, run.tls), tls: run.tls }, pair.transaction, { primary: pair.primary.pid, backup: pair.backup.pid });
         } finally {
@@ -185,6 +185,14 @@ function txlogBase(mode: BenchMode, fsync: FsyncPolicy, concurrency: number, tls
 
 function placementOf(options: BenchOptions): string {
   const pinned = (cpus: string | undefined): string => (cpus === undefined ? 'unpinned' : `taskset -c ${cpus}`);
-  const node = (cpus: string | undefined): string => (options.singleThreadedGc && cpus !== undefined && namesOneCpu(cpus) ? ` (node ${singleThreadedGcFlag})` : '');
-  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary${node(options.primaryCpus)} and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup${node(options.backupCpus)} and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
+  const node = (cpus: string | undefined, given: string[] | undefined): string => {
+    const args = pairGcArgs(options, cpus, given);
+    return args.length === 0 ? ' (node\'s default GC)' : ` (node ${args.join(' ')})`;
+  };
+  return `bench process and its clients: unpinned (pid ${process.pid}); replicated primary${node(options.primaryCpus, options.primaryNodeArgs)} and the forwarder child of the two-hop floor: ${pinned(options.primaryCpus)}; backup${node(options.backupCpus, options.backupNodeArgs)} and the echo child of the network floors: ${pinned(options.backupCpus)}; ${clientConnectionsMax} client connections to the primary, transactions in flight spread over them`;
+}
+
+/** The garbage-collector arguments spawnNode gives a pair node placed on `cpus`. */
+function pairGcArgs(options: BenchOptions, cpus: string | undefined, given: string[] | undefined): string[] {
+  return options.defaultGc ? [] : gcNodeArgs(cpus, given);
 }

@@ -109,11 +109,8 @@ export interface ReplicatedOptions {
   metrics?: boolean;
   /** @default 'off' */
   tls?: PairTls;
-  /**
-   * Nodes pinned to one CPU run `node --single-threaded-gc` (spawnNode's default); false runs
-   * them with node's default collector. @default true
-   */
-  singleThreadedGc?: boolean;
+  /** Nodes run with node's own garbage-collector settings, not txlog's (spawnNode's `gcNodeArgs`). @default false */
+  defaultGc?: boolean;
 }
 
 /**
@@ -137,7 +134,7 @@ export async function startReplicated(
     env,
     ...(options.primaryNodeArgs === undefined ? {} : { nodeArgs: options.primaryNodeArgs }),
     ...(placement.primaryCpus === undefined ? {} : { cpus: placement.primaryCpus }),
-    ...(options.singleThreadedGc === false ? { singleThreadedGc: false } : {}),
+    ...(options.defaultGc === true ? { defaultGc: true } : {}),
   });
   let backup: SpawnedNode;
   try {
@@ -146,7 +143,7 @@ export async function startReplicated(
       env,
       ...(options.backupNodeArgs === undefined ? {} : { nodeArgs: options.backupNodeArgs }),
       ...(placement.backupCpus === undefined ? {} : { cpus: placement.backupCpus }),
-      ...(options.singleThreadedGc === false ? { singleThreadedGc: false } : {}),
+      ...(options.defaultGc === true ? { defaultGc: true } : {}),
     });
   } catch (error) {
     await primary.stop();

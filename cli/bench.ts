@@ -43,9 +43,9 @@ with a note. A load average above the CPU count less 0.5 at the start is warned 
                        forwarder and echo children of the floors (default 0:1 when taskset
                        exists and there are 2 or more CPUs)
   --no-pin             do not pin the pair
-  --default-gc         run pair nodes pinned to one CPU with node's default garbage
-                       collector (by default they run node --single-threaded-gc, as the
-                       README recommends for a node given one CPU)
+  --default-gc         run the pair's nodes with node's own garbage-collector settings (by
+                       default they get --max-semi-space-size=8, and --single-threaded-gc
+                       when pinned to one CPU, as txlog starts its nodes)
   --only LIST          run only scenarios whose system-mode contains one of these, e.g.
                        txlog-replicated,sqlite (floors always run)
   --profile-primary D  run the replicated primaries with --cpu-prof into directory D
@@ -137,7 +137,7 @@ export async function runBench(args: string[]): Promise<number> {
     concurrencies,
     withPostgres: values['with-postgres'] === true,
     ...pairCpus(values.cpus, values['no-pin'] === true),
-    singleThreadedGc: values['default-gc'] !== true,
+    defaultGc: values['default-gc'] === true,
     primaryNodeArgs: profileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`],
     backupNodeArgs: backupProfileDir === undefined ? undefined : ['--cpu-prof', `--cpu-prof-dir=${backupProfileDir}`],
     metrics: values.metrics === true,

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { MetricsServer, PrometheusMetrics } from '../replication/metrics.js';
 import { startNode } from '../replication/node.js';
-import { singleThreadedGcFlag } from '../replication/spawn-node.js';
+import { gcNodeArgs } from '../replication/spawn-node.js';
 import { parseAddress } from '../replication/protocol.js';
 import { parseArbiterUrl, resolveArbiterOptions } from '../replication/arbiter.js';
 import type { NodeArbiterOptions, NodeOptions } from '../replication/options.js';
@@ -166,10 +166,11 @@ export async function runServe(args: string[]): Promise<number> {
   if (peers.length === 0 && values['expect-peer'] !== true) {
     process.stderr.write('txlog serve: no --peer: serving alone, without a replica\n');
   }
-  // One CPU (taskset, a container's cpuset): V8's helper threads for garbage collection can only
-  // take turns with the event loop. The flag cannot be set from here (README, "Measured").
-  if (os.availableParallelism() === 1 && !process.execArgv.includes(singleThreadedGcFlag)) {
-    process.stderr.write(`txlog serve: this process may run on one CPU only: start it as 'node ${singleThreadedGcFlag} ${process.argv[1] ?? 'txlog'} serve ...' for fewer garbage-collection hand-offs\n`);
+  // Flags only node's command line can set (spawn-node.ts `gcNodeArgs`): say which are missing.
+  const nodeArgsGiven = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  const gcArgs = gcNodeArgs(os.availableParallelism() === 1 ? '0' : undefined, nodeArgsGiven);
+  if (gcArgs.length > 0) {
+    process.stderr.write(`txlog serve: faster with node ${gcArgs.join(' ')} (start it as 'node ${gcArgs.join(' ')} ${process.argv[1] ?? 'txlog'} serve ...'; README, "Measured")\n`);
   }
 
   // Metrics listen before the node starts: a port in use fails here, before the store is opened.

@@ -79,8 +79,8 @@ describe('txlog bench --quick --json', () => {
     expect(replicatedAlways?.['floor']).toBe('two-hop+fdatasync');
     expect(Array.isArray(report['targets'])).toBe(true);
     expect(['schedstat', 'stat-ticks', 'getrusage']).toContain((report['settings'] as Record<string, unknown>)['cpuMethod']);
-    // Nodes pinned to one CPU run node --single-threaded-gc unless --default-gc says otherwise.
-    expect((report['settings'] as Record<string, unknown>)['singleThreadedGc']).toBe(true);
+    // Unpinned (--no-pin), the pair's nodes get the semi-space flag and not the one-CPU one.
+    expect((report['settings'] as Record<string, unknown>)['pairGcNodeArgs']).toEqual({ primary: ['--max-semi-space-size=8'], backup: ['--max-semi-space-size=8'] });
     expect((report['notes'] as unknown[]).some((note) => String(note).startsWith('postgres skipped'))).toBe(true);
   });
 

@@ -1,12 +1,13 @@
 /**
- * `spawnNode` runs a node pinned to one CPU with `node --single-threaded-gc` (the README's
- * recommendation for such a node), and only then unless asked: checked on the real process's
- * command line (`/proc/PID/cmdline`), where taskset has exec'd node.
+ * `spawnNode` starts a node with txlog's garbage-collector settings (`gcNodeArgs`: 8 MB
+ * semi-spaces, and `--single-threaded-gc` when pinned to one CPU), leaves out what the caller set
+ * itself, and none with `defaultGc`: checked on the real process's command line
+ * (`/proc/PID/cmdline`, where taskset has exec'd node).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { namesOneCpu, singleThreadedGcFlag, spawnNode, type SpawnedNode, type SpawnNodeOptions } from '../../dist/replication/spawn-node.js';
+import { gcNodeArgs, namesOneCpu, semiSpaceMb, singleThreadedGcFlag, spawnNode, type SpawnedNode, type SpawnNodeOptions } from '../../dist/replication/spawn-node.js';
 import { useTempDir } from '../helpers/temp.js';
 import { requireFreshBuild } from './pair.js';
 
@@ -39,17 +40,34 @@ describe('namesOneCpu', () => {
   });
 });
 
+const semiSpace = `--max-semi-space-size=${semiSpaceMb}`;
+
+describe('gcNodeArgs', () => {
+  it('gives the semi-space always and the single-threaded collector on one CPU, unless already given', () => {
+    expect(gcNodeArgs(undefined)).toEqual([semiSpace]);
+    expect(gcNodeArgs('0-1')).toEqual([semiSpace]);
+    expect(gcNodeArgs('1')).toEqual([semiSpace, singleThreadedGcFlag]);
+    expect(gcNodeArgs('1', ['--max-semi-space-size=4'])).toEqual([singleThreadedGcFlag]);
+    expect(gcNodeArgs('1', ['--max_semi_space_size=32', '--single-threaded-gc'])).toEqual([]);
+    expect(gcNodeArgs(undefined, ['--cpu-prof'])).toEqual([semiSpace]);
+  });
+});
+
 describe.runIf(process.platform === 'linux' && tasksetRuns())('spawnNode and the garbage collector', () => {
-  it('passes --single-threaded-gc to a node pinned to one CPU, not to an unpinned one', async () => {
+  it('passes both flags to a node pinned to one CPU, the semi-space alone to an unpinned one', async () => {
     const pinned = await commandLineOf({ cpus: '0' });
     expect(pinned).toContain(singleThreadedGcFlag);
-    expect(pinned).toContain('serve');
+    expect(pinned).toContain(semiSpace);
     expect(pinned.indexOf(singleThreadedGcFlag)).toBeLessThan(pinned.indexOf('serve'));
-    expect(await commandLineOf({})).not.toContain(singleThreadedGcFlag);
+    const unpinned = await commandLineOf({});
+    expect(unpinned).toContain(semiSpace);
+    expect(unpinned).not.toContain(singleThreadedGcFlag);
   }, 60_000);
 
-  it('leaves it out when told to, and passes it when asked without pinning', async () => {
-    expect(await commandLineOf({ cpus: '0', singleThreadedGc: false })).not.toContain(singleThreadedGcFlag);
-    expect(await commandLineOf({ singleThreadedGc: true })).toContain(singleThreadedGcFlag);
+  it('passes neither with defaultGc, and keeps a semi-space the caller gave', async () => {
+    const plain = await commandLineOf({ cpus: '0', defaultGc: true });
+    expect(plain.filter((arg) => arg === singleThreadedGcFlag || arg.startsWith('--max-semi-space-size'))).toEqual([]);
+    const own = await commandLineOf({ nodeArgs: ['--max-semi-space-size=4'] });
+    expect(own.filter((arg) => arg.startsWith('--max-semi-space-size'))).toEqual(['--max-semi-space-size=4']);
   }, 60_000);
 });
