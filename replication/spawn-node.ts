@@ -58,9 +58,10 @@ export const singleThreadedGcFlag = '--single-threaded-gc';
 
 /**
  * The young generation's semi-space, in MB. A transaction in flight is young garbage a scavenge
- * may have to copy; V8's default on 64-bit machines is 16 MB, and with 8 a pair served 20-30%
- * more transactions a second at 256 in flight on the machine this was measured on (README,
- * "Measured"); 4 and 12 gave what 16 did, 2 less. On node's command line: set from inside the
+ * may have to copy; V8's default on 64-bit machines is 16 MB, and with 8 a pair at 256 in flight
+ * served 17-27% more transactions a second under `interval` through `txlog bench` (`always`
+ * within its spread; 10-30% in a scratch script's fresh pairs) on the machine this was measured
+ * on (README, "Measured"); 4 and 12 gave what 16 did, 2 less. On node's command line: set from inside the
  * process (`v8.setFlagsFromString`) it capped the young generation alike but gave none of that.
  */
 export const semiSpaceMb = 8;
