@@ -28,7 +28,7 @@ import {
   type Step,
 } from './bench-types.js';
 import { cpuMethod, startCpuMeter, type CpuMeter } from './cpu-meter.js';
-import { gcNodeArgs } from '../replication/spawn-node.js';
+import { spawnedGcArgs } from '../replication/spawn-node.js';
 import { placementNote, startDiskInterruptCount } from './disk-interrupts.js';
 import { FloorRun, floorScenario } from './floor-steps.js';
 import { runLoad, type LoadPlan } from './load.js';
@@ -194,5 +194,5 @@ function placementOf(options: BenchOptions): string {
 
 /** The garbage-collector arguments spawnNode gives a pair node placed on `cpus`. */
 function pairGcArgs(options: BenchOptions, cpus: string | undefined, given: string[] | undefined): string[] {
-  return options.defaultGc ? [] : gcNodeArgs(cpus, given);
+  return spawnedGcArgs({ defaultGc: options.defaultGc, ...(cpus === undefined ? {} : { cpus }), ...(given === undefined ? {} : { nodeArgs: given }) });
 }

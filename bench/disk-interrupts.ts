@@ -2,8 +2,8 @@
  * Which CPU takes the interrupts of the disk a benchmark writes to (Linux only). A process that
  * fdatasyncs waits for the disk's completion interrupt; when that interrupt lands on another CPU
  * than the waiting thread's, the wake-up crosses CPUs, and on a virtual machine that costs far
- * more than the flush itself (here: a pinned write+fdatasync took 510-540 µs on the CPU without
- * the disk's interrupts against 240-290 µs on the one with them). The placement of the primary,
+ * more than the flush itself (README, "Where the disk's interrupts land": a pinned write+fdatasync
+ * was up to twice as slow on the CPU without them, with the command). The placement of the primary,
  * whose fdatasync is on every commit's path, and of the two-hop floor's forwarder, then decides
  * the latency floor, so `txlog bench` says where the disk's interrupts landed during its run.
  *
@@ -14,6 +14,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parseCpuList } from '../replication/spawn-node.js';
 
 export interface DiskInterruptSource {
   /** The block device's name (`vda`, `nvme0n1`, a partition's disk). */
@@ -119,20 +120,9 @@ export function placementNote(counts: DiskInterruptCounts, who: string, cpus: st
   const total = counts.perCpu.reduce((sum, count) => sum + count, 0);
   if (total === 0) return undefined;
   const pinned = parseCpuList(cpus);
+  if (pinned === undefined) return undefined;
   const share = pinned.reduce((sum, cpu) => sum + (counts.perCpu[cpu] ?? 0), 0) / total;
   if (share >= 0.5) return undefined;
   const busiest = counts.perCpu.indexOf(Math.max(...counts.perCpu));
   return `${who} ran on CPU ${cpus}, but ${((1 - share) * 100).toFixed(0)}% of the interrupts of the disk it fdatasyncs to (${counts.device}) landed on other CPUs (most on CPU ${busiest}): each of its fdatasyncs ends with a wake-up across CPUs, which on a VM can cost more than the flush; the floors placed like it pay the same`;
-}
-
-function parseCpuList(list: string): number[] {
-  const cpus: number[] = [];
-  for (const part of list.split(',')) {
-    const range = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (range === null) continue;
-    const first = Number(range[1]);
-    const last = range[2] === undefined ? first : Number(range[2]);
-    for (let cpu = first; cpu <= last; cpu++) cpus.push(cpu);
-  }
-  return cpus;
 }

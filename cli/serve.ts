@@ -168,7 +168,7 @@ export async function runServe(args: string[]): Promise<number> {
   }
   // Flags only node's command line can set (spawn-node.ts `gcNodeArgs`): say which are missing.
   const nodeArgsGiven = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
-  const gcArgs = gcNodeArgs(os.availableParallelism() === 1 ? '0' : undefined, nodeArgsGiven);
+  const gcArgs = gcNodeArgs(os.availableParallelism() === 1, nodeArgsGiven);
   if (gcArgs.length > 0) {
     process.stderr.write(`txlog serve: faster with node ${gcArgs.join(' ')} (start it as 'node ${gcArgs.join(' ')} ${process.argv[1] ?? 'txlog'} serve ...'; README, "Measured")\n`);
   }

@@ -67,29 +67,47 @@ export const singleThreadedGcFlag = '--single-threaded-gc';
 export const semiSpaceMb = 8;
 const semiSpaceFlag = '--max-semi-space-size';
 
-/** Whether a `taskset -c` list names exactly one CPU (`3`, `3-3`). */
+/** The CPUs of a `taskset -c` list (`0`, `0,2`, `1-3`), or undefined when any part is not one. */
+export function parseCpuList(list: string): number[] | undefined {
+  const cpus: number[] = [];
+  for (const part of list.split(',')) {
+    const range = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
+    if (range === null) return undefined;
+    const first = Number(range[1]);
+    const last = range[2] === undefined ? first : Number(range[2]);
+    if (last < first) return undefined;
+    for (let cpu = first; cpu <= last; cpu++) cpus.push(cpu);
+  }
+  return cpus;
+}
+
+/** Whether a `taskset -c` list names exactly one CPU (`3`, `3-3`, `3,3`). */
 export function namesOneCpu(cpus: string): boolean {
-  const match = /^\s*(\d+)(?:-(\d+))?\s*$/.exec(cpus);
-  return match !== null && (match[2] === undefined || match[2] === match[1]);
+  return new Set(parseCpuList(cpus)).size === 1;
 }
 
 /**
  * node's garbage-collector arguments for a txlog node: the semi-space of `semiSpaceMb` (unless
- * `given`, the other node arguments, set one), and `--single-threaded-gc` when `cpus` names one
- * CPU (unless given too).
+ * `given`, the other node arguments, set one), and `--single-threaded-gc` on one CPU (unless
+ * given too).
  */
-export function gcNodeArgs(cpus: string | undefined, given: readonly string[] = []): string[] {
+export function gcNodeArgs(oneCpu: boolean, given: readonly string[] = []): string[] {
   const has = (flag: string): boolean => given.some((arg) => arg.replace(/_/g, '-') === flag || arg.replace(/_/g, '-').startsWith(`${flag}=`));
   const args: string[] = [];
   if (!has(semiSpaceFlag)) args.push(`${semiSpaceFlag}=${semiSpaceMb}`);
-  if (cpus !== undefined && namesOneCpu(cpus) && !has(singleThreadedGcFlag)) args.push(singleThreadedGcFlag);
+  if (oneCpu && !has(singleThreadedGcFlag)) args.push(singleThreadedGcFlag);
   return args;
+}
+
+/** The garbage-collector arguments `spawnNode` gives a node started with these options. */
+export function spawnedGcArgs(options: Pick<SpawnNodeOptions, 'cpus' | 'defaultGc' | 'nodeArgs'>): string[] {
+  if (options.defaultGc === true) return [];
+  return gcNodeArgs(options.cpus !== undefined && namesOneCpu(options.cpus), options.nodeArgs ?? []);
 }
 
 export async function spawnNode(options: SpawnNodeOptions): Promise<SpawnedNode> {
   const command = options.cpus === undefined ? process.execPath : 'taskset';
-  const given = options.nodeArgs ?? [];
-  const nodeArgs = [...(options.defaultGc === true ? [] : gcNodeArgs(options.cpus, given)), ...given];
+  const nodeArgs = [...spawnedGcArgs(options), ...(options.nodeArgs ?? [])];
   const args = options.cpus === undefined
     ? [...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args]
     : ['-c', options.cpus, process.execPath, ...nodeArgs, cliMainPath, 'serve', '--exit-on-stdin-eof', ...options.args];

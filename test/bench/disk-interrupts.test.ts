@@ -76,6 +76,8 @@ describe('disk interrupts', () => {
     expect(placementNote(counts, 'The primary', '1')).toBeUndefined();
     expect(placementNote(counts, 'The primary', '0-1')).toBeUndefined();
     expect(placementNote(counts, 'The primary', undefined)).toBeUndefined();
+    // A list taskset would refuse says nothing, rather than judge a part of it.
+    expect(placementNote(counts, 'The primary', '0,x')).toBeUndefined();
     expect(placementNote({ device: 'vda', perCpu: [0, 0] }, 'The primary', '0')).toBeUndefined();
   });
 });

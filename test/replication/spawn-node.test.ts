@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { gcNodeArgs, namesOneCpu, semiSpaceMb, singleThreadedGcFlag, spawnNode, type SpawnedNode, type SpawnNodeOptions } from '../../dist/replication/spawn-node.js';
+import { gcNodeArgs, namesOneCpu, parseCpuList, semiSpaceMb, singleThreadedGcFlag, spawnedGcArgs, spawnNode, type SpawnedNode, type SpawnNodeOptions } from '../../dist/replication/spawn-node.js';
 import { useTempDir } from '../helpers/temp.js';
 import { requireFreshBuild } from './pair.js';
 
@@ -35,8 +35,13 @@ async function commandLineOf(options: Omit<SpawnNodeOptions, 'args'>): Promise<s
 
 describe('namesOneCpu', () => {
   it('is true for one CPU, written alone or as a range of one', () => {
-    for (const list of ['0', '7', ' 3 ', '2-2', '12']) expect(namesOneCpu(list), list).toBe(true);
-    for (const list of ['0,1', '0-1', '1-0', '', 'a', '0-', '1,1']) expect(namesOneCpu(list), list).toBe(false);
+    for (const list of ['0', '7', ' 3 ', '2-2', '12', '1,1']) expect(namesOneCpu(list), list).toBe(true);
+    for (const list of ['0,1', '0-1', '1-0', '', 'a', '0-', '0,a']) expect(namesOneCpu(list), list).toBe(false);
+  });
+
+  it('parses a list whole, or not at all', () => {
+    expect(parseCpuList('0,2-4')).toEqual([0, 2, 3, 4]);
+    for (const list of ['', '1-', '0,x', '3-1', '1,,2']) expect(parseCpuList(list), list).toBeUndefined();
   });
 });
 
@@ -44,12 +49,14 @@ const semiSpace = `--max-semi-space-size=${semiSpaceMb}`;
 
 describe('gcNodeArgs', () => {
   it('gives the semi-space always and the single-threaded collector on one CPU, unless already given', () => {
-    expect(gcNodeArgs(undefined)).toEqual([semiSpace]);
-    expect(gcNodeArgs('0-1')).toEqual([semiSpace]);
-    expect(gcNodeArgs('1')).toEqual([semiSpace, singleThreadedGcFlag]);
-    expect(gcNodeArgs('1', ['--max-semi-space-size=4'])).toEqual([singleThreadedGcFlag]);
-    expect(gcNodeArgs('1', ['--max_semi_space_size=32', '--single-threaded-gc'])).toEqual([]);
-    expect(gcNodeArgs(undefined, ['--cpu-prof'])).toEqual([semiSpace]);
+    expect(gcNodeArgs(false)).toEqual([semiSpace]);
+    expect(gcNodeArgs(true)).toEqual([semiSpace, singleThreadedGcFlag]);
+    expect(gcNodeArgs(true, ['--max-semi-space-size=4'])).toEqual([singleThreadedGcFlag]);
+    expect(gcNodeArgs(true, ['--max_semi_space_size=32', '--single-threaded-gc'])).toEqual([]);
+    expect(gcNodeArgs(false, ['--cpu-prof'])).toEqual([semiSpace]);
+    expect(spawnedGcArgs({ cpus: '0-1' })).toEqual([semiSpace]);
+    expect(spawnedGcArgs({ cpus: '1' })).toEqual([semiSpace, singleThreadedGcFlag]);
+    expect(spawnedGcArgs({ cpus: '1', defaultGc: true })).toEqual([]);
   });
 });
 
