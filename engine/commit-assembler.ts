@@ -10,6 +10,7 @@
  */
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import { encodePayload } from '../wal/format.js';
+import { encodeCommit } from './commit-encoding.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { HandlerOutcome } from './context.js';
 import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite } from './records.js';
@@ -110,13 +111,14 @@ export class CommitAssembler {
       else payload.reply = command === 'append' ? appendReply(payload) : outcome.reply;
     }
     const recordBytesMax = this.pipeline.wal.options.recordBytesMax;
-    let packed = encodePayload(payload);
+    // The args go in as the bytes they were checked as (they decode to `request.args`).
+    let packed = encodeCommit(payload, request.packedArgs);
     if (packed.length > recordBytesMax) {
       payload.events = [];
       delete payload.reply;
       delete payload.createdAtMs;
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
-      packed = encodePayload(payload);
+      packed = encodeCommit(payload, request.packedArgs);
     }
     const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed);
     this.holdHeads(payload, lsn);

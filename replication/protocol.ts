@@ -11,9 +11,10 @@
  * and is disconnected; nothing else on the node is affected.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Packr, RESERVE_START_SPACE } from 'msgpackr';
+import { Packr } from 'msgpackr';
 import { assert } from '../wal/assert.js';
 import { txlogError, type SerializedError } from '../wal/errors.js';
+import { packPlain } from '../wal/plain-msgpack.js';
 import { handshakeFieldBytesMax, messageStringLengthMax, peerAddressesMax } from './limits.js';
 
 /**
@@ -32,9 +33,10 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 const frameLengthBytes = 4;
 
 export function encodeMessage(message: Message): Buffer {
-  // The body is packed after four bytes msgpackr leaves free, where its length goes: the body
-  // (a batch of records, say) is not copied into a frame of its own.
-  const frame = packr.pack(message, RESERVE_START_SPACE | frameLengthBytes);
+  // The body is packed after four bytes left free, where its length goes: the body (a batch of
+  // records, say) is not copied into a frame of its own. msgpackr's bytes, written by
+  // `plain-msgpack.ts` (faster in a busy node; msgpackr for what it does not write itself).
+  const frame = packPlain(message, packr, frameLengthBytes);
   frame.writeUInt32BE(frame.length - frameLengthBytes, 0);
   return frame;
 }

@@ -1,0 +1,103 @@
+/**
+ * Packs a commit record into the bytes `encodePayload` gives it (the WAL's plain msgpack), with
+ * call sites that each see one kind of object: the record, a stream write, an event, the number
+ * lists and the [name, number] pairs (`wal/plain-msgpack.ts` says why that matters in a running
+ * node). The args are not packed again: they were packed when the request was checked
+ * (`CheckedRequest.packedArgs`), and those bytes, which decode to the recorded args, go in as
+ * they are. A field of an unexpected type, or one this code does not know, is written as
+ * `encodePayload` writes it, so the bytes are the same whatever the record holds
+ * (test/engine/commit-encoding.test.ts).
+ */
+import { encodePayloadWith } from '../wal/format.js';
+import { isPlainObject, writeArrayHeader, writeBytes, writeMapHeader, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
+import type { CommitPayload, EventInput, StreamWrite } from './records.js';
+
+/** Packs `payload`; `packedArgs` are the bytes of `payload.args`, or undefined to pack them here. */
+export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | undefined): Buffer {
+  argsBytes = packedArgs;
+  try {
+    return encodePayloadWith(payload, (value) => writeFields(value, writeCommitField));
+  } finally {
+    argsBytes = undefined;
+  }
+}
+
+/** The args' bytes of the record being packed (undefined: pack them). */
+let argsBytes: Uint8Array | undefined;
+
+/** A plain object as a map of its own keys, each value written by `writeField`; anything else as `writeValue` writes it. */
+function writeFields(object: unknown, writeField: (key: string, value: unknown) => void): void {
+  if (!isPlainObject(object)) return writeValue(object);
+  const keys = Object.keys(object);
+  writeMapHeader(keys.length);
+  for (const key of keys) {
+    writeString(key);
+    writeField(key, (object as Record<string, unknown>)[key]);
+  }
+}
+
+function writeCommitField(key: string, value: unknown): void {
+  switch (key as keyof CommitPayload) {
+    case 'clientId':
+    case 'command':
+    case 'digest':
+    case 'requestId':
+    case 'firstPosition':
+    case 'calls':
+    case 'createdAtMs':
+      return writeScalar(value);
+    case 'args':
+      return argsBytes === undefined ? writeValue(value) : writeBytes(argsBytes);
+    case 'events':
+      return writeList(value, writeStreamWrite);
+    case 'now':
+    case 'random':
+    case 'callLsns':
+      return writeList(value, writeScalar);
+    case 'readSet':
+    case 'checks':
+      return writeList(value, writePair);
+    default:
+      return writeValue(value);
+  }
+}
+
+function writeList(value: unknown, writeItem: (item: unknown) => void): void {
+  if (!Array.isArray(value) || value.constructor !== Array) return writeValue(value);
+  writeArrayHeader(value.length);
+  for (const item of value as unknown[]) writeItem(item);
+}
+
+function writeStreamWrite(write: unknown): void {
+  writeFields(write, writeStreamWriteField);
+}
+
+function writeStreamWriteField(key: string, value: unknown): void {
+  if ((key as keyof StreamWrite) === 'events') writeList(value, writeEvent);
+  else writeScalar(value);
+}
+
+function writeEvent(event: unknown): void {
+  writeFields(event, writeEventField);
+}
+
+function writeEventField(key: string, value: unknown): void {
+  const field = key as keyof EventInput;
+  if (field === 'id' || field === 'type') writeScalar(value);
+  else writeValue(value);
+}
+
+/** A `[name, number]` pair: the read set's and the checks'. */
+function writePair(pair: unknown): void {
+  if (!Array.isArray(pair) || pair.constructor !== Array || pair.length !== 2) return writeValue(pair);
+  writeArrayHeader(2);
+  writeScalar(pair[0]);
+  writeScalar(pair[1]);
+}
+
+/** A string or a number written here; a value of another type as `writeValue` writes it. */
+function writeScalar(value: unknown): void {
+  if (typeof value === 'string') writeString(value);
+  else if (typeof value === 'number') writeNumber(value);
+  else writeValue(value);
+}

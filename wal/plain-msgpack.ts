@@ -1,0 +1,245 @@
+/**
+ * A msgpack writer for JSON-like values that writes msgpackr's bytes to the byte (the WAL's plain
+ * msgpack, `format.ts`), with msgpackr kept for every other value.
+ *
+ * Why: msgpackr's one generic `pack` serves every value a node encodes (requests, replies,
+ * records, events, protocol messages), so in a running node its property loads are megamorphic:
+ * a ~740-byte commit record took 6-7 µs to pack in a primary under load, against ~3.4 µs in a
+ * benchmark that packs records only (README, "Measured"). This writer does less per value (no
+ * `for in` with `hasOwnProperty`, no extension lookups), and `engine/commit-encoding.ts` writes a
+ * record's own fields with call sites that each see one kind of object.
+ *
+ * The bytes (test/wal/plain-msgpack.test.ts compares them with msgpackr's over random values): a
+ * map16 header for every object (msgpackr's `useRecords: false` default) with its own enumerable
+ * keys in their order; the shortest array header; the shortest string header for the UTF-8 length
+ * (a lone surrogate as U+FFFD, as msgpackr and Buffer write it); non-negative 32-bit integers as
+ * positive fixint (< 128) or uint 8/16/32, negative 32-bit integers as negative fixint or int
+ * 8/16/32, every other number as float64; nil, true, false; a Buffer or Uint8Array as bin
+ * 8/16/32. Anything else (a Date, undefined, a Map, an object of another prototype, nesting
+ * past `plainDepthMax`) is packed by the fallback Packr and its bytes copied in.
+ */
+import type { Packr } from 'msgpackr';
+
+/** Below this many characters a string is written by a loop here; above it by Buffer's UTF-8 encoder. */
+const shortStringLengthMax = 64;
+
+/** Nesting written here at most; deeper values go to the fallback whole (same bytes, its own limits). */
+const plainDepthMax = 16;
+
+/** What a pack grows its buffer from; it keeps the largest it needed. */
+const scratchBytesInitial = 16 * 1024;
+
+let scratch = Buffer.allocUnsafe(scratchBytesInitial);
+let position = 0;
+let fallback: Packr | undefined;
+
+/**
+ * Packs `value` as `packr.pack(value)` would, after `reserveStartBytes` bytes left for the caller
+ * (uninitialised). `write` (default: the whole value) may write a value of known shape itself,
+ * with the `write*` functions of this module.
+ */
+export function packPlain(value: unknown, packr: Packr, reserveStartBytes = 0, write: (value: unknown) => void = writeValue): Buffer {
+  // A value whose toJSON packs again (through msgpackr, below) would reenter: msgpackr copes.
+  if (fallback !== undefined) return packr.pack(value);
+  fallback = packr;
+  try {
+    position = reserveStartBytes;
+    write(value);
+    const packed = Buffer.allocUnsafe(position);
+    scratch.copy(packed, reserveStartBytes, reserveStartBytes, position);
+    return packed;
+  } finally {
+    fallback = undefined;
+  }
+}
+
+/** Any value: JSON-like ones written here, others by the fallback Packr. */
+export function writeValue(value: unknown, depth = 0): void {
+  if (typeof value === 'string') return writeString(value);
+  if (typeof value === 'number') return writeNumber(value);
+  if (typeof value === 'boolean') return writeByte(value ? 0xc3 : 0xc2);
+  if (value === null) return writeByte(0xc0);
+  if (depth < plainDepthMax && typeof value === 'object') {
+    if (value instanceof Uint8Array && (value.constructor === Buffer || value.constructor === Uint8Array)) return writeBin(value);
+    if (Array.isArray(value) && value.constructor === Array) {
+      writeArrayHeader(value.length);
+      for (const item of value as unknown[]) writeValue(item, depth + 1);
+      return;
+    }
+    if (isPlainObject(value)) {
+      const keys = Object.keys(value);
+      writeMapHeader(keys.length);
+      for (const key of keys) {
+        writeString(key);
+        writeValue((value as Record<string, unknown>)[key], depth + 1);
+      }
+      return;
+    }
+  }
+  writeBytes(fallback!.pack(value));
+}
+
+/**
+ * What msgpackr writes as a map of its own keys: an object whose constructor is Object. The
+ * prototype test keeps out an object whose `for in` (msgpackr's walk) would also see inherited keys.
+ */
+export function isPlainObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && value.constructor === Object && Object.getPrototypeOf(value) === Object.prototype;
+}
+
+export function writeByte(byte: number): void {
+  ensure(1);
+  scratch[position++] = byte;
+}
+
+export function writeBytes(bytes: Uint8Array): void {
+  ensure(bytes.length);
+  scratch.set(bytes, position);
+  position += bytes.length;
+}
+
+/** Bytes (a Buffer or a plain Uint8Array) as msgpack bin 8/16/32. */
+function writeBin(bytes: Uint8Array): void {
+  ensure(5);
+  if (bytes.length < 0x100) {
+    scratch[position++] = 0xc4;
+    scratch[position++] = bytes.length;
+  } else if (bytes.length < 0x10000) {
+    scratch[position++] = 0xc5;
+    scratch[position++] = bytes.length >> 8;
+    scratch[position++] = bytes.length & 0xff;
+  } else {
+    scratch[position++] = 0xc6;
+    scratch.writeUInt32BE(bytes.length, position);
+    position += 4;
+  }
+  writeBytes(bytes);
+}
+
+/** msgpackr writes every map with a 16-bit size (it fills the size in after the entries). */
+export function writeMapHeader(size: number): void {
+  ensure(3);
+  scratch[position] = 0xde;
+  scratch[position + 1] = size >> 8;
+  scratch[position + 2] = size & 0xff;
+  position += 3;
+}
+
+export function writeArrayHeader(length: number): void {
+  ensure(5);
+  if (length < 0x10) {
+    scratch[position++] = 0x90 | length;
+  } else if (length < 0x10000) {
+    scratch[position++] = 0xdc;
+    scratch[position++] = length >> 8;
+    scratch[position++] = length & 0xff;
+  } else {
+    scratch[position++] = 0xdd;
+    scratch.writeUInt32BE(length, position);
+    position += 4;
+  }
+}
+
+export function writeNumber(value: number): void {
+  ensure(9);
+  if (value >>> 0 === value) {
+    if (value < 0x80) {
+      scratch[position++] = value;
+    } else if (value < 0x100) {
+      scratch[position++] = 0xcc;
+      scratch[position++] = value;
+    } else if (value < 0x10000) {
+      scratch[position++] = 0xcd;
+      scratch[position++] = value >> 8;
+      scratch[position++] = value & 0xff;
+    } else {
+      scratch[position++] = 0xce;
+      scratch.writeUInt32BE(value, position);
+      position += 4;
+    }
+  } else if (value >> 0 === value) {
+    if (value >= -0x20) {
+      scratch[position++] = 0x100 + value;
+    } else if (value >= -0x80) {
+      scratch[position++] = 0xd0;
+      scratch[position++] = value + 0x100;
+    } else if (value >= -0x8000) {
+      scratch[position++] = 0xd1;
+      scratch.writeInt16BE(value, position);
+      position += 2;
+    } else {
+      scratch[position++] = 0xd2;
+      scratch.writeInt32BE(value, position);
+      position += 4;
+    }
+  } else {
+    scratch[position++] = 0xcb;
+    scratch.writeDoubleBE(value, position);
+    position += 8;
+  }
+}
+
+export function writeString(value: string): void {
+  const length = value.length;
+  // Room for the longest header and three bytes per UTF-16 unit (UTF-8's worst case).
+  ensure(5 + length * 3);
+  // The header's size is guessed from the length in characters, then corrected from the
+  // length in bytes (moving the bytes), as msgpackr does: both give the shortest header.
+  const guessed = length < 0x20 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
+  const bytesAt = position + guessed;
+  const byteLength = length < shortStringLengthMax ? writeShortUtf8(value, bytesAt) : scratch.write(value, bytesAt, 'utf8');
+  const header = byteLength < 0x20 ? 1 : byteLength < 0x100 ? 2 : byteLength < 0x10000 ? 3 : 5;
+  if (header !== guessed) scratch.copyWithin(position + header, bytesAt, bytesAt + byteLength);
+  if (header === 1) {
+    scratch[position] = 0xa0 | byteLength;
+  } else if (header === 2) {
+    scratch[position] = 0xd9;
+    scratch[position + 1] = byteLength;
+  } else if (header === 3) {
+    scratch[position] = 0xda;
+    scratch[position + 1] = byteLength >> 8;
+    scratch[position + 2] = byteLength & 0xff;
+  } else {
+    scratch[position] = 0xdb;
+    scratch.writeUInt32BE(byteLength, position + 1);
+  }
+  position += header + byteLength;
+}
+
+/** UTF-8 of a short string at `at`, a lone surrogate as U+FFFD; returns its bytes. */
+function writeShortUtf8(value: string, at: number): number {
+  const target = scratch;
+  let end = at;
+  for (let index = 0; index < value.length; index++) {
+    let code = value.charCodeAt(index);
+    if (code < 0x80) {
+      target[end++] = code;
+    } else if (code < 0x800) {
+      target[end++] = (code >> 6) | 0xc0;
+      target[end++] = (code & 0x3f) | 0x80;
+    } else if ((code & 0xfc00) === 0xd800 && (value.charCodeAt(index + 1) & 0xfc00) === 0xdc00) {
+      code = 0x10000 + ((code & 0x03ff) << 10) + (value.charCodeAt(index + 1) & 0x03ff);
+      index++;
+      target[end++] = (code >> 18) | 0xf0;
+      target[end++] = ((code >> 12) & 0x3f) | 0x80;
+      target[end++] = ((code >> 6) & 0x3f) | 0x80;
+      target[end++] = (code & 0x3f) | 0x80;
+    } else if ((code & 0xf800) === 0xd800) {
+      target[end++] = 0xef;
+      target[end++] = 0xbf;
+      target[end++] = 0xbd;
+    } else {
+      target[end++] = (code >> 12) | 0xe0;
+      target[end++] = ((code >> 6) & 0x3f) | 0x80;
+      target[end++] = (code & 0x3f) | 0x80;
+    }
+  }
+  return end - at;
+}
+
+function ensure(bytes: number): void {
+  if (position + bytes <= scratch.length) return;
+  const grown = Buffer.allocUnsafe(Math.max(scratch.length * 2, position + bytes));
+  scratch.copy(grown, 0, 0, position);
+  scratch = grown;
+}
