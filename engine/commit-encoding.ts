@@ -1,12 +1,12 @@
 /**
- * Packs a commit record into the bytes `encodePayload` gives it (the WAL's plain msgpack), with
- * call sites that each see one kind of object: the record, a stream write, an event, the number
- * lists and the [name, number] pairs (`wal/plain-msgpack.ts` says why that matters in a running
- * node). The args are not packed again: they were packed when the request was checked
- * (`CheckedRequest.packedArgs`), and those bytes, which decode to the recorded args, go in as
- * they are. A field of an unexpected type, or one this code does not know, is written as
- * `encodePayload` writes it, so the bytes are the same whatever the record holds
- * (test/engine/commit-encoding.test.ts).
+ * Packs a commit record as `encodePayload` would (the WAL's plain msgpack), with call sites that
+ * each see one kind of object: the record, a stream write, an event, the number lists and the
+ * [name, number] pairs (`wal/plain-msgpack.ts` says why that matters in a running node). The args
+ * are not packed again: they were packed when the request was checked (`CheckedRequest.packedArgs`),
+ * and those bytes, which decode to the recorded args (they are what the args were decoded from,
+ * or their packing), go in as they are. A field of an unexpected type, or one this code does not
+ * know, is written as `encodePayload` writes it, so with the args' own packing the bytes are
+ * `encodePayload`'s whatever the record holds (test/engine/commit-encoding.test.ts).
  */
 import { encodePayloadWith } from '../wal/format.js';
 import { isPlainObject, writeArrayHeader, writeBytes, writeMapHeader, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
