@@ -26,11 +26,19 @@ const shortStringLengthMax = 64;
 /** Nesting written here at most; deeper values go to the fallback whole (same bytes, its own limits). */
 const plainDepthMax = 16;
 
-/** What a pack grows its buffer from; it keeps the largest it needed. */
-const scratchBytesInitial = 16 * 1024;
+/**
+ * Packs write into a slab and return a view of their bytes in it, as msgpackr does (no copy per
+ * value). A pack starts a new slab when fewer than `slabBytesFreeMin` bytes are left; one larger
+ * than what is left moves to a slab of its own. A view keeps its slab alive while it is held.
+ */
+const slabBytes = 64 * 1024;
+const slabBytesFreeMin = 2 * 1024;
 
-let scratch = Buffer.allocUnsafe(scratchBytesInitial);
+let scratch = Buffer.allocUnsafeSlow(slabBytes);
+/** Where the pack under way writes next. */
 let position = 0;
+/** Where the pack under way started in `scratch`. */
+let start = 0;
 let fallback: Packr | undefined;
 
 /**
@@ -43,11 +51,17 @@ export function packPlain(value: unknown, packr: Packr, reserveStartBytes = 0, w
   if (fallback !== undefined) return packr.pack(value);
   fallback = packr;
   try {
-    position = reserveStartBytes;
+    if (scratch.length - position < slabBytesFreeMin) {
+      scratch = Buffer.allocUnsafeSlow(slabBytes);
+      position = 0;
+    }
+    start = position;
+    position += reserveStartBytes;
     write(value);
-    const packed = Buffer.allocUnsafe(position);
-    scratch.copy(packed, reserveStartBytes, reserveStartBytes, position);
-    return packed;
+    return scratch.subarray(start, position);
+  } catch (error) {
+    position = start;
+    throw error;
   } finally {
     fallback = undefined;
   }
@@ -237,9 +251,13 @@ function writeShortUtf8(value: string, at: number): number {
   return end - at;
 }
 
+/** Room for `bytes` more: the pack under way moves to a slab of its own when the slab is too full. */
 function ensure(bytes: number): void {
   if (position + bytes <= scratch.length) return;
-  const grown = Buffer.allocUnsafe(Math.max(scratch.length * 2, position + bytes));
-  scratch.copy(grown, 0, 0, position);
-  scratch = grown;
+  const written = position - start;
+  const moved = Buffer.allocUnsafeSlow(Math.max(slabBytes, 2 * (written + bytes)));
+  scratch.copy(moved, 0, start, position);
+  scratch = moved;
+  start = 0;
+  position = written;
 }

@@ -3,8 +3,9 @@
  * gives exactly msgpackr's bytes for any value: JSON-like values it writes itself (strings of
  * every header size and any Unicode, numbers at every encoding's edge, nesting), Buffers and
  * Uint8Arrays of every bin size, and values it leaves to msgpackr (undefined, Dates, Maps,
- * objects of other prototypes, typed arrays, nesting deeper than it goes); that the reserved
- * start is left to the caller; that what msgpackr refuses is refused; and that a pack started
+ * objects of other prototypes, typed arrays, nesting deeper than it goes); that bytes handed
+ * out stay as they were while later packs fill and leave slabs; that the reserved start is left
+ * to the caller; that what msgpackr refuses is refused; and that a pack started
  * while one is under way (a toJSON that packs) gives the right bytes to both. Randomised: prints
  * its seed, `TXLOG_SEED` replays it.
  */
@@ -101,6 +102,17 @@ describe('packPlain', () => {
       constructor(readonly x: number) {}
     }
     expectSameBytes({ point: new Point(3), sparse: [1, , 3] });
+  });
+
+  it('hands out bytes that later packs never overwrite, across slabs and values larger than one', () => {
+    const values: unknown[] = [];
+    for (let index = 0; index < 3000; index++) {
+      values.push(index % 500 === 7 ? { big: 'y'.repeat(100_000 + index) } : { index, text: 'z'.repeat(index % 300), list: [index, -index] });
+    }
+    const packed = values.map((value) => packPlain(value, msgpackr));
+    values.forEach((value, index) => {
+      if (!packed[index]!.equals(msgpackr.pack(value))) throw new Error(`value ${index} was overwritten`);
+    });
   });
 
   it('leaves the reserved start to the caller', () => {
