@@ -13,7 +13,8 @@ export interface Call {
   requestId: number | undefined;
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
-  deadline: { cancel(): void };
+  /** Its deadline's length (`CallDeadlines` holds when it expires). */
+  deadlineMs: number;
   lastError: TxlogError | undefined;
   /** The connection this call was last sent on. */
   sentOn?: Connection;

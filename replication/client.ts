@@ -12,6 +12,7 @@ import type { ReadResult, ReadStreamOptions, SubscribeOptions } from '../engine/
 import type { AnyEvent, EventToAppend, RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
 import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type ExpectedVersion } from '../engine/index.js';
+import { CallDeadlines } from './call-deadlines.js';
 import { finalError, listenForAbort, timeoutError, type Call } from './client-call.js';
 import { ClientReads, type ClientReadAllOptions } from './client-reads.js';
 import { dial, type Connection } from './connection.js';
@@ -54,6 +55,8 @@ export class Client<Events extends AnyEvent = AnyEvent> {
   private connection: Connection | undefined;
   private connecting: Promise<Connection> | undefined;
   private readonly calls = new Map<number, Call>();
+  /** Each open call's deadline, on one timer (set up in the constructor: it needs the platform). */
+  private readonly deadlines: CallDeadlines<Call>;
   private nextCallId = 1;
   private nextRequestId: number | undefined;
   private settlingRequestIds: Promise<void> | undefined;
@@ -79,6 +82,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
     this.inFlightMax = options.inFlightMax ?? 16_384;
     this.platform = options.platform ?? nodePlatform;
+    this.deadlines = new CallDeadlines(this.platform.clock, (call) => this.expire(call));
     const certificates = options.tls === undefined ? undefined : loadTlsCertificates(checkTlsFiles(options.tls, 'tls'), 'client', this.platform.clock.nowMs());
     this.network = options.network ?? defaultNetwork(this.secret, this.clusterId, this.connectTimeoutMs, certificates);
     if (options.firstRequestId !== undefined) {
@@ -217,17 +221,17 @@ export class Client<Events extends AnyEvent = AnyEvent> {
         ...listenForAbort(signal, abandon, resolve, reject),
         lastError: undefined,
         attempts: 0,
-        deadline: this.platform.clock.setTimeout(() => this.expire(callId), deadlineMs),
+        deadlineMs,
       };
       this.calls.set(callId, call);
+      this.deadlines.add(call, deadlineMs);
       this.send(call);
     });
   }
 
-  private expire(callId: number): void {
-    const call = this.calls.get(callId);
-    if (call === undefined) return;
-    this.calls.delete(callId);
+  private expire(call: Call): void {
+    if (this.calls.get(call.callId) !== call) return;
+    this.calls.delete(call.callId);
     call.reject(timeoutError(call));
   }
 
@@ -358,7 +362,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
   }
 
   private finish(call: Call): void {
-    call.deadline.cancel();
+    this.deadlines.remove(call, call.deadlineMs);
     this.calls.delete(call.callId);
   }
 

@@ -6,39 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DeadlineQueue } from '../../engine/deadline-queue.js';
-import type { Clock, TimerHandle } from '../../wal/platform.js';
-
-/** Time moves only by `advance`, which runs the timers that came due, in time order. */
-function manualClock(): Clock & { advance(ms: number): void; armed(): number } {
-  let nowMs = 0;
-  let timers: Array<{ atMs: number; callback: () => void; live: boolean }> = [];
-  return {
-    nowMs: () => nowMs,
-    monotonicMs: () => nowMs,
-    setImmediate(callback): TimerHandle {
-      callback();
-      return { cancel: () => undefined };
-    },
-    setTimeout(callback, delayMs): TimerHandle {
-      const timer = { atMs: nowMs + delayMs, callback, live: true };
-      timers.push(timer);
-      return { cancel: () => void (timer.live = false) };
-    },
-    advance(ms) {
-      const until = nowMs + ms;
-      for (;;) {
-        const due = timers.filter((timer) => timer.live && timer.atMs <= until).sort((a, b) => a.atMs - b.atMs)[0];
-        if (due === undefined) break;
-        due.live = false;
-        nowMs = due.atMs;
-        due.callback();
-      }
-      nowMs = until;
-      timers = timers.filter((timer) => timer.live);
-    },
-    armed: () => timers.filter((timer) => timer.live).length,
-  } as Clock & { advance(ms: number): void; armed(): number };
-}
+import type { Clock } from '../../wal/platform.js';
+import { manualClock } from '../helpers/manual-clock.js';
 
 describe('the deadline queue', () => {
   it('expires each deadline once its duration has passed (never before, at most a quarter later), in order; removed ones never', () => {

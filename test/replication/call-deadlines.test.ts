@@ -1,0 +1,104 @@
+/**
+ * Proves a client's call deadlines on one timer (replication/call-deadlines.ts), on a clock driven
+ * by hand: each call expires once its own duration has passed, never before and no later than
+ * the timer's next run, whatever durations are mixed and in whatever order they were added; a
+ * removed call never expires; one timer is armed at a time and none once nothing waits; what an
+ * expiry does to the deadlines (finishing another call, adding one) is honoured; `clear` expires
+ * nothing.
+ */
+import { describe, expect, it } from 'vitest';
+import { CallDeadlines } from '../../replication/call-deadlines.js';
+import { manualClock } from '../helpers/manual-clock.js';
+
+describe('call deadlines', () => {
+  it('expires each call once its own duration has passed, never before, across durations', () => {
+    const clock = manualClock();
+    const expired: Array<[string, number]> = [];
+    const addedAt = new Map<string, number>();
+    const deadlines = new CallDeadlines<string>(clock, (call) => expired.push([call, clock.monotonicMs() - addedAt.get(call)!]));
+    const add = (call: string, durationMs: number): void => {
+      addedAt.set(call, clock.monotonicMs());
+      deadlines.add(call, durationMs);
+    };
+    add('long-a', 1000);
+    clock.advance(10);
+    add('short-a', 100);
+    add('long-b', 1000);
+    clock.advance(50);
+    add('short-b', 100);
+    expect(clock.armed()).toBe(1);
+    clock.advance(49); // t = 109: short-a has waited 99 ms
+    expect(expired).toEqual([]);
+    clock.advance(1);
+    expect(expired).toEqual([['short-a', 100]]);
+    clock.advance(50);
+    expect(expired).toEqual([['short-a', 100], ['short-b', 100]]);
+    deadlines.remove('long-b', 1000);
+    clock.advance(839); // t = 999
+    expect(expired.map(([call]) => call)).toEqual(['short-a', 'short-b']);
+    clock.advance(1);
+    expect(expired).toEqual([['short-a', 100], ['short-b', 100], ['long-a', 1000]]);
+    expect(deadlines.size).toBe(0);
+    expect(clock.armed()).toBe(0);
+  });
+
+  it('never expires a removed call, and disarms once nothing waits', () => {
+    const clock = manualClock();
+    const expired: string[] = [];
+    const deadlines = new CallDeadlines<string>(clock, (call) => expired.push(call));
+    deadlines.add('a', 100);
+    deadlines.add('b', 100);
+    deadlines.remove('a', 100);
+    deadlines.remove('a', 100); // twice: nothing happens
+    deadlines.remove('c', 50); // never added: nothing happens
+    expect(deadlines.size).toBe(1);
+    deadlines.remove('b', 100);
+    expect(clock.armed()).toBe(0);
+    clock.advance(1000);
+    expect(expired).toEqual([]);
+  });
+
+  it('honours what an expiry does to the deadlines, and clear expires nothing', () => {
+    const clock = manualClock();
+    const expired: string[] = [];
+    let deadlines!: CallDeadlines<string>;
+    deadlines = new CallDeadlines<string>(clock, (call) => {
+      expired.push(call);
+      if (call === 'first') {
+        deadlines.remove('second', 100);
+        deadlines.add('retry', 30);
+      }
+    });
+    deadlines.add('first', 100);
+    deadlines.add('second', 100);
+    deadlines.add('later', 200);
+    clock.advance(100);
+    expect(expired).toEqual(['first']);
+    clock.advance(29);
+    expect(expired).toEqual(['first']);
+    clock.advance(1);
+    expect(expired).toEqual(['first', 'retry']);
+    expect(clock.armed()).toBe(1);
+    deadlines.clear();
+    expect(clock.armed()).toBe(0);
+    clock.advance(1000);
+    expect(expired).toEqual(['first', 'retry']);
+  });
+
+  it('sets its timer again when the clock fires it before the first deadline', () => {
+    const clock = manualClock();
+    const expired: string[] = [];
+    const deadlines = new CallDeadlines<string>(clock, (call) => expired.push(call));
+    deadlines.add('a', 100);
+    deadlines.remove('a', 100);
+    deadlines.add('b', 100);
+    clock.advance(60);
+    deadlines.add('c', 100);
+    clock.advance(40); // b due
+    expect(expired).toEqual(['b']);
+    clock.advance(59);
+    expect(expired).toEqual(['b']);
+    clock.advance(1);
+    expect(expired).toEqual(['b', 'c']);
+  });
+});
