@@ -9,7 +9,7 @@
  * `encodePayload`'s whatever the record holds (test/engine/commit-encoding.test.ts).
  */
 import { encodePayloadWith } from '../wal/format.js';
-import { isPlainObject, writeArrayHeader, writeBytes, writeMapHeader, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
+import { isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeMapHeader, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
 import type { CommitPayload, EventInput, StreamWrite } from './records.js';
 
 /** Packs `payload`; `packedArgs` are the bytes of `payload.args`, or undefined to pack them here. */
@@ -63,7 +63,7 @@ function writeCommitField(key: string, value: unknown): void {
 }
 
 function writeList(value: unknown, writeItem: (item: unknown) => void): void {
-  if (!Array.isArray(value) || value.constructor !== Array) return writeValue(value);
+  if (!isPlainArray(value)) return writeValue(value);
   writeArrayHeader(value.length);
   for (const item of value as unknown[]) writeItem(item);
 }
@@ -89,7 +89,7 @@ function writeEventField(key: string, value: unknown): void {
 
 /** A `[name, number]` pair: the read set's and the checks'. */
 function writePair(pair: unknown): void {
-  if (!Array.isArray(pair) || pair.constructor !== Array || pair.length !== 2) return writeValue(pair);
+  if (!isPlainArray(pair) || pair.length !== 2) return writeValue(pair);
   writeArrayHeader(2);
   writeScalar(pair[0]);
   writeScalar(pair[1]);

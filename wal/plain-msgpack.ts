@@ -74,13 +74,11 @@ export function writeValue(value: unknown, depth = 0): void {
   if (typeof value === 'boolean') return writeByte(value ? 0xc3 : 0xc2);
   if (value === null) return writeByte(0xc0);
   if (depth < plainDepthMax && typeof value === 'object') {
-    if (value instanceof Uint8Array && (value.constructor === Buffer || value.constructor === Uint8Array)) return writeBin(value);
-    if (Array.isArray(value) && value.constructor === Array) {
-      writeArrayHeader(value.length);
-      for (const item of value as unknown[]) writeValue(item, depth + 1);
-      return;
-    }
-    if (isPlainObject(value)) {
+    // The prototype tells the kind (a builtin call, where reading `constructor` from objects of
+    // every shape is a megamorphic load); an own `constructor` could say otherwise to msgpackr,
+    // and an own `hasOwnProperty` is what msgpackr filters a map's keys with.
+    const prototype: unknown = Object.getPrototypeOf(value);
+    if (prototype === Object.prototype && !Object.hasOwn(value, 'constructor') && !Object.hasOwn(value, 'hasOwnProperty')) {
       const keys = Object.keys(value);
       writeMapHeader(keys.length);
       for (const key of keys) {
@@ -89,16 +87,36 @@ export function writeValue(value: unknown, depth = 0): void {
       }
       return;
     }
+    if (prototype === Array.prototype && Array.isArray(value) && !Object.hasOwn(value, 'constructor')) {
+      writeArrayHeader(value.length);
+      for (const item of value as unknown[]) writeValue(item, depth + 1);
+      return;
+    }
+    if ((prototype === Buffer.prototype || prototype === Uint8Array.prototype) && !Object.hasOwn(value, 'constructor')) {
+      return writeBin(value as Uint8Array);
+    }
   }
   writeBytes(fallback!.pack(value));
 }
 
 /**
- * What msgpackr writes as a map of its own keys: an object whose constructor is Object. The
- * prototype test keeps out an object whose `for in` (msgpackr's walk) would also see inherited keys.
+ * What msgpackr writes as a map of its own keys: an object whose constructor is Object, inherited
+ * from Object.prototype (so its `for in`, msgpackr's walk, sees its own keys alone), with no own
+ * `hasOwnProperty` (msgpackr filters the keys with it).
  */
 export function isPlainObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null && value.constructor === Object && Object.getPrototypeOf(value) === Object.prototype;
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    Object.getPrototypeOf(value) === Object.prototype &&
+    !Object.hasOwn(value, 'constructor') &&
+    !Object.hasOwn(value, 'hasOwnProperty')
+  );
+}
+
+/** What msgpackr writes as an array: an Array whose constructor is Array, inherited from Array.prototype. */
+export function isPlainArray(value: unknown): value is unknown[] {
+  return Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype && !Object.hasOwn(value, 'constructor');
 }
 
 export function writeByte(byte: number): void {

@@ -102,6 +102,10 @@ describe('packPlain', () => {
       constructor(readonly x: number) {}
     }
     expectSameBytes({ point: new Point(3), sparse: [1, , 3] });
+    // Own properties that change how msgpackr sees an object or an array.
+    expectSameBytes({ a: { constructor: Object, k: 1 }.k, b: { hasOwnProperty: 1, k: 2 }, c: Object.assign([1, 2], { constructor: 'x' }) });
+    expectSameBytes({ filtered: { hasOwnProperty: (key: string) => key === 'kept', kept: 1, dropped: 2 } });
+    expectSameBytes({ arrayLike: Object.create(Array.prototype), bytes: Object.assign(Buffer.from([1]), { constructor: 'x' }) });
   });
 
   it('hands out bytes that later packs never overwrite, across slabs and values larger than one', () => {
