@@ -148,8 +148,9 @@ function writeBin(bytes: Uint8Array): void {
   writeBytes(bytes);
 }
 
-/** msgpackr writes every map with a 16-bit size (it fills the size in after the entries). */
+/** msgpackr writes every map with a 16-bit size (it fills the size in after the entries), and refuses a larger one. */
 export function writeMapHeader(size: number): void {
+  if (size > 0xffff) throw new Error('Object is too large to serialize with fast 16-bit map size, use the "variableMapSize" option to serialize this object');
   ensure(3);
   scratch[position] = 0xde;
   scratch[position + 1] = size >> 8;

@@ -126,6 +126,10 @@ describe('packPlain', () => {
 
   it('refuses what msgpackr with the WAL options refuses, and stays usable after', () => {
     expect(() => encodePayload({ f: () => 1 })).toThrow(TypeError);
+    const wide = Object.fromEntries(Array.from({ length: 0x10000 }, (_, index) => [`k${index}`, index]));
+    expect(() => msgpackr.pack(wide)).toThrow(/16-bit map size/);
+    expect(() => packPlain(wide, msgpackr)).toThrow(/16-bit map size/);
+    expectSameBytes(Object.fromEntries(Array.from({ length: 0xffff }, (_, index) => [`k${index}`, index])));
     expect(encodePayload({ a: 'b' }).equals(msgpackr.pack({ a: 'b' }))).toBe(true);
   });
 
