@@ -9,7 +9,17 @@
  * early (each is checked against the monotonic clock) and at most a timer's slack late. Durations
  * are as many as the distinct `deadlineMs` values of calls in flight; an emptied one is dropped.
  */
+import { txlogError } from '../wal/errors.js';
 import type { Clock, TimerHandle } from '../wal/platform.js';
+
+/** The longest deadline: Node's longest timer (about 24.8 days). */
+export const deadlineMsMax = 2 ** 31 - 1;
+
+/** `deadlineMs` when it is a deadline (a number of ms in 1..`deadlineMsMax`); else BAD_REQUEST naming `what`. */
+export function checkedDeadlineMs(deadlineMs: unknown, what: string): number {
+  if (typeof deadlineMs === 'number' && deadlineMs >= 1 && deadlineMs <= deadlineMsMax) return deadlineMs;
+  throw txlogError('BAD_REQUEST', `${what} must be a number of milliseconds from 1 to ${deadlineMsMax}`);
+}
 
 export class CallDeadlines<Call> {
   /** Duration in ms → its calls, in the order added (= the order they expire), with their expiry. */

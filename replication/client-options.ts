@@ -35,7 +35,8 @@ export interface ClientOptions {
   clusterId?: string;
   /**
    * Per-call deadline. Past it the call fails with `TIMEOUT`: outcome unknown, the error carries
-   * the request id, and resending that id later is safe. @default 10000 (ms)
+   * the request id, and resending that id later is safe. From 1 to 2^31 - 1 ms (Node's longest
+   * timer); anything else is `BAD_REQUEST`, here and in `execute`'s and `backup`'s own. @default 10000 (ms)
    */
   deadlineMs?: number;
   /** Dial and handshake limit per attempt. @default 1000 (ms) */

@@ -12,7 +12,7 @@ import type { ReadResult, ReadStreamOptions, SubscribeOptions } from '../engine/
 import type { AnyEvent, EventToAppend, RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
 import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type ExpectedVersion } from '../engine/index.js';
-import { CallDeadlines } from './call-deadlines.js';
+import { CallDeadlines, checkedDeadlineMs } from './call-deadlines.js';
 import { finalError, listenForAbort, timeoutError, type Call } from './client-call.js';
 import { ClientReads, type ClientReadAllOptions } from './client-reads.js';
 import { dial, type Connection } from './connection.js';
@@ -78,7 +78,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
     this.clientId = options.clientId ?? randomUUID();
     this.secret = options.secret ?? '';
     this.clusterId = options.clusterId ?? 'txlog';
-    this.deadlineMs = options.deadlineMs ?? 10_000;
+    this.deadlineMs = checkedDeadlineMs(options.deadlineMs ?? 10_000, 'deadlineMs');
     this.connectTimeoutMs = options.connectTimeoutMs ?? 1000;
     this.inFlightMax = options.inFlightMax ?? 16_384;
     this.platform = options.platform ?? nodePlatform;
@@ -106,6 +106,13 @@ export class Client<Events extends AnyEvent = AnyEvent> {
    * acknowledged it. Resent across failovers with the same request id until the deadline.
    */
   execute(command: string, args?: unknown, options: { deadlineMs?: number } = {}): Promise<unknown> {
+    if (options.deadlineMs !== undefined) {
+      try {
+        checkedDeadlineMs(options.deadlineMs, 'execute: deadlineMs');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     const send = (): Promise<unknown> => {
       const requestId = this.nextRequestId!++;
       return this.call('execute', { command, args: args ?? null, requestId }, requestId, options.deadlineMs);
@@ -187,7 +194,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
    * absolute path on that node's machine; resolves with the backup's manifest.
    */
   async backup(out: string, deadlineMs = this.deadlineMs): Promise<unknown> {
-    return this.call('backup', { out }, undefined, deadlineMs);
+    return this.call('backup', { out }, undefined, checkedDeadlineMs(deadlineMs, 'backup: deadlineMs'));
   }
 
   /** The status of the node this client is connected to. */

@@ -4,10 +4,12 @@
  * the timer's next run, whatever durations are mixed and in whatever order they were added; a
  * removed call never expires; one timer is armed at a time and none once nothing waits; what an
  * expiry does to the deadlines (finishing another call, adding one) is honoured; `clear` expires
- * nothing.
+ * nothing; and a client refuses a deadline that is not a number of milliseconds from 1 to Node's
+ * longest timer (BAD_REQUEST), where a timer per call used to turn it into 1 ms, or never.
  */
 import { describe, expect, it } from 'vitest';
-import { CallDeadlines } from '../../replication/call-deadlines.js';
+import { CallDeadlines, deadlineMsMax } from '../../replication/call-deadlines.js';
+import { Client } from '../../replication/client.js';
 import { manualClock } from '../helpers/manual-clock.js';
 
 describe('call deadlines', () => {
@@ -100,5 +102,17 @@ describe('call deadlines', () => {
     expect(expired).toEqual(['b']);
     clock.advance(1);
     expect(expired).toEqual(['b', 'c']);
+  });
+
+  it('a client refuses a deadline that is not 1 ms to the longest timer', async () => {
+    for (const deadlineMs of [0, -5, Number.NaN, Number.POSITIVE_INFINITY, deadlineMsMax + 1, '100' as unknown as number]) {
+      expect(() => new Client({ servers: ['127.0.0.1:1'], deadlineMs })).toThrow(expect.objectContaining({ code: 'BAD_REQUEST' }));
+    }
+    // Nothing is dialled before a call: a client whose only server is closed still says so first.
+    const client = new Client({ servers: ['127.0.0.1:1'], deadlineMs: deadlineMsMax, firstRequestId: 1 });
+    await expect(client.execute('append', {}, { deadlineMs: 0 })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(client.execute('append', {}, { deadlineMs: Number.NaN })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await expect(client.backup('/tmp/x', -1)).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+    await client.close();
   });
 });
