@@ -9,7 +9,7 @@
  * `encodePayload`'s whatever the record holds (test/engine/commit-encoding.test.ts).
  */
 import { encodePayloadWith } from '../wal/format.js';
-import { isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeMapHeader, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
+import { beginMap, endMap, isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
 import type { CommitPayload, EventInput, StreamWrite } from './records.js';
 
 /** Packs `payload`; `packedArgs` are the bytes of `payload.args`, or undefined to pack them here. */
@@ -28,12 +28,15 @@ let argsBytes: Uint8Array | undefined;
 /** A plain object as a map of its own keys, each value written by `writeField`; anything else as `writeValue` writes it. */
 function writeFields(object: unknown, writeField: (key: string, value: unknown) => void): void {
   if (!isPlainObject(object)) return writeValue(object);
-  const keys = Object.keys(object);
-  writeMapHeader(keys.length);
-  for (const key of keys) {
+  const header = beginMap();
+  let size = 0;
+  for (const key in object) {
+    if (!Object.hasOwn(object, key)) continue;
     writeString(key);
     writeField(key, (object as Record<string, unknown>)[key]);
+    size += 1;
   }
+  endMap(header, size);
 }
 
 function writeCommitField(key: string, value: unknown): void {

@@ -11,7 +11,7 @@
  *
  * The bytes (test/wal/plain-msgpack.test.ts compares them with msgpackr's over random values): a
  * map16 header for every object (msgpackr's `useRecords: false` default) with its own enumerable
- * keys in their order; the shortest array header; the shortest string header for the UTF-8 length
+ * keys in their `for in` order; the shortest array header; the shortest string header for the UTF-8 length
  * (a lone surrogate as U+FFFD, as msgpackr and Buffer write it); non-negative 32-bit integers as
  * positive fixint (< 128) or uint 8/16/32, negative 32-bit integers as negative fixint or int
  * 8/16/32, every other number as float64; nil, true, false; a Buffer or Uint8Array as bin
@@ -79,13 +79,15 @@ export function writeValue(value: unknown, depth = 0): void {
     // and an own `hasOwnProperty` is what msgpackr filters a map's keys with.
     const prototype: unknown = Object.getPrototypeOf(value);
     if (prototype === Object.prototype && !Object.hasOwn(value, 'constructor') && !Object.hasOwn(value, 'hasOwnProperty')) {
-      const keys = Object.keys(value);
-      writeMapHeader(keys.length);
-      for (const key of keys) {
+      const header = beginMap();
+      let size = 0;
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
         writeString(key);
         writeValue((value as Record<string, unknown>)[key], depth + 1);
+        size += 1;
       }
-      return;
+      return endMap(header, size);
     }
     if (prototype === Array.prototype && Array.isArray(value) && !Object.hasOwn(value, 'constructor')) {
       writeArrayHeader(value.length);
@@ -148,14 +150,23 @@ function writeBin(bytes: Uint8Array): void {
   writeBytes(bytes);
 }
 
-/** msgpackr writes every map with a 16-bit size (it fills the size in after the entries), and refuses a larger one. */
-export function writeMapHeader(size: number): void {
-  if (size > 0xffff) throw new Error('Object is too large to serialize with fast 16-bit map size, use the "variableMapSize" option to serialize this object');
+/**
+ * Starts a map whose entries follow, as msgpackr writes one: a 16-bit size, filled in by `endMap`
+ * once the entries are counted (a walk with `for in` and no array of keys). Returns where the
+ * header is, from the pack's start (the pack may move to another slab meanwhile).
+ */
+export function beginMap(): number {
   ensure(3);
   scratch[position] = 0xde;
-  scratch[position + 1] = size >> 8;
-  scratch[position + 2] = size & 0xff;
   position += 3;
+  return position - 3 - start;
+}
+
+/** Fills in the size of the map `beginMap` started; msgpackr refuses one of more than 65,535 entries. */
+export function endMap(header: number, size: number): void {
+  if (size > 0xffff) throw new Error('Object is too large to serialize with fast 16-bit map size, use the "variableMapSize" option to serialize this object');
+  scratch[start + header + 1] = size >> 8;
+  scratch[start + header + 2] = size & 0xff;
 }
 
 export function writeArrayHeader(length: number): void {

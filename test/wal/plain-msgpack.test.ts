@@ -119,6 +119,15 @@ describe('packPlain', () => {
     });
   });
 
+  it('writes only the own keys of an object, as msgpackr does, when Object.prototype has an enumerable one', () => {
+    Object.defineProperty(Object.prototype, 'polluted', { value: 1, enumerable: true, configurable: true });
+    try {
+      expectSameBytes({ a: 1, nested: { b: [2, { c: 3 }] } });
+    } finally {
+      delete (Object.prototype as Record<string, unknown>)['polluted'];
+    }
+  });
+
   it('leaves the reserved start to the caller', () => {
     const packed = packPlain({ a: 1 }, msgpackr, 4);
     expect(packed.subarray(4).equals(msgpackr.pack({ a: 1 }))).toBe(true);
