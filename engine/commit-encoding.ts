@@ -9,14 +9,14 @@
  * `encodePayload`'s whatever the record holds (test/engine/commit-encoding.test.ts).
  */
 import { encodePayloadWith } from '../wal/format.js';
-import { beginMap, endMap, isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
+import { isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeNumber, writeObject, writeString, writeValue } from '../wal/plain-msgpack.js';
 import type { CommitPayload, EventInput, StreamWrite } from './records.js';
 
 /** Packs `payload`; `packedArgs` are the bytes of `payload.args`, or undefined to pack them here. */
 export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | undefined): Buffer {
   argsBytes = packedArgs;
   try {
-    return encodePayloadWith(payload, (value) => writeFields(value, writeCommitField));
+    return encodePayloadWith(payload, writeCommit);
   } finally {
     argsBytes = undefined;
   }
@@ -25,18 +25,14 @@ export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | un
 /** The args' bytes of the record being packed (undefined: pack them). */
 let argsBytes: Uint8Array | undefined;
 
-/** A plain object as a map of its own keys, each value written by `writeField`; anything else as `writeValue` writes it. */
+function writeCommit(payload: unknown): void {
+  writeFields(payload, writeCommitField);
+}
+
+/** A plain object as a map, each value written by `writeField`; anything else as `writeValue` writes it. */
 function writeFields(object: unknown, writeField: (key: string, value: unknown) => void): void {
-  if (!isPlainObject(object)) return writeValue(object);
-  const header = beginMap();
-  let size = 0;
-  for (const key in object) {
-    if (!Object.hasOwn(object, key)) continue;
-    writeString(key);
-    writeField(key, (object as Record<string, unknown>)[key]);
-    size += 1;
-  }
-  endMap(header, size);
+  if (isPlainObject(object)) writeObject(object, 0, writeField);
+  else writeValue(object);
 }
 
 function writeCommitField(key: string, value: unknown): void {

@@ -33,13 +33,6 @@ export class CallDeadlines<Call> {
     private readonly expire: (call: Call) => void,
   ) {}
 
-  /** Calls waiting for their deadline. */
-  get size(): number {
-    let size = 0;
-    for (const calls of this.byDuration.values()) size += calls.size;
-    return size;
-  }
-
   /** `expire(call)` runs once `durationMs` from now has passed, unless `remove` comes first. */
   add(call: Call, durationMs: number): void {
     const expiresAtMs = this.clock.monotonicMs() + durationMs;
@@ -58,12 +51,6 @@ export class CallDeadlines<Call> {
     if (calls.size > 0) return;
     this.byDuration.delete(durationMs);
     if (this.byDuration.size === 0) this.disarm();
-  }
-
-  /** Forgets every deadline (the client closed) without expiring any. */
-  clear(): void {
-    this.byDuration.clear();
-    this.disarm();
   }
 
   private fire(): void {

@@ -73,12 +73,10 @@ export function writeValue(value: unknown, depth = 0): void {
   if (typeof value === 'number') return writeNumber(value);
   if (typeof value === 'boolean') return writeByte(value ? 0xc3 : 0xc2);
   if (value === null) return writeByte(0xc0);
-  if (depth < plainDepthMax && typeof value === 'object') {
-    // The prototype tells the kind (a builtin call, where reading `constructor` from objects of
-    // every shape is a megamorphic load); an own `constructor` could say otherwise to msgpackr,
-    // and an own `hasOwnProperty` is what msgpackr filters a map's keys with.
-    const prototype: unknown = Object.getPrototypeOf(value);
-    if (prototype === Object.prototype && !Object.hasOwn(value, 'constructor') && !Object.hasOwn(value, 'hasOwnProperty')) {
+  if (depth < plainDepthMax) {
+    if (isPlainObject(value)) {
+      // `writeObject`'s walk, written out: a call through `writeField` per entry made packing
+      // slower (README, "Measured", "msgpack written by txlog").
       const header = beginMap();
       let size = 0;
       for (const key in value) {
@@ -89,17 +87,35 @@ export function writeValue(value: unknown, depth = 0): void {
       }
       return endMap(header, size);
     }
-    if (prototype === Array.prototype && Array.isArray(value) && !Object.hasOwn(value, 'constructor')) {
+    if (isPlainArray(value)) {
       writeArrayHeader(value.length);
-      for (const item of value as unknown[]) writeValue(item, depth + 1);
+      for (const item of value) writeValue(item, depth + 1);
       return;
     }
-    if ((prototype === Buffer.prototype || prototype === Uint8Array.prototype) && !Object.hasOwn(value, 'constructor')) {
-      return writeBin(value as Uint8Array);
-    }
+    if (isPlainBytes(value)) return writeBin(value);
   }
   writeBytes(fallback!.pack(value));
 }
+
+/**
+ * A plain object as msgpackr writes it: a map of its own keys in `for in` order (a walk with no
+ * array of keys), each value written by `writeField`; the size is filled in after the entries.
+ */
+export function writeObject(object: object, depth: number, writeField: (key: string, value: unknown, depth: number) => void): void {
+  const header = beginMap();
+  let size = 0;
+  for (const key in object) {
+    if (!Object.hasOwn(object, key)) continue;
+    writeString(key);
+    writeField(key, (object as Record<string, unknown>)[key], depth);
+    size += 1;
+  }
+  endMap(header, size);
+}
+
+// What msgpackr writes as a map, an array or bin is told by its `constructor`; here by the
+// prototype (a builtin call, where reading `constructor` from objects of every shape is a
+// megamorphic load) and the absence of an own `constructor`, which could say otherwise.
 
 /**
  * What msgpackr writes as a map of its own keys: an object whose constructor is Object, inherited
@@ -121,7 +137,14 @@ export function isPlainArray(value: unknown): value is unknown[] {
   return Array.isArray(value) && Object.getPrototypeOf(value) === Array.prototype && !Object.hasOwn(value, 'constructor');
 }
 
-export function writeByte(byte: number): void {
+/** What msgpackr writes as bin: a Buffer or a Uint8Array of its own class. */
+function isPlainBytes(value: unknown): value is Uint8Array {
+  if (!(value instanceof Uint8Array)) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return (prototype === Buffer.prototype || prototype === Uint8Array.prototype) && !Object.hasOwn(value, 'constructor');
+}
+
+function writeByte(byte: number): void {
   ensure(1);
   scratch[position++] = byte;
 }
@@ -134,20 +157,34 @@ export function writeBytes(bytes: Uint8Array): void {
 
 /** Bytes (a Buffer or a plain Uint8Array) as msgpack bin 8/16/32. */
 function writeBin(bytes: Uint8Array): void {
+  writeLengthHeader(bytes.length, 0, none, 0xc4, 0xc5, 0xc6);
+  writeBytes(bytes);
+}
+
+/** A form a header does not have (`writeLengthHeader`). */
+const none = -1;
+
+/**
+ * The shortest header msgpack has for a length (or a non-negative 32-bit integer), as msgpackr
+ * writes it: one byte (`fixedBase` | length) below `fixedLimit`, else the type byte of the
+ * 8-bit (unless `none`), 16-bit or 32-bit form and the length big-endian.
+ */
+function writeLengthHeader(length: number, fixedLimit: number, fixedBase: number, code8: number, code16: number, code32: number): void {
   ensure(5);
-  if (bytes.length < 0x100) {
-    scratch[position++] = 0xc4;
-    scratch[position++] = bytes.length;
-  } else if (bytes.length < 0x10000) {
-    scratch[position++] = 0xc5;
-    scratch[position++] = bytes.length >> 8;
-    scratch[position++] = bytes.length & 0xff;
+  if (length < fixedLimit) {
+    scratch[position++] = fixedBase | length;
+  } else if (code8 !== none && length < 0x100) {
+    scratch[position++] = code8;
+    scratch[position++] = length;
+  } else if (length < 0x10000) {
+    scratch[position++] = code16;
+    scratch[position++] = length >> 8;
+    scratch[position++] = length & 0xff;
   } else {
-    scratch[position++] = 0xc6;
-    scratch.writeUInt32BE(bytes.length, position);
+    scratch[position++] = code32;
+    scratch.writeUInt32BE(length, position);
     position += 4;
   }
-  writeBytes(bytes);
 }
 
 /**
@@ -155,7 +192,7 @@ function writeBin(bytes: Uint8Array): void {
  * once the entries are counted (a walk with `for in` and no array of keys). Returns where the
  * header is, from the pack's start (the pack may move to another slab meanwhile).
  */
-export function beginMap(): number {
+function beginMap(): number {
   ensure(3);
   scratch[position] = 0xde;
   position += 3;
@@ -163,44 +200,23 @@ export function beginMap(): number {
 }
 
 /** Fills in the size of the map `beginMap` started; msgpackr refuses one of more than 65,535 entries. */
-export function endMap(header: number, size: number): void {
+function endMap(header: number, size: number): void {
   if (size > 0xffff) throw new Error('Object is too large to serialize with fast 16-bit map size, use the "variableMapSize" option to serialize this object');
   scratch[start + header + 1] = size >> 8;
   scratch[start + header + 2] = size & 0xff;
 }
 
 export function writeArrayHeader(length: number): void {
-  ensure(5);
-  if (length < 0x10) {
-    scratch[position++] = 0x90 | length;
-  } else if (length < 0x10000) {
-    scratch[position++] = 0xdc;
-    scratch[position++] = length >> 8;
-    scratch[position++] = length & 0xff;
-  } else {
-    scratch[position++] = 0xdd;
-    scratch.writeUInt32BE(length, position);
-    position += 4;
-  }
+  writeLengthHeader(length, 0x10, 0x90, none, 0xdc, 0xdd);
 }
 
 export function writeNumber(value: number): void {
   ensure(9);
   if (value >>> 0 === value) {
-    if (value < 0x80) {
-      scratch[position++] = value;
-    } else if (value < 0x100) {
-      scratch[position++] = 0xcc;
-      scratch[position++] = value;
-    } else if (value < 0x10000) {
-      scratch[position++] = 0xcd;
-      scratch[position++] = value >> 8;
-      scratch[position++] = value & 0xff;
-    } else {
-      scratch[position++] = 0xce;
-      scratch.writeUInt32BE(value, position);
-      position += 4;
-    }
+    // Positive fixint below 128 (msgpackr's choice without records), else uint 8/16/32; the
+    // commonest case first, without a call.
+    if (value < 0x80) scratch[position++] = value;
+    else writeLengthHeader(value, 0, 0, 0xcc, 0xcd, 0xce);
   } else if (value >> 0 === value) {
     if (value >= -0x20) {
       scratch[position++] = 0x100 + value;
