@@ -123,8 +123,36 @@ export interface EpochPayload {
 }
 
 /** A record as the state applies it: its LSN, type and decoded payload. */
+export interface WriteForApply {
+  stream: string;
+  firstVersion: number;
+  /** Each event's map (`id`, `type`, `data`, `metadata`) as msgpack. */
+  events: Uint8Array[];
+}
+
+/** A commit record as the state's apply takes it (`commit-for-apply.ts`). */
+export interface CommitForApply {
+  clientId: string;
+  requestId: number;
+  /** Journaled calls the handler made. */
+  calls: number;
+  firstPosition: number;
+  createdAtMs: number | undefined;
+  writes: WriteForApply[];
+  /** Whether `outcome` is the recorded error (else the reply). */
+  failed: boolean;
+  /** The reply (nil when there is none) or the error, as msgpack. */
+  outcome: Uint8Array;
+}
+
 export interface ApplicableRecord {
   lsn: number;
   type: number;
   payload: unknown;
+  /**
+   * A commit record as the state applies it, read from its bytes (`commit-for-apply.ts`),
+   * when the record has them and nothing else needs `payload`; else the apply derives it
+   * from `payload`.
+   */
+  commitForApply?(): CommitForApply;
 }

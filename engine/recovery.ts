@@ -9,8 +9,11 @@ import * as path from 'node:path';
 import { Wal, recordPayload } from '../wal/wal.js';
 import type { WalOptions } from '../wal/options.js';
 import { txlogError } from '../wal/errors.js';
+import { framePayload } from '../wal/format.js';
+import { readCommitForApply } from './commit-for-apply.js';
 import type { ResolvedStoreOptions } from './options.js';
 import { refuseIncompleteBackup } from './backup-manifest.js';
+import type { CommitForApply } from './records.js';
 import { State, type ApplicableRecord } from './state.js';
 import { currentBootId } from './state-files.js';
 
@@ -147,5 +150,10 @@ class LoggedRecord implements ApplicableRecord {
 
   get payload(): unknown {
     return recordPayload({ frame: this.frame });
+  }
+
+  /** Nothing but the apply reads a recovered record: its commit is read from the bytes, not decoded. */
+  commitForApply(): CommitForApply {
+    return readCommitForApply(framePayload(this.frame));
   }
 }

@@ -36,6 +36,7 @@ import {
   readKeptKey,
   readRecentKey,
   recentKeyOf,
+  type ReplyIdentity,
   type StoredReply,
 } from './stored-reply.js';
 
@@ -81,10 +82,10 @@ export class ReplyTable {
     this.kept = root.openDB({ name: 'kept-replies', keyEncoding: 'binary', encoding: 'binary' });
   }
 
-  /** Appends a commit's reply (inside the state's apply transaction). */
-  put(stored: StoredReply): void {
-    assert(this.recent[this.current]!.putSync(recentKeyOf(stored), encodeReplyValue(stored), appendOptions), `reply at LSN ${stored.lsn} not above the last`);
-    this.firstLsns[this.current] ??= stored.lsn;
+  /** Appends a commit's reply or error, `outcome` as msgpack (inside the state's apply transaction). */
+  put(identity: ReplyIdentity & { previousLsn: number }, failed: boolean, outcome: Uint8Array): void {
+    assert(this.recent[this.current]!.putSync(recentKeyOf(identity), encodeReplyValue(identity, failed, outcome), appendOptions), `reply at LSN ${identity.lsn} not above the last`);
+    this.firstLsns[this.current] ??= identity.lsn;
     this.currentCount += 1;
   }
 

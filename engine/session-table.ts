@@ -14,7 +14,8 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { assert } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
 import type { SessionLimits } from './options.js';
-import type { CommitPayload, JournalPayload } from './records.js';
+import type { CommitForApply } from './commit-for-apply.js';
+import type { JournalPayload } from './records.js';
 import { ReplyTable } from './reply-table.js';
 import type { StoredReply } from './stored-reply.js';
 
@@ -196,7 +197,7 @@ export class SessionTable {
   }
 
   /** Records a commit's outcome (inside the state's apply transaction). */
-  recordOutcome(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
+  recordOutcome(lsn: number, commit: CommitForApply, limits: SessionLimits): void {
     const { clientId, requestId } = commit;
     if (commit.calls > 0) this.removeJournal(clientId, requestId, requestId + 1);
     const previous = this.sessionOf(clientId);
@@ -223,10 +224,7 @@ export class SessionTable {
       const sweptSession = this.liveSessions.get(swept);
       return sweptSession === undefined ? undefined : expiredUpTo(sweptSession, limits);
     });
-    const stored: StoredReply = { lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId };
-    if (commit.error !== undefined) stored.error = commit.error;
-    else stored.reply = commit.reply ?? null;
-    this.replies.put(stored);
+    this.replies.put({ lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId }, commit.failed, commit.outcome);
   }
 
   /**

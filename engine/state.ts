@@ -16,6 +16,7 @@ import type { RecordedEvent, StreamSlice } from './service.js';
 import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
 import { SessionTable, entriesOf, type SessionTableDump } from './session-table.js';
+import { commitForApply, type CommitForApply } from './commit-for-apply.js';
 import { decodeStoredEvent, encodeStoredEvent } from './stored-event.js';
 import { checkDataFile, currentBootId, fsyncPath } from './state-files.js';
 import { StreamHeads } from './stream-heads.js';
@@ -302,7 +303,7 @@ export class State {
   private applyOne(record: ApplicableRecord, limits: SessionLimits): void {
     switch (record.type) {
       case recordTypes.commit:
-        this.applyCommit(record.lsn, record.payload as CommitPayload, limits);
+        this.applyCommit(record.lsn, record.commitForApply?.() ?? commitForApply(record.payload as CommitPayload), limits);
         return;
       case recordTypes.journal: {
         const journal = record.payload as JournalPayload;
@@ -326,12 +327,12 @@ export class State {
     }
   }
 
-  private applyCommit(lsn: number, commit: CommitPayload, limits: SessionLimits): void {
+  private applyCommit(lsn: number, commit: CommitForApply, limits: SessionLimits): void {
     let position = commit.firstPosition;
-    if (commit.events.length > 0) {
+    if (commit.writes.length > 0) {
       assert(position === this.nextPositionValue, `commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
     }
-    for (const write of commit.events) {
+    for (const write of commit.writes) {
       let version = write.firstVersion;
       for (const event of write.events) {
         assert(this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event), appendOptions), `event position ${position} not above the last`);
@@ -341,7 +342,7 @@ export class State {
       }
       this.heads.written(write.stream, version - 1);
     }
-    if (commit.events.length > 0) this.nextPositionValue = position;
+    if (commit.writes.length > 0) this.nextPositionValue = position;
     // Checked per commit, so where the index is flushed depends on the records alone.
     if (this.streamIndex.flushIfDue()) this.meta.putSync(metaKeys.indexedPosition, this.nextPositionValue);
     if (commit.clientId !== '' && commit.requestId > 0) this.sessionTable.recordOutcome(lsn, commit, limits);

@@ -1,15 +1,40 @@
 /**
  * How the state keeps an event (layout 2): the bytes of `[stream, version, createdAtMs | null,
  * event]` in our own plain msgpack, where `event` is the map the commit record holds (`id`,
- * `type`, `data`, `metadata`), packed once here (not as an object through lmdb-js's encoder).
+ * `type`, `data`, `metadata`), as bytes already packed (`commit-for-apply.ts`: from the record's
+ * own bytes in recovery), not as an object through lmdb-js's encoder.
  */
-import { decodePayload, encodePayload } from '../wal/format.js';
+import { decodePayload, encodePayloadWith } from '../wal/format.js';
+import { writeArrayHeader, writeBytes, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
 import { derivedEventId } from './event-ids.js';
 import type { EventInput } from './records.js';
 import type { RecordedEvent } from './service.js';
 
-export function encodeStoredEvent(stream: string, version: number, createdAtMs: number | undefined, event: EventInput): Buffer {
-  return encodePayload([stream, version, createdAtMs ?? null, event]);
+/** The stored bytes of an event whose map is `eventBytes` (msgpack): what `encodePayload` gives for `[stream, version, createdAtMs | null, event]`. */
+export function encodeStoredEvent(stream: string, version: number, createdAtMs: number | undefined, eventBytes: Uint8Array): Buffer {
+  storedStream = stream;
+  storedVersion = version;
+  storedCreatedAtMs = createdAtMs;
+  storedEventBytes = eventBytes;
+  try {
+    return encodePayloadWith(undefined, writeStoredEvent);
+  } finally {
+    storedEventBytes = undefined;
+  }
+}
+
+// The event being encoded, for the hoisted writer (no closure per event).
+let storedStream = '';
+let storedVersion = 0;
+let storedCreatedAtMs: number | undefined;
+let storedEventBytes: Uint8Array | undefined;
+
+function writeStoredEvent(): void {
+  writeArrayHeader(4);
+  writeString(storedStream);
+  writeNumber(storedVersion);
+  writeValue(storedCreatedAtMs ?? null);
+  writeBytes(storedEventBytes!);
 }
 
 export function decodeStoredEvent(position: number, bytes: Uint8Array): RecordedEvent {

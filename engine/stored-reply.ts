@@ -23,7 +23,7 @@
  */
 import { assert } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
-import { decodePayload, encodePayload } from '../wal/format.js';
+import { decodePayload } from '../wal/format.js';
 
 /** Whose reply an entry is: what its key says. */
 export interface ReplyIdentity {
@@ -98,13 +98,13 @@ export function readKeptKey(key: Buffer): { clientId: string; requestId: number 
   return { clientId: key.toString('utf8', 2, 2 + idBytes), requestId: readU64(key, 2 + idBytes) };
 }
 
-export function encodeReplyValue(stored: StoredReply): Buffer {
-  const value = encodePayload(stored.error !== undefined ? stored.error : (stored.reply ?? null));
-  const bytes = Buffer.allocUnsafe(valueHeaderBytes + value.length);
-  bytes.writeDoubleLE(stored.lsn, 0);
-  bytes.writeDoubleLE(stored.previousLsn, 8);
-  bytes[16] = stored.error !== undefined ? outcomeKind.error : outcomeKind.reply;
-  value.copy(bytes, valueHeaderBytes);
+/** A reply's value: the chain link, and the reply (nil when there is none) or the error, already msgpack (`commit-for-apply.ts`). */
+export function encodeReplyValue(link: { lsn: number; previousLsn: number }, failed: boolean, outcome: Uint8Array): Buffer {
+  const bytes = Buffer.allocUnsafe(valueHeaderBytes + outcome.length);
+  bytes.writeDoubleLE(link.lsn, 0);
+  bytes.writeDoubleLE(link.previousLsn, 8);
+  bytes[16] = failed ? outcomeKind.error : outcomeKind.reply;
+  bytes.set(outcome, valueHeaderBytes);
   return bytes;
 }
 

@@ -13,6 +13,7 @@
  */
 import { open, type RootDatabase } from 'lmdb';
 import { describe, expect, it } from 'vitest';
+import { commitForApply } from '../../engine/commit-for-apply.js';
 import type { CommitPayload } from '../../engine/records.js';
 import { generationSize, generations } from '../../engine/reply-table.js';
 import type { StoredReply } from '../../engine/stored-reply.js';
@@ -136,7 +137,7 @@ function applyAll(root: RootDatabase, table: SessionTable, commits: Commit[], ba
   for (let start = 0; start < commits.length; start += batch) {
     // As `State.apply` does: the batch's outcomes, then the sessions they changed, in one transaction.
     root.transactionSync(() => {
-      for (const { lsn, payload } of commits.slice(start, start + batch)) table.recordOutcome(lsn, payload, limits);
+      for (const { lsn, payload } of commits.slice(start, start + batch)) table.recordOutcome(lsn, commitForApply(payload), limits);
       table.storeChangedSessions();
     });
     afterBatch(Math.min(commits.length, start + batch));
