@@ -4,9 +4,12 @@
  * where it acts. Applies one-event commits of the built-in append's shape (a 200-byte event, a
  * reply), `--clients` clients round robin with exactly-once ids, in LMDB transactions of
  * `--batch` commits (64: the live pipeline's `applyBatchRecords`), to a fresh state; times
- * `--commits` of them after as many again of warm-up, `--rounds` times.
+ * `--commits` of them after as many again of warm-up, `--rounds` times. `--records decoded` (the
+ * default) gives the apply records as a backup has them, decoded objects whose events and reply
+ * it packs for LMDB; `--records packed` as a primary has them, with those bytes as views of the
+ * record it packed (`encodeCommitForApply`).
  *
- *   npm run build && node dist/bench/apply-bench.js [--clients 256] [--commits 200000] [--batch 64] [--rounds 3] [--json]
+ *   npm run build && node dist/bench/apply-bench.js [--clients 256] [--commits 200000] [--batch 64] [--records decoded|packed] [--rounds 3] [--json]
  *
  * To compare two builds, run each one's script alternately on the same machine: the figures
  * are ratios between builds, not absolute numbers (a loaded machine moves them by 10%).
@@ -15,6 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { encodeCommitForApply } from '../engine/commit-encoding.js';
 import { recordTypes, type CommitPayload } from '../engine/records.js';
 import { sessionLimitDefaults } from '../engine/options.js';
 import { State, type ApplicableRecord } from '../engine/state.js';
@@ -25,6 +29,8 @@ interface Options {
   clients: number;
   commits: number;
   batch: number;
+  /** decoded: records as a backup applies them (objects whose events and reply the apply packs); packed: as a primary does (views of the record it packed). */
+  records: 'decoded' | 'packed';
   rounds: number;
   json: boolean;
 }
@@ -41,6 +47,7 @@ function parseArguments(): Options {
       clients: { type: 'string', default: '256' },
       commits: { type: 'string', default: '200000' },
       batch: { type: 'string', default: '64' },
+      records: { type: 'string', default: 'decoded' },
       rounds: { type: 'string', default: '3' },
       json: { type: 'boolean', default: false },
     },
@@ -49,9 +56,15 @@ function parseArguments(): Options {
     clients: integerOption('clients', values.clients, 1, 1_000_000),
     commits: integerOption('commits', values.commits, 1000, 10_000_000),
     batch: integerOption('batch', values.batch, 1, 100_000),
+    records: recordsOption(values.records),
     rounds: integerOption('rounds', values.rounds, 1, 20),
     json: values.json === true,
   };
+}
+
+function recordsOption(value: string | undefined): 'decoded' | 'packed' {
+  if (value === 'decoded' || value === 'packed') return value;
+  throw new Error('--records must be decoded or packed');
 }
 
 /** The commits of one round, built before the clock starts: the warm-up's, then the timed ones. */
@@ -78,7 +91,13 @@ function commitsOf(options: Options): ApplicableRecord[] {
       calls: 0,
       digest: '0',
     };
-    return { lsn: index + 1, type: recordTypes.commit, payload };
+    const record: ApplicableRecord = { lsn: index + 1, type: recordTypes.commit, payload };
+    if (options.records === 'packed') {
+      const { forApply } = encodeCommitForApply(payload, undefined);
+      if (forApply === undefined) throw new Error('no view of a packed commit record');
+      record.commitForApply = () => forApply;
+    }
+    return record;
   });
 }
 
@@ -107,13 +126,13 @@ async function main(): Promise<void> {
   const cpuUsPerCommit: number[] = [];
   for (let index = 0; index < options.rounds; index++) cpuUsPerCommit.push(await round(options, records));
   const median = medianOf(cpuUsPerCommit);
-  const summary = { clients: options.clients, commits: options.commits, batch: options.batch, loadAverage: os.loadavg(), cpuUsPerCommit, medianCpuUsPerCommit: median };
+  const summary = { clients: options.clients, commits: options.commits, batch: options.batch, records: options.records, loadAverage: os.loadavg(), cpuUsPerCommit, medianCpuUsPerCommit: median };
   if (options.json) {
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     return;
   }
   const rounds = cpuUsPerCommit.map((value) => value.toFixed(2)).join(', ');
-  process.stdout.write(`${options.clients} clients, batches of ${options.batch}: ${rounds} µs CPU/commit, median ${median.toFixed(2)} (load average ${summary.loadAverage.map((load) => load.toFixed(2)).join(' ')})\n`);
+  process.stdout.write(`${options.clients} clients, batches of ${options.batch}, records ${options.records}: ${rounds} µs CPU/commit, median ${median.toFixed(2)} (load average ${summary.loadAverage.map((load) => load.toFixed(2)).join(' ')})\n`);
 }
 
 main().catch((error: unknown) => {

@@ -10,7 +10,7 @@
  */
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import { encodePayload } from '../wal/format.js';
-import { encodeCommit } from './commit-encoding.js';
+import { encodeCommitForApply } from './commit-encoding.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { HandlerOutcome } from './context.js';
 import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite } from './records.js';
@@ -112,15 +112,15 @@ export class CommitAssembler {
     }
     const recordBytesMax = this.pipeline.wal.options.recordBytesMax;
     // The args go in as the bytes they were checked as (they decode to `request.args`).
-    let packed = encodeCommit(payload, request.packedArgs);
+    let { packed, forApply } = encodeCommitForApply(payload, request.packedArgs);
     if (packed.length > recordBytesMax) {
       payload.events = [];
       delete payload.reply;
       delete payload.createdAtMs;
       payload.error = txlogError('TOO_LARGE', `the transaction's commit record is ${packed.length} bytes, more than ${recordBytesMax}`).toJSON();
-      packed = encodeCommit(payload, request.packedArgs);
+      ({ packed, forApply } = encodeCommitForApply(payload, request.packedArgs));
     }
-    const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed);
+    const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed, forApply);
     this.holdHeads(payload, lsn);
     if (request.key !== undefined) this.pendingCommits.set(request.key, { lsn, payload });
     return { payload, lsn };

@@ -9,8 +9,8 @@
  * `encodePayload`'s whatever the record holds (test/engine/commit-encoding.test.ts).
  */
 import { encodePayloadWith } from '../wal/format.js';
-import { isPlainArray, isPlainObject, writeArrayHeader, writeBytes, writeNumber, writeObject, writeString, writeValue } from '../wal/plain-msgpack.js';
-import type { CommitPayload, EventInput, StreamWrite } from './records.js';
+import { isPlainArray, isPlainObject, packedSoFar, writeArrayHeader, writeBytes, writeNumber, writeObject, writeString, writeValue } from '../wal/plain-msgpack.js';
+import type { CommitForApply, CommitPayload, EventInput, StreamWrite, WriteForApply } from './records.js';
 
 /** Packs `payload`; `packedArgs` are the bytes of `payload.args`, or undefined to pack them here. */
 export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | undefined): Buffer {
@@ -22,8 +22,53 @@ export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | un
   }
 }
 
+/**
+ * `encodeCommit`, and the commit as the state's apply takes it, its events and outcome as views
+ * of the packed record: what `commitForApply(payload)` gives by packing them again.
+ */
+export function encodeCommitForApply(payload: CommitPayload, packedArgs: Uint8Array | undefined): { packed: Buffer; forApply: CommitForApply | undefined } {
+  eventRanges = [];
+  replyRange = undefined;
+  errorRange = undefined;
+  try {
+    const packed = encodeCommit(payload, packedArgs);
+    return { packed, forApply: forApplyOf(payload, packed, eventRanges, payload.error !== undefined ? errorRange : replyRange) };
+  } finally {
+    eventRanges = undefined;
+  }
+}
+
 /** The args' bytes of the record being packed (undefined: pack them). */
 let argsBytes: Uint8Array | undefined;
+/** Where each event written lies in the record, as [from, to) pairs, when asked for (`encodeCommitForApply`). */
+let eventRanges: number[] | undefined;
+/** Where the reply and the error lie in the record, when asked for. */
+let replyRange: [number, number] | undefined;
+let errorRange: [number, number] | undefined;
+
+/**
+ * The apply's view of a record just packed, or undefined when the record's events were not all
+ * written as events (a record of an unexpected shape: the apply then packs them itself).
+ */
+function forApplyOf(payload: CommitPayload, packed: Buffer, ranges: number[], outcome: [number, number] | undefined): CommitForApply | undefined {
+  if (!Array.isArray(payload.events)) return undefined;
+  let next = 0;
+  const writes: WriteForApply[] = [];
+  for (const write of payload.events) {
+    if (!Array.isArray(write.events) || next + 2 * write.events.length > ranges.length) return undefined;
+    const events: Uint8Array[] = [];
+    for (let index = 0; index < write.events.length; index++, next += 2) events.push(packed.subarray(ranges[next], ranges[next + 1]));
+    writes.push({ stream: write.stream, firstVersion: write.firstVersion, events });
+  }
+  if (next !== ranges.length) return undefined;
+  const failed = payload.error !== undefined;
+  // As `commitForApply`: a reply undefined is nil.
+  const bytes = !failed && payload.reply === undefined ? nilBytes : outcome === undefined ? undefined : packed.subarray(outcome[0], outcome[1]);
+  if (bytes === undefined) return undefined;
+  return { clientId: payload.clientId, requestId: payload.requestId, calls: payload.calls, firstPosition: payload.firstPosition, createdAtMs: payload.createdAtMs, writes, failed, outcome: bytes };
+}
+
+const nilBytes = Uint8Array.of(0xc0);
 
 function writeCommit(payload: unknown): void {
   writeFields(payload, writeCommitField);
@@ -47,6 +92,15 @@ function writeCommitField(key: string, value: unknown): void {
       return writeScalar(value);
     case 'args':
       return argsBytes === undefined ? writeValue(value) : writeBytes(argsBytes);
+    case 'reply':
+    case 'error': {
+      const from = packedSoFar();
+      writeValue(value);
+      if (eventRanges === undefined) return;
+      if (key === 'reply') replyRange = [from, packedSoFar()];
+      else errorRange = [from, packedSoFar()];
+      return;
+    }
     case 'events':
       return writeList(value, writeStreamWrite);
     case 'now':
@@ -77,7 +131,9 @@ function writeStreamWriteField(key: string, value: unknown): void {
 }
 
 function writeEvent(event: unknown): void {
+  const from = packedSoFar();
   writeFields(event, writeEventField);
+  eventRanges?.push(from, packedSoFar());
 }
 
 function writeEventField(key: string, value: unknown): void {

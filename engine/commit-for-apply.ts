@@ -7,12 +7,12 @@
  * - `readCommitForApply`, from a record's bytes (recovery, which has nothing else to do with
  *   the record): the few fields read and the rest sliced out of the bytes with
  *   `wal/msgpack-cursor.ts`, so nothing is decoded into objects and nothing is packed again.
- * The two give the same bytes for a record this version wrote (the commit record's events and
- * outcome are packed by the same writer as `encodePayload`; test/engine/commit-for-apply.test.ts);
- * for one an older version wrote, the bytes it holds, which decode to the same values.
+ * All give the same stored bytes for a record this version wrote (the commit record's events
+ * and outcome are packed by the same writer as `encodePayload`; test/engine/commit-for-apply.test.ts);
+ * for one an older version wrote, recovery stores the bytes it holds, which decode to the same
+ * values.
  */
 import { assert } from '../wal/assert.js';
-import { encodePayload } from '../wal/format.js';
 import { MsgpackCursor } from '../wal/msgpack-cursor.js';
 import type { CommitForApply, CommitPayload, WriteForApply } from './records.js';
 export type { CommitForApply, WriteForApply } from './records.js';
@@ -20,15 +20,18 @@ export type { CommitForApply, WriteForApply } from './records.js';
 const nilBytes = Uint8Array.of(0xc0);
 
 export function commitForApply(commit: CommitPayload): CommitForApply {
+  const failed = commit.error !== undefined;
   return {
     clientId: commit.clientId,
     requestId: commit.requestId,
     calls: commit.calls,
     firstPosition: commit.firstPosition,
     createdAtMs: commit.createdAtMs,
-    writes: commit.events.map((write) => ({ stream: write.stream, firstVersion: write.firstVersion, events: write.events.map((event) => encodePayload(event)) })),
-    failed: commit.error !== undefined,
-    outcome: encodePayload(commit.error !== undefined ? commit.error : (commit.reply ?? null)),
+    // The events are packed when stored, each inside its stored form (`stored-event.ts`).
+    writes: commit.events,
+    failed,
+    outcome: undefined,
+    outcomeValue: failed ? commit.error : (commit.reply ?? null),
   };
 }
 

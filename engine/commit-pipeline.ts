@@ -19,6 +19,7 @@ import type { TimerHandle } from '../wal/platform.js';
 import { assert } from '../wal/assert.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
+import type { CommitForApply } from './records.js';
 import type { ApplicableRecord, State } from './state.js';
 
 interface Waiter {
@@ -135,10 +136,10 @@ export class CommitPipeline {
    * refusal of a store that may not write or of the WAL (nothing was appended then). Its caller
    * learns of the release through `whenReleased`.
    */
-  appendRecord(type: number, payload: unknown, packed: Buffer): number {
+  appendRecord(type: number, payload: unknown, packed: Buffer, forApply?: CommitForApply): number {
     if (this.notWritable !== undefined) throw this.notWritable;
     const lsn = this.wal.nextLsn;
-    const record: ApplicableRecord = { lsn, type, payload };
+    const record: ApplicableRecord = forApply === undefined ? { lsn, type, payload } : { lsn, type, payload, commitForApply: () => forApply };
     const refused = this.wal.appendPackedWith(
       type,
       packed,

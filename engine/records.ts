@@ -126,8 +126,11 @@ export interface EpochPayload {
 export interface WriteForApply {
   stream: string;
   firstVersion: number;
-  /** Each event's map (`id`, `type`, `data`, `metadata`) as msgpack. */
-  events: Uint8Array[];
+  /**
+   * Each event's map (`id`, `type`, `data`, `metadata`) as msgpack, or the event itself, packed
+   * when it is stored (a record decoded into objects: a `StreamWrite` is a `WriteForApply`).
+   */
+  events: ReadonlyArray<Uint8Array | EventInput>;
 }
 
 /** A commit record as the state's apply takes it (`commit-for-apply.ts`). */
@@ -138,11 +141,12 @@ export interface CommitForApply {
   calls: number;
   firstPosition: number;
   createdAtMs: number | undefined;
-  writes: WriteForApply[];
-  /** Whether `outcome` is the recorded error (else the reply). */
+  writes: readonly WriteForApply[];
+  /** Whether the outcome is the recorded error (else the reply). */
   failed: boolean;
-  /** The reply (nil when there is none) or the error, as msgpack. */
-  outcome: Uint8Array;
+  /** The reply (nil when there is none) or the error, as msgpack; undefined: `outcomeValue`, packed when stored. */
+  outcome: Uint8Array | undefined;
+  outcomeValue?: unknown;
 }
 
 export interface ApplicableRecord {
@@ -150,9 +154,9 @@ export interface ApplicableRecord {
   type: number;
   payload: unknown;
   /**
-   * A commit record as the state applies it, read from its bytes (`commit-for-apply.ts`),
-   * when the record has them and nothing else needs `payload`; else the apply derives it
-   * from `payload`.
+   * A commit record as the state applies it, with bytes it already has (`commit-for-apply.ts`:
+   * read from the record's bytes in recovery, views of the record a primary packed); else the
+   * apply takes it from `payload`.
    */
   commitForApply?(): CommitForApply;
 }

@@ -82,9 +82,9 @@ export class ReplyTable {
     this.kept = root.openDB({ name: 'kept-replies', keyEncoding: 'binary', encoding: 'binary' });
   }
 
-  /** Appends a commit's reply or error, `outcome` as msgpack (inside the state's apply transaction). */
-  put(identity: ReplyIdentity & { previousLsn: number }, failed: boolean, outcome: Uint8Array): void {
-    assert(this.recent[this.current]!.putSync(recentKeyOf(identity), encodeReplyValue(identity, failed, outcome), appendOptions), `reply at LSN ${identity.lsn} not above the last`);
+  /** Appends a commit's reply or error, as msgpack bytes or a value to pack (inside the state's apply transaction). */
+  put(identity: ReplyIdentity & { previousLsn: number }, failed: boolean, packed: Uint8Array | undefined, value: unknown): void {
+    assert(this.recent[this.current]!.putSync(recentKeyOf(identity), encodeReplyValue(identity, failed, packed, value), appendOptions), `reply at LSN ${identity.lsn} not above the last`);
     this.firstLsns[this.current] ??= identity.lsn;
     this.currentCount += 1;
   }

@@ -224,7 +224,7 @@ export class SessionTable {
       const sweptSession = this.liveSessions.get(swept);
       return sweptSession === undefined ? undefined : expiredUpTo(sweptSession, limits);
     });
-    this.replies.put({ lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId }, commit.failed, commit.outcome);
+    this.replies.put({ lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId }, commit.failed, commit.outcome, commit.outcomeValue);
   }
 
   /**

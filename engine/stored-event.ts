@@ -4,26 +4,32 @@
  * `type`, `data`, `metadata`), as bytes already packed (`commit-for-apply.ts`: from the record's
  * own bytes in recovery), not as an object through lmdb-js's encoder.
  */
-import { decodePayload, encodePayloadWith } from '../wal/format.js';
+import { decodePayload, encodePayload, encodePayloadWith } from '../wal/format.js';
 import { writeArrayHeader, writeBytes, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
 import { derivedEventId } from './event-ids.js';
 import type { EventInput } from './records.js';
 import type { RecordedEvent } from './service.js';
 
-/** The stored bytes of an event whose map is `eventBytes` (msgpack): what `encodePayload` gives for `[stream, version, createdAtMs | null, event]`. */
-export function encodeStoredEvent(stream: string, version: number, createdAtMs: number | undefined, eventBytes: Uint8Array): Buffer {
+/**
+ * The stored bytes of an event, given as its map's msgpack bytes or as the event: what
+ * `encodePayload` gives for `[stream, version, createdAtMs | null, event]` either way.
+ */
+export function encodeStoredEvent(stream: string, version: number, createdAtMs: number | undefined, event: Uint8Array | EventInput): Buffer {
+  if (!(event instanceof Uint8Array)) return encodePayload([stream, version, createdAtMs ?? null, event]);
   storedStream = stream;
   storedVersion = version;
   storedCreatedAtMs = createdAtMs;
-  storedEventBytes = eventBytes;
+  storedEventBytes = event;
   try {
+    // Packed from the module's state (no closure per event), so what a reentrant pack would
+    // fall back to is nothing: an apply never runs inside a pack.
     return encodePayloadWith(undefined, writeStoredEvent);
   } finally {
     storedEventBytes = undefined;
   }
 }
 
-// The event being encoded, for the hoisted writer (no closure per event).
+// The event being encoded, for the hoisted writer.
 let storedStream = '';
 let storedVersion = 0;
 let storedCreatedAtMs: number | undefined;

@@ -23,7 +23,7 @@
  */
 import { assert } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
-import { decodePayload } from '../wal/format.js';
+import { decodePayload, encodePayload } from '../wal/format.js';
 
 /** Whose reply an entry is: what its key says. */
 export interface ReplyIdentity {
@@ -98,8 +98,12 @@ export function readKeptKey(key: Buffer): { clientId: string; requestId: number 
   return { clientId: key.toString('utf8', 2, 2 + idBytes), requestId: readU64(key, 2 + idBytes) };
 }
 
-/** A reply's value: the chain link, and the reply (nil when there is none) or the error, already msgpack (`commit-for-apply.ts`). */
-export function encodeReplyValue(link: { lsn: number; previousLsn: number }, failed: boolean, outcome: Uint8Array): Buffer {
+/**
+ * A reply's value: the chain link, and the reply (nil when there is none) or the error, as
+ * msgpack bytes, or undefined to pack `value` (`commit-for-apply.ts`).
+ */
+export function encodeReplyValue(link: { lsn: number; previousLsn: number }, failed: boolean, packed: Uint8Array | undefined, value?: unknown): Buffer {
+  const outcome = packed ?? encodePayload(value);
   const bytes = Buffer.allocUnsafe(valueHeaderBytes + outcome.length);
   bytes.writeDoubleLE(link.lsn, 0);
   bytes.writeDoubleLE(link.previousLsn, 8);

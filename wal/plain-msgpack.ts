@@ -68,6 +68,11 @@ export function packPlain(value: unknown, packr: Packr, reserveStartBytes = 0, w
 }
 
 /** Any value: JSON-like ones written here, others by the fallback Packr. */
+/** How many bytes the pack under way holds so far: where the next value will start in it. */
+export function packedSoFar(): number {
+  return position - start;
+}
+
 export function writeValue(value: unknown, depth = 0): void {
   if (typeof value === 'string') return writeString(value);
   if (typeof value === 'number') return writeNumber(value);

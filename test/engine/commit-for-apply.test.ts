@@ -12,7 +12,7 @@
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import { commitForApply, readCommitForApply } from '../../engine/commit-for-apply.js';
-import { encodeCommit } from '../../engine/commit-encoding.js';
+import { encodeCommit, encodeCommitForApply } from '../../engine/commit-encoding.js';
 import type { CommitPayload } from '../../engine/records.js';
 import { decodeStoredEvent, encodeStoredEvent } from '../../engine/stored-event.js';
 import { decodePayload, encodePayload } from '../../wal/format.js';
@@ -24,12 +24,22 @@ const msgpackr = new Packr({ useRecords: false, moreTypes: false });
 /** Maps with the shortest header (fixmap, map 16, map 32), which the WAL's writer does not use. */
 const variableMaps = new Packr({ useRecords: false, variableMapSize: true });
 
-/** What the apply is given, with bytes as plain arrays so that `toEqual` compares them. */
+/** What the apply is given, every event and the outcome as bytes (packed when given as values), as plain arrays that `toEqual` compares. */
 function comparable(commit: ReturnType<typeof commitForApply>): unknown {
+  const bytesOf = (packed: Uint8Array | undefined, value: unknown): number[] => [...(packed ?? encodePayload(value))];
   return {
-    ...commit,
-    writes: commit.writes.map((write) => ({ ...write, events: write.events.map((event) => [...event]) })),
-    outcome: [...commit.outcome],
+    clientId: commit.clientId,
+    requestId: commit.requestId,
+    calls: commit.calls,
+    firstPosition: commit.firstPosition,
+    createdAtMs: commit.createdAtMs,
+    failed: commit.failed,
+    writes: commit.writes.map((write) => ({
+      stream: write.stream,
+      firstVersion: write.firstVersion,
+      events: write.events.map((event) => (event instanceof Uint8Array ? bytesOf(event, undefined) : bytesOf(undefined, event))),
+    })),
+    outcome: bytesOf(commit.outcome, commit.outcomeValue),
   };
 }
 
@@ -44,9 +54,10 @@ describe('readCommitForApply', () => {
     const read = readCommitForApply(encodeCommit(appended, undefined));
     expect(comparable(read)).toEqual(comparable(commitForApply(appended)));
     expect(read).toMatchObject({ clientId: 'client-1', requestId: 7, calls: 0, firstPosition: 1000, createdAtMs: 1_796_301_072_182, failed: false });
-    expect(decodePayload(read.outcome)).toEqual({ stream: 'orders-1', version: 3, position: 1000 });
+    expect(decodePayload(read.outcome!)).toEqual({ stream: 'orders-1', version: 3, position: 1000 });
     // The event stored from the record's bytes reads back as the event.
     const stored = encodeStoredEvent('orders-1', 3, read.createdAtMs, read.writes[0]!.events[0]!);
+    expect(stored.equals(encodeStoredEvent('orders-1', 3, read.createdAtMs, appended.events[0]!.events[0]!))).toBe(true);
     expect(decodeStoredEvent(1000, stored)).toMatchObject({ stream: 'orders-1', version: 3, position: 1000, type: 'Placed', data: { total: 12.5 } });
     expect(stored.equals(encodePayload(['orders-1', 3, 1_796_301_072_182, appended.events[0]!.events[0]]))).toBe(true);
 
@@ -54,7 +65,7 @@ describe('readCommitForApply', () => {
     const readFailed = readCommitForApply(encodeCommit(failed, undefined));
     expect(comparable(readFailed)).toEqual(comparable(commitForApply(failed)));
     expect(readFailed.failed).toBe(true);
-    expect(decodePayload(readFailed.outcome)).toMatchObject({ code: 'WRONG_EXPECTED_VERSION' });
+    expect(decodePayload(readFailed.outcome!)).toMatchObject({ code: 'WRONG_EXPECTED_VERSION' });
   });
 
   it('gives what commitForApply gives for random records, in any key order, with extra and undefined fields', () => {
@@ -82,6 +93,31 @@ describe('readCommitForApply', () => {
     }
     expect(() => readCommitForApply(Buffer.concat([whole, Buffer.of(0xc0)]))).toThrow(/bytes after its map/);
     expect(() => readCommitForApply(Buffer.of(0x81, 0xa1, 0x78, 0xc1))).toThrow(MalformedMsgpack);
+  });
+});
+
+describe('encodeCommitForApply', () => {
+  it("gives the record's bytes and, as views of them, what commitForApply packs", () => {
+    const seed = testSeed('encode-commit-for-apply');
+    const random = seededRandom(seed);
+    for (let round = 0; round < 2000; round++) {
+      const payload = randomCommit(random);
+      if (round % 5 === 2) payload.reply = undefined;
+      const packedArgs = round % 2 === 0 ? msgpackr.pack(payload.args) : undefined;
+      const { packed, forApply } = encodeCommitForApply(payload, packedArgs);
+      if (!packed.equals(encodeCommit(payload, packedArgs))) throw new Error(`seed ${seed}, round ${round}: the record's bytes differ`);
+      if (forApply === undefined) throw new Error(`seed ${seed}, round ${round}: no view of the record`);
+      const expected = JSON.stringify(comparable(commitForApply(payload)));
+      if (JSON.stringify(comparable(forApply)) !== expected) throw new Error(`seed ${seed}, round ${round}: ${JSON.stringify(comparable(forApply)).slice(0, 300)} against ${expected.slice(0, 300)}`);
+    }
+  });
+
+  it('gives no view of a record whose events were not written as events', () => {
+    const odd = base({ events: { not: 'an array' } as never });
+    expect(encodeCommitForApply(odd, undefined).forApply).toBeUndefined();
+    const oddWrite = base({ events: [{ stream: 's', firstVersion: 0, events: 'none' as never }] });
+    expect(encodeCommitForApply(oddWrite, undefined).forApply).toBeUndefined();
+    expect(encodeCommitForApply(odd, undefined).packed.equals(msgpackr.pack(odd))).toBe(true);
   });
 });
 
