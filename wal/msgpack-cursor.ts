@@ -22,8 +22,14 @@ const shortStringBytesMax = 32;
 
 /** The ASCII string of `bytes[start..end)`, or undefined when a byte is not ASCII. */
 function asciiString(bytes: Uint8Array, start: number, end: number): string | undefined {
-  for (let index = start; index < end; index++) if (bytes[index]! >= 0x80) return undefined;
-  return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  // Codes gathered in a plain array: `fromCharCode.apply` over one costs half what it costs over a typed array.
+  const codes = new Array<number>(end - start);
+  for (let index = start; index < end; index++) {
+    const code = bytes[index]!;
+    if (code >= 0x80) return undefined;
+    codes[index - start] = code;
+  }
+  return String.fromCharCode.apply(null, codes);
 }
 
 export class MsgpackCursor {
