@@ -61,11 +61,11 @@ export function lsnPrefixOf(lsn: number): Buffer {
 }
 
 export function recentKeyOf(identity: ReplyIdentity): Buffer {
-  const clientId = Buffer.from(identity.clientId, 'utf8');
-  const key = Buffer.allocUnsafe(2 * lsnBytes + clientId.length);
+  // The client id written in place: no Buffer of its own first (a put per commit makes one).
+  const key = Buffer.allocUnsafe(2 * lsnBytes + Buffer.byteLength(identity.clientId, 'utf8'));
   writeU64(key, identity.lsn, 0);
   writeU64(key, identity.requestId, lsnBytes);
-  clientId.copy(key, 2 * lsnBytes);
+  key.write(identity.clientId, 2 * lsnBytes, 'utf8');
   return key;
 }
 
