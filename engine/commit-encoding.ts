@@ -27,12 +27,14 @@ export function encodeCommit(payload: CommitPayload, packedArgs: Uint8Array | un
  * of the packed record: what `commitForApply(payload)` gives by packing them again.
  */
 export function encodeCommitForApply(payload: CommitPayload, packedArgs: Uint8Array | undefined): { packed: Buffer; forApply: CommitForApply | undefined } {
-  eventRanges = [];
-  replyRange = undefined;
-  errorRange = undefined;
+  eventRanges = rangesScratch;
+  eventRanges.length = 0;
+  outcomeFrom = -1;
+  outcomeTo = -1;
+  outcomeKey = payload.error !== undefined ? 'error' : 'reply';
   try {
     const packed = encodeCommit(payload, packedArgs);
-    return { packed, forApply: forApplyOf(payload, packed, eventRanges, payload.error !== undefined ? errorRange : replyRange) };
+    return { packed, forApply: forApplyOf(payload, packed, eventRanges) };
   } finally {
     eventRanges = undefined;
   }
@@ -42,33 +44,41 @@ export function encodeCommitForApply(payload: CommitPayload, packedArgs: Uint8Ar
 let argsBytes: Uint8Array | undefined;
 /** Where each event written lies in the record, as [from, to) pairs, when asked for (`encodeCommitForApply`). */
 let eventRanges: number[] | undefined;
-/** Where the reply and the error lie in the record, when asked for. */
-let replyRange: [number, number] | undefined;
-let errorRange: [number, number] | undefined;
+/** The array `eventRanges` is, reused from record to record. */
+const rangesScratch: number[] = [];
+/** The field that holds the outcome (the error when there is one), and where it lies, when asked for (-1: not written). */
+let outcomeKey: 'reply' | 'error' = 'reply';
+let outcomeFrom = -1;
+let outcomeTo = -1;
 
 /**
  * The apply's view of a record just packed, or undefined when the record's events were not all
  * written as events (a record of an unexpected shape: the apply then packs them itself).
  */
-function forApplyOf(payload: CommitPayload, packed: Buffer, ranges: number[], outcome: [number, number] | undefined): CommitForApply | undefined {
+function forApplyOf(payload: CommitPayload, packed: Buffer, ranges: number[]): CommitForApply | undefined {
   if (!Array.isArray(payload.events)) return undefined;
   let next = 0;
   const writes: WriteForApply[] = [];
   for (const write of payload.events) {
     if (!Array.isArray(write.events) || next + 2 * write.events.length > ranges.length) return undefined;
     const events: Uint8Array[] = [];
-    for (let index = 0; index < write.events.length; index++, next += 2) events.push(packed.subarray(ranges[next], ranges[next + 1]));
+    for (let index = 0; index < write.events.length; index++, next += 2) events.push(viewOf(packed, ranges[next]!, ranges[next + 1]!));
     writes.push({ stream: write.stream, firstVersion: write.firstVersion, events });
   }
   if (next !== ranges.length) return undefined;
   const failed = payload.error !== undefined;
   // As `commitForApply`: a reply undefined is nil.
-  const bytes = !failed && payload.reply === undefined ? nilBytes : outcome === undefined ? undefined : packed.subarray(outcome[0], outcome[1]);
+  const bytes = !failed && payload.reply === undefined ? nilBytes : outcomeFrom < 0 ? undefined : viewOf(packed, outcomeFrom, outcomeTo);
   if (bytes === undefined) return undefined;
   return { clientId: payload.clientId, requestId: payload.requestId, calls: payload.calls, firstPosition: payload.firstPosition, createdAtMs: payload.createdAtMs, writes, failed, outcome: bytes };
 }
 
 const nilBytes = Uint8Array.of(0xc0);
+
+/** `bytes[from..to)` as a plain Uint8Array: lighter than a Buffer's `subarray`, and held until the record is applied. */
+function viewOf(bytes: Buffer, from: number, to: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + from, to - from);
+}
 
 function writeCommit(payload: unknown): void {
   writeFields(payload, writeCommitField);
@@ -96,9 +106,9 @@ function writeCommitField(key: string, value: unknown): void {
     case 'error': {
       const from = packedSoFar();
       writeValue(value);
-      if (eventRanges === undefined) return;
-      if (key === 'reply') replyRange = [from, packedSoFar()];
-      else errorRange = [from, packedSoFar()];
+      if (eventRanges === undefined || key !== outcomeKey) return;
+      outcomeFrom = from;
+      outcomeTo = packedSoFar();
       return;
     }
     case 'events':

@@ -14,7 +14,7 @@
  */
 import { assert } from '../wal/assert.js';
 import { MsgpackCursor } from '../wal/msgpack-cursor.js';
-import type { CommitForApply, CommitPayload, WriteForApply } from './records.js';
+import type { ApplicableRecord, CommitForApply, CommitPayload, WriteForApply } from './records.js';
 export type { CommitForApply, WriteForApply } from './records.js';
 
 const nilBytes = Uint8Array.of(0xc0);
@@ -111,4 +111,18 @@ function readEvents(cursor: MsgpackCursor): Uint8Array[] {
 function checked<T>(value: T | undefined, field: string): T {
   assert(value !== undefined, `a commit record's ${field} has an unexpected type`);
   return value;
+}
+
+/** A record this store packed, with the apply's view of it (`encodeCommitForApply`). */
+export class PackedRecord implements ApplicableRecord {
+  constructor(
+    readonly lsn: number,
+    readonly type: number,
+    readonly payload: unknown,
+    private readonly forApply: CommitForApply,
+  ) {}
+
+  commitForApply(): CommitForApply {
+    return this.forApply;
+  }
 }

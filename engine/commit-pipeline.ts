@@ -19,6 +19,7 @@ import type { TimerHandle } from '../wal/platform.js';
 import { assert } from '../wal/assert.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
+import { PackedRecord } from './commit-for-apply.js';
 import type { CommitForApply } from './records.js';
 import type { ApplicableRecord, State } from './state.js';
 
@@ -139,7 +140,7 @@ export class CommitPipeline {
   appendRecord(type: number, payload: unknown, packed: Buffer, forApply?: CommitForApply): number {
     if (this.notWritable !== undefined) throw this.notWritable;
     const lsn = this.wal.nextLsn;
-    const record: ApplicableRecord = forApply === undefined ? { lsn, type, payload } : { lsn, type, payload, commitForApply: () => forApply };
+    const record: ApplicableRecord = forApply === undefined ? { lsn, type, payload } : new PackedRecord(lsn, type, payload, forApply);
     const refused = this.wal.appendPackedWith(
       type,
       packed,
