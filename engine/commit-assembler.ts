@@ -183,7 +183,9 @@ export class CommitAssembler {
   }
 
   private forgetApplied(records: readonly ApplicableRecord[]): void {
-    for (const record of records) {
+    // Nothing held (a backup's, which never assembles): nothing to look up per record.
+    const holding = this.pendingCommits.size > 0 || this.pendingCalls.size > 0 || this.pendingHeads.size > 0;
+    for (const record of holding ? records : []) {
       if (record.type === recordTypes.commit) {
         const commit = record.payload as CommitPayload;
         for (const write of commit.events) {
