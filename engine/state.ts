@@ -51,13 +51,14 @@ const metaKeys = {
 } as const;
 
 /**
- * Layout 4: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
+ * Layout 5: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
  * survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
- * the stream index (no `streams` table), whose entries are written in bulk (`stream-index.ts`:
- * layout 3 wrote each with its event). A state of another layout is rebuilt from the WAL
- * (which holds every record since LSN 1: it is never trimmed).
+ * the stream index (no `streams` table), whose entries are written in bulk, a run of versions
+ * per stream and flush (`stream-index.ts`: layout 4 wrote an entry per version, layout 3 each
+ * with its event). A state of another layout is rebuilt from the WAL (which holds every record
+ * since LSN 1: it is never trimmed).
  */
-export const stateLayout = 4;
+export const stateLayout = 5;
 
 export class State {
   private readonly root: RootDatabase;
@@ -83,9 +84,9 @@ export class State {
     this.dataPath = path.join(dir, 'data.mdb');
     this.meta = root.openDB({ name: 'meta' });
     this.events = root.openDB({ name: 'events', keyEncoding: 'uint32', encoding: 'binary' });
-    const streamIndexTable: Database<number, [string, number]> = root.openDB({ name: 'stream-index' });
+    const streamIndexTable: Database<Buffer, [string, number]> = root.openDB({ name: 'stream-index', encoding: 'binary' });
     this.streamIndex = new StreamIndex(streamIndexTable, indexFlushEntries);
-    this.heads = new StreamHeads(streamIndexTable, this.streamIndex, (position) => this.eventAt(position).stream);
+    this.heads = new StreamHeads(this.streamIndex);
     this.appliedLsnValue = this.number(metaKeys.appliedLsn);
     // A state of another layout is only opened to be found so and rebuilt (`layoutMismatch`):
     // its sessions are not in the form this version decodes, nor its index what this one expects.
@@ -251,8 +252,8 @@ export class State {
     if (version < 0 || fromVersion > version || maxCount <= 0) return { version, events };
     const last = Math.min(version, fromVersion + maxCount - 1);
     for (const position of this.streamIndex.positions(stream, fromVersion, last)) {
-      // ordered-binary writes names of 64 characters or more raw, so another name's keys can
-      // sort inside this range (see `stream-heads.ts`); the event names its own stream.
+      // The index gives this stream's positions only (its runs name their stream: see
+      // `stream-index.ts`); the event naming its stream is checked all the same.
       const event = this.eventAt(position);
       if (event.stream === stream) events.push(event);
     }

@@ -1,10 +1,9 @@
 /**
  * Stream heads (layout 3 on): a stream's last version is its newest entry waiting to be indexed
- * (`stream-index.ts`), else the last key `[stream, *]` of the stream index's table, read on a
- * miss of the bounded in-memory cache, so a commit writes no `streams` table. The commit path
- * checks every expected version against these heads (see `commit-assembler.ts`).
+ * (`stream-index.ts`), else the end of its last run in the stream index's table, read on a miss
+ * of the bounded in-memory cache, so a commit writes no `streams` table. The commit path checks
+ * every expected version against these heads (see `commit-assembler.ts`).
  */
-import type { Database } from 'lmdb';
 import type { StreamIndex } from './stream-index.js';
 
 /** Stream heads kept in memory; past this many the cache starts over (bounded memory). */
@@ -14,15 +13,8 @@ export class StreamHeads {
   /** Heads of recently written or read streams. */
   private readonly cached = new Map<string, number>();
 
-  /**
-   * `streamIndex` is the table of the state's [stream, version] → position, `index` the same
-   * with its entries still waiting; `streamAt(position)` names the stream of the event there.
-   */
-  constructor(
-    private readonly streamIndex: Database<number, [string, number]>,
-    private readonly index: StreamIndex,
-    private readonly streamAt: (position: number) => string,
-  ) {}
+  /** `index` is the state's stream index, its table and its entries still waiting. */
+  constructor(private readonly index: StreamIndex) {}
 
   /** Heads held in memory now (at most `headsCachedMax`). */
   get cachedCount(): number {
@@ -33,7 +25,7 @@ export class StreamHeads {
   versionOf(stream: string): number {
     const cached = this.cached.get(stream);
     if (cached !== undefined) return cached;
-    const version = this.index.waitingHead(stream) ?? this.lastVersionInIndex(stream);
+    const version = this.index.waitingHead(stream) ?? this.index.tableHead(stream);
     if (version >= 0) this.written(stream, version);
     return version;
   }
@@ -45,45 +37,12 @@ export class StreamHeads {
   }
 
   /**
-   * A stream's head from the stream index: the last key `[stream, *]`, one reverse seek. Versions
-   * are dense from 0, so `v` is the head exactly when `[stream, v]` is there and `[stream, v + 1]`
-   * is not. The two gets are what makes the seek's answer safe: ordered-binary writes a stream
-   * name of 64 characters or more raw, so the keys of a name that extends this one by U+0000 can
-   * sort among this one's, and the key found may be theirs (it then decodes to nonsense).
-   */
-  private lastVersionInIndex(stream: string): number {
-    for (const key of this.streamIndex.getKeys({ start: [stream, Number.MAX_SAFE_INTEGER], end: [stream], reverse: true, limit: 1 })) {
-      const version = key[1];
-      const isHead = key[0] === stream && Number.isSafeInteger(version) && version >= 0 && this.streamIndex.doesExist([stream, version]) && !this.streamIndex.doesExist([stream, version + 1]);
-      return isHead ? version : this.lastVersionByProbing(stream);
-    }
-    return -1;
-  }
-
-  /** The head by exact gets only (doubling, then halving): for the names the seek cannot trust. */
-  private lastVersionByProbing(stream: string): number {
-    if (!this.streamIndex.doesExist([stream, 0])) return -1;
-    let present = 0;
-    let absent = 1;
-    while (this.streamIndex.doesExist([stream, absent])) {
-      present = absent;
-      absent *= 2;
-    }
-    while (absent - present > 1) {
-      const middle = Math.floor((present + absent) / 2);
-      if (this.streamIndex.doesExist([stream, middle])) present = middle;
-      else absent = middle;
-    }
-    return present;
-  }
-
-  /**
    * Streams whose name starts with `prefix`, in name order, with their last versions; at most
-   * `max`. Skips through the stream index a stream at a time: the name comes from the first
-   * event found (a key's name may not decode as written: see `lastVersionInIndex`), and the next
-   * seek starts just past that stream's last key. (A long name extended by U+0000 and a byte
-   * below the version bytes has keys inside another stream's: such a stream is not listed, since
-   * the seek past the other's last key skips it, unless it has entries waiting; `readStream` of
+   * `max`. Skips through the stream index a stream at a time: the name comes from the first run
+   * found (a key's name may not decode as written: see `stream-index.ts`), and the next seek
+   * starts just past that stream's last key. (A long name extended by U+0000 and a byte below
+   * the version bytes has keys inside another stream's: such a stream is not listed, since the
+   * seek past the other's last key skips it, unless it has entries waiting; `readStream` of
    * either reads only its own.)
    */
   withPrefix(prefix: string, max: number): Array<[string, number]> {
@@ -102,15 +61,11 @@ export class StreamHeads {
     const found: Array<[string, number]> = [];
     let after: [string, number] | undefined;
     while (found.length < max) {
-      let position: number | undefined;
-      const range = after === undefined ? { start: [prefix], limit: 1 } : { start: after, exclusiveStart: true, limit: 1 };
-      for (const { value } of this.streamIndex.getRange(range)) position = value;
-      if (position === undefined) break;
-      const stream = this.streamAt(position);
-      if (!stream.startsWith(prefix)) break;
-      const head = this.versionOf(stream);
-      found.push([stream, head]);
-      after = [stream, head];
+      const run = after === undefined ? this.index.firstRunFrom([prefix], false) : this.index.firstRunFrom(after, true);
+      if (run === undefined || !run.stream.startsWith(prefix)) break;
+      const head = this.versionOf(run.stream);
+      found.push([run.stream, head]);
+      after = [run.stream, head];
     }
     return found;
   }

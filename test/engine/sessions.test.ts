@@ -241,7 +241,7 @@ describe('session window', () => {
     await root.close();
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 4; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 5; rebuilding it from the WAL/);
       await check();
     } finally {
       await store.close();
@@ -252,7 +252,7 @@ describe('session window', () => {
     await rewriteAsLayout2(stateDirOf(dir), 8);
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 4; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 5; rebuilding it from the WAL/);
       await check();
       expect(store.dumpState().streams).toEqual([['s', 9]]);
     } finally {

@@ -1,17 +1,19 @@
 /**
- * Proves the stream index of layout 4 (`engine/stream-index.ts`), whose entries wait in memory
- * and go to LMDB `flushEntries` at a time: a stream reads the same (every version once, in
+ * Proves the stream index of layout 5 (`engine/stream-index.ts`), whose entries wait in memory
+ * and go to LMDB `flushEntries` at a time, a run per stream: a stream reads the same (every version once, in
  * order, its own events only) whether its entries are in the table, waiting, or split between
  * the two, by pages that cross the split; heads, positions and prefix listings agree; after a
  * reopen the waiting entries are read back from the events; a state rebuilt from the WAL dumps
  * as the live one did; and fewer than `flushEntries` wait between commits. With the default
  * (4,096) and with 5 (a flush every few commits), and a store reopened with a smaller value
- * writes what waits at once.
+ * writes what waits at once. And, on the index alone, that a lookup, a head and a range take only
+ * the runs that name their stream when another name's runs sort among them.
  */
 import * as fs from 'node:fs';
+import { open } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import type { Store } from '../../engine/index.js';
-import { flushEntriesDefault } from '../../engine/stream-index.js';
+import { StreamIndex, decodeRun, encodeRun, flushEntriesDefault } from '../../engine/stream-index.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
 import { useTempDir } from '../helpers/temp.js';
 
@@ -104,6 +106,43 @@ describe.each([flushEntriesDefault, 5])('the stream index, written %i entries at
       await expectStreams(store, counts, 2);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('StreamIndex runs', () => {
+  it("takes only its stream's runs when another name's keys sort among them", async () => {
+    const root = open({ path: newDir(), maxDbs: 4 });
+    try {
+      const index = new StreamIndex(root.openDB({ name: 'stream-index', encoding: 'binary' }), 4);
+      // `long` and `inside` written in turns, four entries a flush: each flush writes a run of each.
+      let position = 0;
+      const positionsOf = new Map<string, number[]>([[long, []], [inside, []]]);
+      root.transactionSync(() => {
+        for (let round = 0; round < 6; round++) {
+          for (const stream of [long, inside]) {
+            for (let entry = 0; entry < 2; entry++) {
+              const version = positionsOf.get(stream)!.length;
+              index.add(stream, version, position);
+              positionsOf.get(stream)!.push(position++);
+            }
+          }
+          expect(index.flushIfDue()).toBe(true);
+        }
+      });
+      expect(index.waitingEntries).toBe(0);
+      for (const stream of [long, inside]) {
+        const positions = positionsOf.get(stream)!;
+        expect(index.tableHead(stream), stream).toBe(positions.length - 1);
+        expect(index.positions(stream, 0, positions.length - 1), stream).toEqual(positions);
+        expect(index.positions(stream, 3, 8), stream).toEqual(positions.slice(3, 9));
+        positions.forEach((expected, version) => expect(index.positionOf(stream, version), `${stream} ${version}`).toBe(expected));
+        expect(index.positionOf(stream, positions.length)).toBeUndefined();
+      }
+      expect(index.tableHead('never')).toBe(-1);
+      expect(decodeRun(encodeRun(inside, 7, [1, 2, 2 ** 32 - 1]))).toEqual({ stream: inside, firstVersion: 7, positions: [1, 2, 2 ** 32 - 1] });
+    } finally {
+      await root.close();
     }
   });
 });
