@@ -12,7 +12,7 @@
  * for one an older version wrote, recovery stores the bytes it holds, which decode to the same
  * values.
  */
-import { assert } from '../wal/assert.js';
+import { assert, assertionFailed } from '../wal/assert.js';
 import { MsgpackCursor } from '../wal/msgpack-cursor.js';
 import type { ApplicableRecord, CommitForApply, CommitPayload, WriteForApply } from './records.js';
 export type { CommitForApply, WriteForApply } from './records.js';
@@ -109,7 +109,7 @@ function readEvents(cursor: MsgpackCursor): Uint8Array[] {
 }
 
 function checked<T>(value: T | undefined, field: string): T {
-  assert(value !== undefined, `a commit record's ${field} has an unexpected type`);
+  if (!(value !== undefined)) assertionFailed(`a commit record's ${field} has an unexpected type`);
   return value;
 }
 

@@ -1,22 +1,27 @@
 /**
- * The replies the session table keeps for resends (layout 3), laid out for LMDB's cost model: a
- * write transaction costs about one page copy per distinct B-tree page it dirties, and a delete
- * costs about what a put does, so a commit must neither write a page chosen by its client nor
- * leave a key behind that someone deletes one by one later.
+ * The replies the session table keeps for resends (layout 6), laid out for LMDB's cost model: a
+ * write transaction costs about one page copy per distinct B-tree page it dirties, a put about a
+ * microsecond and a half whatever it holds, and a delete about what a put costs, so a commit
+ * must neither write a page chosen by its client nor leave a key behind that someone deletes one
+ * by one later.
  *
- * - Recent replies, in `generations` tables `replies-0`… used in turn, keyed by LSN first
- *   (`stored-reply.ts`): every commit appends to the current one at its B-tree's right edge. A
- *   reply names the LSN of its client's previous reply, so one client's replies form a chain
- *   whose head is the session's `lastLsn`; a lookup walks it back.
+ * - Recent replies, in `generations` tables `replies-0`… used in turn: the replies of one apply
+ *   go to the current one as a run (`stored-reply.ts`), keyed by its first LSN, at its B-tree's
+ *   right edge (layouts 3 to 5 made a put per reply). A reply names the LSN of its client's
+ *   previous reply, so one client's replies form a chain whose head is the session's `lastLsn`;
+ *   a lookup walks it back, a seek per link to the run that holds it.
  * - `kept-replies`, keyed by client and request id: the survivors of sweeps.
  *
- * When the current generation holds `generationSize` replies, the oldest one is swept: its keys
- * (client and request id) say which replies are still inside their client's window (a slow or
- * idle client's); those are moved to `kept-replies`, and the table is emptied in one step
- * (`mdb_drop`, no per-key delete) to become the current one. The newest `generations - 1` tables,
- * at least `recentWindowsKept · live clients · requestWindow` replies, are never swept, so a
- * client at the average rate has left its window long before a sweep reaches its replies, and
- * moves (each a write to a page that its client's key chooses) stay rare.
+ * When the current generation holds `generationSize` replies, the oldest one is swept: its runs
+ * say which replies are still inside their client's window (a slow or idle client's); those are
+ * moved to `kept-replies`, and the table is emptied in one step (`mdb_drop`, no per-key delete)
+ * to become the current one. The sweep comes before the reply that would take the current
+ * generation past its size, and the run under way is written first, so which generation holds a
+ * reply depends on the replies alone, not on how records were batched into applies: every node
+ * and every rebuild keeps the same replies in each generation (their runs differ). The newest
+ * `generations - 1` tables, at least `recentWindowsKept · live clients · requestWindow` replies,
+ * are never swept, so a client at the average rate has left its window long before a sweep
+ * reaches its replies, and moves (each a write to a page that its client's key chooses) stay rare.
  *
  * Bounds, for `clientsMax` C, `requestWindow` W, generation size G = max(`generationRepliesMin`,
  * ⌈2·C·W / 3⌉): the recent tables hold at most 4·G replies (a generation is swept before the
@@ -25,22 +30,25 @@
  * So at most 8/3·C·W + C·W = 11/3·C·W replies in all, or 4·1024 + C·W while 2·C·W < 3·1024.
  */
 import type { Database, RootDatabase } from 'lmdb';
-import { assert } from '../wal/assert.js';
+import { assert, assertionFailed } from '../wal/assert.js';
+import { encodePayload } from '../wal/format.js';
 import {
+  decodeReplyRun,
   decodeStoredReply,
+  encodeReplyRun,
   encodeReplyValue,
   keptKeyOf,
   keptRangeOf,
   lsnPrefixOf,
-  previousLsnOf,
   readKeptKey,
-  readRecentKey,
-  recentKeyOf,
+  runLsnOf,
+  storedReplyOf,
   type ReplyIdentity,
+  type RunReply,
   type StoredReply,
 } from './stored-reply.js';
 
-/** A recent reply's key starts with its LSN, which only grows: put at the B-tree's right edge. */
+/** A run's key is its first LSN, which only grows: put at the B-tree's right edge. */
 const appendOptions = { append: true } as const;
 
 /** Tables of recent replies: one being written, the rest waiting to be swept in turn. */
@@ -64,9 +72,11 @@ export class ReplyTable {
   private readonly recent: Array<Database<Buffer, Buffer>> = [];
   /** The first LSN in each generation (undefined while empty): which table holds an LSN. */
   private readonly firstLsns: Array<number | undefined> = [];
-  /** The generation being written, and how many replies it holds. */
+  /** The generation being written, and how many replies it holds (those of the run under way included). */
   private current = 0;
   private currentCount = 0;
+  /** The replies of the apply under way, written as one run at its end (`writeRun`) or before a sweep. */
+  private readonly run: RunReply[] = [];
   private readonly kept: Database<Buffer, Buffer>;
 
   constructor(root: RootDatabase) {
@@ -74,19 +84,33 @@ export class ReplyTable {
       const table: Database<Buffer, Buffer> = root.openDB({ name: `replies-${generation}`, keyEncoding: 'binary', encoding: 'binary' });
       this.recent.push(table);
       let first: number | undefined;
-      for (const key of table.getKeys({ limit: 1 })) first = readRecentKey(key).lsn;
+      for (const key of table.getKeys({ limit: 1 })) first = runLsnOf(key);
       this.firstLsns.push(first);
       if (first !== undefined && first >= (this.firstLsns[this.current] ?? 0)) this.current = generation;
     }
-    this.currentCount = entryCountOf(this.recent[this.current]!);
+    for (const { value } of this.recent[this.current]!.getRange({})) this.currentCount += value.readUInt32LE(0);
     this.kept = root.openDB({ name: 'kept-replies', keyEncoding: 'binary', encoding: 'binary' });
   }
 
-  /** Appends a commit's reply or error, as msgpack bytes or a value to pack (inside the state's apply transaction). */
+  /**
+   * Adds a commit's reply or error, as msgpack bytes or a value to pack, to the run under way
+   * (inside the state's apply transaction).
+   */
   put(identity: ReplyIdentity & { previousLsn: number }, failed: boolean, packed: Uint8Array | undefined, value: unknown): void {
-    assert(this.recent[this.current]!.putSync(recentKeyOf(identity), encodeReplyValue(identity, failed, packed, value), appendOptions), `reply at LSN ${identity.lsn} not above the last`);
+    const last = this.run[this.run.length - 1];
+    if (last !== undefined && identity.lsn <= last.lsn) assertionFailed(`reply at LSN ${identity.lsn} not above ${last.lsn}`);
+    const outcome = packed ?? encodePayload(value);
+    this.run.push({ lsn: identity.lsn, requestId: identity.requestId, clientId: identity.clientId, previousLsn: identity.previousLsn, failed, outcome });
     this.firstLsns[this.current] ??= identity.lsn;
     this.currentCount += 1;
+  }
+
+  /** Writes the run under way to the current generation (at the end of an apply, inside its transaction). */
+  writeRun(): void {
+    if (this.run.length === 0) return;
+    const first = this.run[0]!.lsn;
+    if (!(this.recent[this.current]!.putSync(lsnPrefixOf(first), encodeReplyRun(this.run), appendOptions) as unknown)) assertionFailed(`replies from LSN ${first} not above the last`);
+    this.run.length = 0;
   }
 
   /**
@@ -97,28 +121,28 @@ export class ReplyTable {
   find(clientId: string, requestId: number, headLsn: number, linksMax: number): StoredReply | undefined {
     let lsn = headLsn;
     for (let links = 0; lsn > 0 && links < linksMax; links += 1) {
-      const entry = this.recentEntry(lsn);
-      if (entry === undefined) break;
-      const identity = readRecentKey(entry.key);
-      assert(identity.clientId === clientId, `the reply chain of ${clientId} leads to LSN ${lsn}, a reply of ${identity.clientId}`);
-      if (identity.requestId === requestId) return decodeStoredReply(identity, entry.value);
-      lsn = previousLsnOf(entry.value);
+      const reply = this.recentReply(lsn);
+      if (reply === undefined) break;
+      if (!(reply.clientId === clientId)) assertionFailed(`the reply chain of ${clientId} leads to LSN ${lsn}, a reply of ${reply.clientId}`);
+      if (reply.requestId === requestId) return storedReplyOf(reply);
+      lsn = reply.previousLsn;
     }
     const kept = this.kept.get(keptKeyOf(clientId, requestId));
     return kept === undefined ? undefined : decodeStoredReply({ clientId, requestId }, kept);
   }
 
   /** The recent reply of this LSN, or undefined when its generation was swept (or it kept none). */
-  private recentEntry(lsn: number): { key: Buffer; value: Buffer } | undefined {
+  private recentReply(lsn: number): RunReply | undefined {
+    const inRun = this.run.find((reply) => reply.lsn === lsn);
+    if (inRun !== undefined) return inRun;
     let holder: number | undefined;
     for (let generation = 0; generation < generations; generation++) {
       const first = this.firstLsns[generation];
       if (first !== undefined && first <= lsn && (holder === undefined || first > this.firstLsns[holder]!)) holder = generation;
     }
     if (holder === undefined) return undefined;
-    const prefix = lsnPrefixOf(lsn);
-    for (const { key, value } of this.recent[holder]!.getRange({ start: prefix, limit: 1 })) {
-      if (key.subarray(0, prefix.length).equals(prefix)) return { key, value };
+    for (const { value } of this.recent[holder]!.getRange({ start: lsnPrefixOf(lsn), reverse: true, limit: 1 })) {
+      return decodeReplyRun(value).find((reply) => reply.lsn === lsn);
     }
     return undefined;
   }
@@ -133,17 +157,18 @@ export class ReplyTable {
    */
   sweepIfDue(liveClients: number, requestWindow: number, expiredUpTo: (clientId: string) => number | undefined): void {
     if (this.currentCount < generationSize(liveClients, requestWindow)) return;
+    // The current generation is full: what it has of the apply under way goes in it now.
+    this.writeRun();
     const oldest = (this.current + 1) % generations;
     const table = this.recent[oldest]!;
     const moved = new Set<string>();
-    for (const key of table.getKeys({})) {
-      const { clientId, requestId } = readRecentKey(key);
-      const expired = expiredUpTo(clientId);
-      if (expired === undefined || requestId <= expired) continue;
-      const value = table.get(key);
-      assert(value !== undefined, `a swept key of ${clientId} has no value`);
-      this.kept.putSync(keptKeyOf(clientId, requestId), value);
-      moved.add(clientId);
+    for (const { value } of table.getRange({})) {
+      for (const reply of decodeReplyRun(value)) {
+        const expired = expiredUpTo(reply.clientId);
+        if (expired === undefined || reply.requestId <= expired) continue;
+        this.kept.putSync(keptKeyOf(reply.clientId, reply.requestId), encodeReplyValue(reply, reply.failed, reply.outcome));
+        moved.add(reply.clientId);
+      }
     }
     table.clearSync();
     this.firstLsns[oldest] = undefined;
@@ -151,7 +176,7 @@ export class ReplyTable {
     this.currentCount = 0;
     for (const clientId of moved) {
       const expired = expiredUpTo(clientId);
-      assert(expired !== undefined, `a reply of ${clientId} survived a sweep without a live session`);
+      if (!(expired !== undefined)) assertionFailed(`a reply of ${clientId} survived a sweep without a live session`);
       this.removeKept(clientId, expired + 1);
     }
   }
@@ -172,14 +197,9 @@ export class ReplyTable {
    * reply is swept), and the kept ones by client.
    */
   dump(): { replies: StoredReply[][]; keptReplies: StoredReply[] } {
-    const replies = this.recent.map((table) => [...table.getRange({})].map(({ key, value }) => decodeStoredReply(readRecentKey(key), value)));
+    assert(this.run.length === 0, 'a dump inside an apply');
+    const replies = this.recent.map((table) => [...table.getRange({})].flatMap(({ value }) => decodeReplyRun(value).map(storedReplyOf)));
     const keptReplies = [...this.kept.getRange({})].map(({ key, value }) => decodeStoredReply(readKeptKey(key), value));
     return { replies, keptReplies };
   }
-}
-
-function entryCountOf(database: Database<Buffer, Buffer>): number {
-  const stats = database.getStats() as { entryCount?: unknown };
-  assert(typeof stats.entryCount === 'number', 'lmdb-js stats without an entry count');
-  return stats.entryCount;
 }

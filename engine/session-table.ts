@@ -11,7 +11,7 @@
  * the client comes back with a new id.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
-import { assert } from '../wal/assert.js';
+import { assert, assertionFailed } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
 import type { SessionLimits } from './options.js';
 import type { CommitForApply } from './commit-for-apply.js';
@@ -228,14 +228,15 @@ export class SessionTable {
   }
 
   /**
-   * Stores the sessions the apply changed (inside its write transaction, at its end). Until
-   * then the live ones are read from memory, where they are current; an evicted one is stored
-   * at once, and is stored again only if the client comes back.
+   * Stores what the apply changed (inside its write transaction, at its end): its replies, as
+   * one run, and the sessions. Until then the live ones are read from memory, where they are
+   * current; an evicted one is stored at once, and is stored again only if the client comes back.
    */
   storeChangedSessions(): void {
+    this.replies.writeRun();
     for (const clientId of this.changedSessions) {
       const session = this.liveSessions.get(clientId);
-      assert(session !== undefined, `changed session ${clientId} is not live`);
+      if (!(session !== undefined)) assertionFailed(`changed session ${clientId} is not live`);
       this.sessions.putSync(clientId, encodeSession(session));
     }
     this.changedSessions.clear();
@@ -288,7 +289,7 @@ function encodeSession(session: SessionRecord): Buffer {
 }
 
 function decodeSession(bytes: Uint8Array): SessionRecord {
-  assert(bytes.length === 25, `a stored session is 25 bytes, not ${bytes.length}`);
+  if (!(bytes.length === 25)) assertionFailed(`a stored session is 25 bytes, not ${bytes.length}`);
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return { latest: view.readDoubleLE(0), lastLsn: view.readDoubleLE(8), floor: view.readDoubleLE(16), evicted: view[24] === 1 };
 }

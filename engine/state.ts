@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 import type { RecordedEvent, StreamSlice } from './service.js';
 import { recordTypes, type ApplicableRecord, type CommitPayload, type EpochPayload, type JournalPayload } from './records.js';
 import type { SessionLimits } from './options.js';
@@ -51,14 +51,14 @@ const metaKeys = {
 } as const;
 
 /**
- * Layout 5: events as our own msgpack bytes (`stored-event.ts`), replies by LSN with the
- * survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
+ * Layout 6: events as our own msgpack bytes (`stored-event.ts`), replies in runs by LSN (layout
+ * 5 and before: a reply per entry) with the survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
  * the stream index (no `streams` table), whose entries are written in bulk, a run of versions
  * per stream and flush (`stream-index.ts`: layout 4 wrote an entry per version, layout 3 each
  * with its event). A state of another layout is rebuilt from the WAL (which holds every record
  * since LSN 1: it is never trimmed).
  */
-export const stateLayout = 5;
+export const stateLayout = 6;
 
 export class State {
   private readonly root: RootDatabase;
@@ -282,7 +282,7 @@ export class State {
 
   private eventAt(position: number): RecordedEvent {
     const stored = this.events.get(position);
-    assert(stored !== undefined, `stream index names missing position ${position}`);
+    if (!(stored !== undefined)) assertionFailed(`stream index names missing position ${position}`);
     return decodeStoredEvent(position, stored);
   }
 
@@ -291,7 +291,7 @@ export class State {
     if (records.length === 0) return;
     this.root.transactionSync(() => {
       for (const record of records) {
-        assert(record.lsn === this.appliedLsnValue + 1, `apply out of order: ${record.lsn} after ${this.appliedLsnValue}`);
+        if (!(record.lsn === this.appliedLsnValue + 1)) assertionFailed(`apply out of order: ${record.lsn} after ${this.appliedLsnValue}`);
         this.applyOne(record, limits);
         this.appliedLsnValue = record.lsn;
       }
@@ -331,12 +331,12 @@ export class State {
   private applyCommit(lsn: number, commit: CommitForApply, limits: SessionLimits): void {
     let position = commit.firstPosition;
     if (commit.writes.length > 0) {
-      assert(position === this.nextPositionValue, `commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
+      if (!(position === this.nextPositionValue)) assertionFailed(`commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
     }
     for (const write of commit.writes) {
       let version = write.firstVersion;
       for (const event of write.events) {
-        assert(this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event), appendOptions), `event position ${position} not above the last`);
+        if (!(this.events.putSync(position, encodeStoredEvent(write.stream, version, commit.createdAtMs, event), appendOptions) as unknown)) assertionFailed(`event position ${position} not above the last`);
         this.streamIndex.add(write.stream, version, position);
         position += 1;
         version += 1;

@@ -1,13 +1,21 @@
 /**
- * How the session table keeps one commit's reply (layout 3). A key says whose reply it is, so a
- * sweep decides what survives from keys alone (a third of the cost of reading entries); the
- * value holds the rest, the reply or error in our own plain msgpack.
+ * How the session table keeps commits' replies (layout 6; layouts 3 to 5 kept one LMDB entry per
+ * reply). The recent ones go in runs, a put per apply, not per commit; a sweep reads the runs
+ * and moves the survivors to `kept-replies`, one entry each, keyed by client and request id.
  *
- * Key of a recent reply (in a generation of `reply-table.ts`):
- *     0  8  LSN of the commit (u64 BE: appends land on the B-tree's right edge; a chain link,
- *           an LSN, is found by a seek to it)
- *     8  8  request id (u64 BE)
- *    16  n  client id (UTF-8)
+ * Key of a run of recent replies (in a generation of `reply-table.ts`): the LSN of its first
+ * reply (u64 BE: appends land on the B-tree's right edge; the run holding an LSN is found by one
+ * seek back from it).
+ * Value of a run:
+ *     0  4  n, the replies it holds, in LSN order (u32 LE)
+ *   then n entries:
+ *     0  8  LSN of the commit (f64 LE)
+ *     8  8  LSN of the same client's previous kept reply, 0 when there is none (f64 LE)
+ *    16  8  request id (f64 LE)
+ *    24  1  0: a reply, 1: an error
+ *    25  2  c, the client id's bytes (u16 LE)
+ *    27  4  o, the reply's or error's bytes (u32 LE)
+ *    31  c  client id (UTF-8), then o bytes of the reply or error (msgpack)
  * Key of a kept reply:
  *     0  2  client id bytes (u16 BE)
  *     2  n  client id (UTF-8)
@@ -15,15 +23,15 @@
  *   The length prefix keeps one client's keys contiguous whatever its id holds: ordered-binary
  *   arrays would interleave `[id, n]` with the keys of an id that extends `id` by U+0000 (past 63
  *   characters it writes such strings raw), and a range delete would then reach another client.
- * Value:
+ * Value of a kept reply:
  *     0  8  LSN of the commit (f64 LE)
  *     8  8  LSN of the same client's previous kept reply, 0 when there is none (f64 LE)
  *    16  1  0: a reply follows, 1: an error follows
  *    17     the reply or the error (msgpack)
  */
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
-import { decodePayload, encodePayload } from '../wal/format.js';
+import { decodePayload } from '../wal/format.js';
 
 /** Whose reply an entry is: what its key says. */
 export interface ReplyIdentity {
@@ -44,7 +52,7 @@ const valueHeaderBytes = 17;
 const outcomeKind = { reply: 0, error: 1 } as const;
 
 function writeU64(target: Buffer, value: number, offset: number): void {
-  assert(Number.isSafeInteger(value) && value >= 0, `${value} is not a key number`);
+  if (!(Number.isSafeInteger(value) && value >= 0)) assertionFailed(`${value} is not a key number`);
   target.writeUInt32BE(Math.floor(value / 2 ** 32), offset);
   target.writeUInt32BE(value >>> 0, offset + 4);
 }
@@ -60,23 +68,9 @@ export function lsnPrefixOf(lsn: number): Buffer {
   return prefix;
 }
 
-export function recentKeyOf(identity: ReplyIdentity): Buffer {
-  // The client id written in place: no Buffer of its own first (a put per commit makes one).
-  const key = Buffer.allocUnsafe(2 * lsnBytes + Buffer.byteLength(identity.clientId, 'utf8'));
-  writeU64(key, identity.lsn, 0);
-  writeU64(key, identity.requestId, lsnBytes);
-  key.write(identity.clientId, 2 * lsnBytes, 'utf8');
-  return key;
-}
-
-export function readRecentKey(key: Buffer): ReplyIdentity {
-  assert(key.length >= 2 * lsnBytes, `a recent reply key of ${key.length} bytes`);
-  return { lsn: readU64(key, 0), requestId: readU64(key, lsnBytes), clientId: key.toString('utf8', 2 * lsnBytes) };
-}
-
 export function keptKeyOf(clientId: string, requestId: number): Buffer {
   const id = Buffer.from(clientId, 'utf8');
-  assert(id.length <= 0xffff, `a client id of ${id.length} bytes does not fit a kept reply's key`);
+  if (!(id.length <= 0xffff)) assertionFailed(`a client id of ${id.length} bytes does not fit a kept reply's key`);
   const key = Buffer.allocUnsafe(2 + id.length + 8);
   key.writeUInt16BE(id.length, 0);
   id.copy(key, 2);
@@ -94,16 +88,12 @@ export function keptRangeOf(clientId: string, belowRequestId: number | 'all'): {
 
 export function readKeptKey(key: Buffer): { clientId: string; requestId: number } {
   const idBytes = key.readUInt16BE(0);
-  assert(key.length === 2 + idBytes + 8, `a kept reply key of ${key.length} bytes names a client id of ${idBytes}`);
+  if (!(key.length === 2 + idBytes + 8)) assertionFailed(`a kept reply key of ${key.length} bytes names a client id of ${idBytes}`);
   return { clientId: key.toString('utf8', 2, 2 + idBytes), requestId: readU64(key, 2 + idBytes) };
 }
 
-/**
- * A reply's value: the chain link, and the reply (nil when there is none) or the error, as
- * msgpack bytes, or undefined to pack `value` (`commit-for-apply.ts`).
- */
-export function encodeReplyValue(link: { lsn: number; previousLsn: number }, failed: boolean, packed: Uint8Array | undefined, value?: unknown): Buffer {
-  const outcome = packed ?? encodePayload(value);
+/** A kept reply's value: the chain link, and the reply (nil when there is none) or the error as msgpack. */
+export function encodeReplyValue(link: { lsn: number; previousLsn: number }, failed: boolean, outcome: Uint8Array): Buffer {
   const bytes = Buffer.allocUnsafe(valueHeaderBytes + outcome.length);
   bytes.writeDoubleLE(link.lsn, 0);
   bytes.writeDoubleLE(link.previousLsn, 8);
@@ -112,20 +102,91 @@ export function encodeReplyValue(link: { lsn: number; previousLsn: number }, fai
   return bytes;
 }
 
-/** The chain link alone, without decoding the reply. */
-export function previousLsnOf(value: Buffer): number {
-  return value.readDoubleLE(8);
-}
-
-export function decodeStoredReply(identity: ReplyIdentity | { clientId: string; requestId: number }, value: Buffer): StoredReply {
-  assert(value.length > valueHeaderBytes, `a stored reply of ${value.length} bytes is shorter than its header`);
-  const lsn = value.readDoubleLE(0);
-  assert(!('lsn' in identity) || identity.lsn === lsn, `the reply keyed at LSN ${'lsn' in identity ? identity.lsn : ''} says LSN ${lsn}`);
-  const stored: StoredReply = { lsn, requestId: identity.requestId, previousLsn: previousLsnOf(value), clientId: identity.clientId };
+/** A kept reply, whose key named its client and request id. */
+export function decodeStoredReply(identity: { clientId: string; requestId: number }, value: Buffer): StoredReply {
+  if (!(value.length > valueHeaderBytes)) assertionFailed(`a stored reply of ${value.length} bytes is shorter than its header`);
+  const stored: StoredReply = { lsn: value.readDoubleLE(0), requestId: identity.requestId, previousLsn: value.readDoubleLE(8), clientId: identity.clientId };
   const kind = value[16];
-  assert(kind === outcomeKind.reply || kind === outcomeKind.error, `a stored reply of unknown kind ${String(kind)}`);
+  if (!(kind === outcomeKind.reply || kind === outcomeKind.error)) assertionFailed(`a stored reply of unknown kind ${String(kind)}`);
   const outcome = decodePayload(value.subarray(valueHeaderBytes));
   if (kind === outcomeKind.error) stored.error = outcome as SerializedError;
   else stored.reply = outcome;
   return stored;
+}
+
+/** One reply of a run: whose, its chain link, and its reply or error as msgpack. */
+export interface RunReply extends ReplyIdentity {
+  previousLsn: number;
+  failed: boolean;
+  outcome: Uint8Array;
+}
+
+const runEntryHeaderBytes = 31;
+
+/** The run of these replies (in LSN order). */
+export function encodeReplyRun(replies: readonly RunReply[]): Buffer {
+  let bytes = 4;
+  const idBytes = replies.map((reply) => Buffer.byteLength(reply.clientId, 'utf8'));
+  for (let index = 0; index < replies.length; index++) bytes += runEntryHeaderBytes + idBytes[index]! + replies[index]!.outcome.length;
+  const run = Buffer.allocUnsafe(bytes);
+  run.writeUInt32LE(replies.length, 0);
+  let at = 4;
+  for (let index = 0; index < replies.length; index++) {
+    const reply = replies[index]!;
+    if (!(idBytes[index]! <= 0xffff)) assertionFailed(`a client id of ${idBytes[index]} bytes does not fit a reply run`);
+    run.writeDoubleLE(reply.lsn, at);
+    run.writeDoubleLE(reply.previousLsn, at + 8);
+    run.writeDoubleLE(reply.requestId, at + 16);
+    run[at + 24] = reply.failed ? outcomeKind.error : outcomeKind.reply;
+    run.writeUInt16LE(idBytes[index]!, at + 25);
+    run.writeUInt32LE(reply.outcome.length, at + 27);
+    at += runEntryHeaderBytes;
+    at += run.write(reply.clientId, at, 'utf8');
+    run.set(reply.outcome, at);
+    at += reply.outcome.length;
+  }
+  return run;
+}
+
+/** The replies of a run, in LSN order (their outcomes views of `run`). */
+export function decodeReplyRun(run: Buffer): RunReply[] {
+  if (!(run.length >= 4)) assertionFailed(`a reply run of ${run.length} bytes`);
+  const count = run.readUInt32LE(0);
+  const replies: RunReply[] = [];
+  let at = 4;
+  for (let index = 0; index < count; index++) {
+    if (!(at + runEntryHeaderBytes <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
+    const kind = run[at + 24];
+    if (!(kind === outcomeKind.reply || kind === outcomeKind.error)) assertionFailed(`a stored reply of unknown kind ${String(kind)}`);
+    const idBytes = run.readUInt16LE(at + 25);
+    const outcomeBytes = run.readUInt32LE(at + 27);
+    const idAt = at + runEntryHeaderBytes;
+    if (!(idAt + idBytes + outcomeBytes <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
+    replies.push({
+      lsn: run.readDoubleLE(at),
+      previousLsn: run.readDoubleLE(at + 8),
+      requestId: run.readDoubleLE(at + 16),
+      clientId: run.toString('utf8', idAt, idAt + idBytes),
+      failed: kind === outcomeKind.error,
+      outcome: run.subarray(idAt + idBytes, idAt + idBytes + outcomeBytes),
+    });
+    at = idAt + idBytes + outcomeBytes;
+  }
+  if (!(at === run.length)) assertionFailed(`a reply run has ${run.length - at} bytes after its entries`);
+  return replies;
+}
+
+/** A reply of a run as the table answers it. */
+export function storedReplyOf(reply: RunReply): StoredReply {
+  const stored: StoredReply = { lsn: reply.lsn, requestId: reply.requestId, previousLsn: reply.previousLsn, clientId: reply.clientId };
+  const outcome = decodePayload(reply.outcome);
+  if (reply.failed) stored.error = outcome as SerializedError;
+  else stored.reply = outcome;
+  return stored;
+}
+
+/** The first LSN a run's key names. */
+export function runLsnOf(key: Buffer): number {
+  if (!(key.length === lsnBytes)) assertionFailed(`a reply run key of ${key.length} bytes`);
+  return readU64(key, 0);
 }

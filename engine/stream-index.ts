@@ -1,5 +1,5 @@
 /**
- * The stream index (layout 5): a stream's versions → their positions in LMDB, written in bulk
+ * The stream index (layout 5 on): a stream's versions → their positions in LMDB, written in bulk
  * and in runs. An apply writes each event at the right edge of `events`, but its index entry
  * lands on the tail page of its stream's keys: a page per stream written, most of the pages an
  * apply of many streams dirties (see ARCHITECTURE.md, "On-disk format"). So entries wait in
@@ -19,7 +19,7 @@
  * nonsense. A lookup walks back from `[stream, version]` to the first run that names its stream.
  */
 import type { Database } from 'lmdb';
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 
 /** Entries kept in memory before they are written (the `streamIndexFlushEntries` store option's default). */
 export const flushEntriesDefault = 4096;
@@ -50,10 +50,10 @@ export function encodeRun(stream: string, firstVersion: number, positions: reado
 }
 
 export function decodeRun(value: Buffer): Run {
-  assert(value.length >= runHeaderBytes, `a stream index run of ${value.length} bytes`);
+  if (!(value.length >= runHeaderBytes)) assertionFailed(`a stream index run of ${value.length} bytes`);
   const count = value.readUInt32LE(8);
   const namedAt = runHeaderBytes + 4 * count;
-  assert(value.length >= namedAt, `a stream index run of ${count} positions in ${value.length} bytes`);
+  if (!(value.length >= namedAt)) assertionFailed(`a stream index run of ${count} positions in ${value.length} bytes`);
   const positions: number[] = new Array<number>(count);
   for (let index = 0; index < count; index++) positions[index] = value.readUInt32LE(runHeaderBytes + 4 * index);
   return { stream: value.toString('utf8', namedAt), firstVersion: value.readDoubleLE(0), positions };
@@ -80,7 +80,7 @@ export class StreamIndex {
     if (waiting === undefined) {
       this.waiting.set(stream, { firstVersion: version, positions: [position] });
     } else {
-      assert(version === waiting.firstVersion + waiting.positions.length, `stream ${stream}: version ${version} indexed out of order`);
+      if (!(version === waiting.firstVersion + waiting.positions.length)) assertionFailed(`stream ${stream}: version ${version} indexed out of order`);
       waiting.positions.push(position);
     }
     this.waitingCount += 1;

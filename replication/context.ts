@@ -4,7 +4,7 @@
  * its open peer links. The parts see the read-only `NodeContext`; only the node's role state
  * machine (`node.ts`) holds the `NodeState` behind it and changes the role and the epoch.
  */
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 import type { Clock, Random } from '../wal/platform.js';
 import type { Connection } from './connection.js';
 import type { ReplicatedStore } from './engine-port.js';
@@ -80,7 +80,7 @@ export class NodeState implements NodeContext {
   }
 
   changeRole(next: Role): void {
-    assert(allowedRoleChanges[this.roleValue].includes(next), `role change ${this.roleValue} → ${next} is not allowed`);
+    if (!(allowedRoleChanges[this.roleValue].includes(next))) assertionFailed(`role change ${this.roleValue} → ${next} is not allowed`);
     this.roleValue = next;
     // The release gate depends on the role (a waiting node releases nothing new, a backup all it
     // wrote): look again, or records held while waiting stay held after the node follows a

@@ -6,7 +6,7 @@
  * message with a cumulative `ack`. `live` marks where the primary's live stream began: holding
  * that LSN makes this backup in sync, and only an in-sync backup may promote itself.
  */
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 import { txlogError, type TxlogError } from '../wal/errors.js';
 import { deferredMessagesMax } from './limits.js';
 import type { NodeContext, PeerLink } from './context.js';
@@ -217,7 +217,7 @@ export class BackupReceiver {
       lsn += 1;
     }
     // Only replication appends on a backup: what it received is exactly what its log holds.
-    assert(this.receivedLsn === store.nextLsn - 1, `received LSN ${this.receivedLsn} but the log ends at ${store.nextLsn - 1}`);
+    if (!(this.receivedLsn === store.nextLsn - 1)) assertionFailed(`received LSN ${this.receivedLsn} but the log ends at ${store.nextLsn - 1}`);
     this.acknowledge(link);
     this.checkInSync();
   }

@@ -11,7 +11,7 @@
  * not certainly valid; the backup is reported for the in-sync set once it holds everything
  * released; and `continue` goes on alone only after the backup is out of that set.
  */
-import { assert } from '../wal/assert.js';
+import { assertionFailed } from '../wal/assert.js';
 import { txlogError } from '../wal/errors.js';
 import { catchUpQueueBytesMax, recordsMessageBytesMax } from './limits.js';
 import type { NodeContext, PeerLink } from './context.js';
@@ -204,7 +204,7 @@ export class PrimarySender {
     if (this.context.role !== 'primary' || replica.link === undefined) return;
     if (ack.receivedLsn > replica.ackedLsn) replica.ackedLsn = Math.min(ack.receivedLsn, replica.sentLsn);
     replica.durableLsn = Math.max(replica.durableLsn, ack.durableLsn);
-    assert(replica.ackedLsn <= replica.sentLsn, `acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
+    if (!(replica.ackedLsn <= replica.sentLsn)) assertionFailed(`acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
     this.checkInSync(link);
     this.context.store.releaseMore();
   }

@@ -18,7 +18,8 @@ import { open } from 'lmdb';
 import { describe, expect, it } from 'vitest';
 import { defineService, type Context, type Store, type StoreOptions } from '../../engine/index.js';
 import { generationSize, generations } from '../../engine/reply-table.js';
-import { decodeStoredReply, readRecentKey, type StoredReply } from '../../engine/stored-reply.js';
+import { decodeReplyRun, type StoredReply } from '../../engine/stored-reply.js';
+import { decodePayload } from '../../wal/format.js';
 import { useTempDir } from '../helpers/temp.js';
 import { rejectedError } from '../helpers/wal.js';
 import { openQuietStore, stateDirOf } from '../helpers/store.js';
@@ -241,7 +242,7 @@ describe('session window', () => {
     await root.close();
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 5; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 1, this version keeps layout 6; rebuilding it from the WAL/);
       await check();
     } finally {
       await store.close();
@@ -252,7 +253,7 @@ describe('session window', () => {
     await rewriteAsLayout2(stateDirOf(dir), 8);
     ({ store, messages } = await openQuietStore(dir, { service, requestWindow: 8 }));
     try {
-      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 5; rebuilding it from the WAL/);
+      expect(messages.join('\n')).toMatch(/state has layout 2, this version keeps layout 6; rebuilding it from the WAL/);
       await check();
       expect(store.dumpState().streams).toEqual([['s', 9]]);
     } finally {
@@ -261,7 +262,7 @@ describe('session window', () => {
   });
 });
 
-/** Rewrites a state of layout 4 as layout 2 kept it (`engine/state.ts` of that version). */
+/** Rewrites a state of this layout as layout 2 kept it (`engine/state.ts` of that version). */
 async function rewriteAsLayout2(stateDir: string, requestWindow: number): Promise<void> {
   const root = open({ path: stateDir, maxDbs: 16 });
   const sessions = root.openDB({ name: 'sessions', encoding: 'binary' });
@@ -276,9 +277,10 @@ async function rewriteAsLayout2(stateDir: string, requestWindow: number): Promis
       session[16] = value[24]!;
       void sessions.put(key, session);
     }
-    for (const { key, value } of replies.flatMap((table) => [...table.getRange({})])) {
-      const { clientId, requestId, lsn, reply } = decodeStoredReply(readRecentKey(key), value);
-      void outcomes.put([clientId, requestId % requestWindow], { requestId, lsn, reply });
+    for (const { value } of replies.flatMap((table) => [...table.getRange({})])) {
+      for (const { clientId, requestId, lsn, outcome } of decodeReplyRun(value)) {
+        void outcomes.put([clientId, requestId % requestWindow], { requestId, lsn, reply: decodePayload(outcome) });
+      }
     }
     for (const [stream, version] of streamIndex.getKeys({}) as Iterable<[string, number]>) void streams.put(stream, version);
     void root.openDB({ name: 'meta' }).put('layout', 2);
