@@ -41,6 +41,7 @@ import {
   keptRangeOf,
   lsnPrefixOf,
   readKeptKey,
+  replyInRun,
   runLsnOf,
   storedReplyOf,
   type ReplyIdentity,
@@ -142,7 +143,7 @@ export class ReplyTable {
     }
     if (holder === undefined) return undefined;
     for (const { value } of this.recent[holder]!.getRange({ start: lsnPrefixOf(lsn), reverse: true, limit: 1 })) {
-      return decodeReplyRun(value).find((reply) => reply.lsn === lsn);
+      return replyInRun(value, lsn);
     }
     return undefined;
   }

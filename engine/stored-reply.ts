@@ -150,30 +150,54 @@ export function encodeReplyRun(replies: readonly RunReply[]): Buffer {
 
 /** The replies of a run, in LSN order (their outcomes views of `run`). */
 export function decodeReplyRun(run: Buffer): RunReply[] {
+  const replies: RunReply[] = [];
+  walkReplyRun(run, (_lsn, at) => {
+    replies.push(replyAt(run, at));
+    return false;
+  });
+  return replies;
+}
+
+/** The reply of a run with this LSN, or undefined; the others are stepped over, not decoded. */
+export function replyInRun(run: Buffer, lsn: number): RunReply | undefined {
+  let found: RunReply | undefined;
+  walkReplyRun(run, (entryLsn, at) => {
+    if (entryLsn !== lsn) return entryLsn > lsn;
+    found = replyAt(run, at);
+    return true;
+  });
+  return found;
+}
+
+/** Calls `visit` with each entry's LSN and offset, in LSN order, until it returns true; checks every entry's bounds on the way. */
+function walkReplyRun(run: Buffer, visit: (lsn: number, at: number) => boolean): void {
   if (!(run.length >= 4)) assertionFailed(`a reply run of ${run.length} bytes`);
   const count = run.readUInt32LE(0);
-  const replies: RunReply[] = [];
   let at = 4;
   for (let index = 0; index < count; index++) {
     if (!(at + runEntryHeaderBytes <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
-    const kind = run[at + 24];
-    if (!(kind === outcomeKind.reply || kind === outcomeKind.error)) assertionFailed(`a stored reply of unknown kind ${String(kind)}`);
-    const idBytes = run.readUInt16LE(at + 25);
-    const outcomeBytes = run.readUInt32LE(at + 27);
-    const idAt = at + runEntryHeaderBytes;
-    if (!(idAt + idBytes + outcomeBytes <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
-    replies.push({
-      lsn: run.readDoubleLE(at),
-      previousLsn: run.readDoubleLE(at + 8),
-      requestId: run.readDoubleLE(at + 16),
-      clientId: run.toString('utf8', idAt, idAt + idBytes),
-      failed: kind === outcomeKind.error,
-      outcome: run.subarray(idAt + idBytes, idAt + idBytes + outcomeBytes),
-    });
-    at = idAt + idBytes + outcomeBytes;
+    const end = at + runEntryHeaderBytes + run.readUInt16LE(at + 25) + run.readUInt32LE(at + 27);
+    if (!(end <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
+    if (visit(run.readDoubleLE(at), at)) return;
+    at = end;
   }
   if (!(at === run.length)) assertionFailed(`a reply run has ${run.length - at} bytes after its entries`);
-  return replies;
+}
+
+/** The entry of a run at offset `at`, its bounds already checked. */
+function replyAt(run: Buffer, at: number): RunReply {
+  const kind = run[at + 24];
+  if (!(kind === outcomeKind.reply || kind === outcomeKind.error)) assertionFailed(`a stored reply of unknown kind ${String(kind)}`);
+  const idAt = at + runEntryHeaderBytes;
+  const outcomeAt = idAt + run.readUInt16LE(at + 25);
+  return {
+    lsn: run.readDoubleLE(at),
+    previousLsn: run.readDoubleLE(at + 8),
+    requestId: run.readDoubleLE(at + 16),
+    clientId: run.toString('utf8', idAt, outcomeAt),
+    failed: kind === outcomeKind.error,
+    outcome: run.subarray(outcomeAt, outcomeAt + run.readUInt32LE(at + 27)),
+  };
 }
 
 /** A reply of a run as the table answers it. */
