@@ -55,7 +55,7 @@ const appendOptions = { append: true } as const;
 /** Tables of recent replies: one being written, the rest waiting to be swept in turn. */
 export const generations = 4;
 
-/** The fewest replies a generation holds: what one sweep reads at least (the keys alone: under a millisecond). */
+/** The fewest replies a generation holds: what one sweep reads at least (its runs: under a millisecond). */
 export const generationRepliesMin = 1024;
 
 /**
