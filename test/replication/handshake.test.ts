@@ -37,6 +37,9 @@ import { useInProcessNodes } from '../helpers/in-process-pair.js';
 const nodes = useInProcessNodes('txlog-handshake-');
 const secret = 'correct horse battery staple';
 
+/** How long a raw session waits for a message before calling it missing. */
+const messageWaitMs = 20_000;
+
 function startTestNode(options: { secret?: string; listen?: string } = {}): Promise<TxlogNode> {
   return nodes.start({ secret: options.secret ?? secret, listen: options.listen ?? '127.0.0.1:0' });
 }
@@ -48,7 +51,8 @@ function goodClient(address: string): Promise<Client> {
 /** A socket speaking raw frames: read the next message, watch for the close. */
 interface RawSession {
   socket: net.Socket;
-  next(): Promise<Message>;
+  /** The next message; `what` names it in the error when none comes (a hang, not slowness: the bound is generous for a loaded 2-vCPU machine). */
+  next(what: string): Promise<Message>;
   closed: Promise<void>;
   send(bytes: Buffer): void;
 }
@@ -86,11 +90,11 @@ async function rawSession(address: string): Promise<RawSession> {
     socket,
     closed,
     send: (bytes) => socket.write(bytes),
-    next: () =>
+    next: (what) =>
       new Promise<Message>((resolve, reject) => {
         const queued = queue.shift();
         if (queued !== undefined) return resolve(queued);
-        const timer = setTimeout(() => reject(new Error('no message within 5 s')), 5000);
+        const timer = setTimeout(() => reject(new Error(`no message within ${messageWaitMs} ms (waiting for ${what})`)), messageWaitMs);
         waiting.push((message) => {
           clearTimeout(timer);
           resolve(message);
@@ -102,7 +106,7 @@ async function rawSession(address: string): Promise<RawSession> {
 /** Opens a raw session and reads the node's hello. */
 async function afterHello(address: string): Promise<{ session: RawSession; hello: Extract<Message, { t: 'hello' }> }> {
   const session = await rawSession(address);
-  const hello = await session.next();
+  const hello = await session.next('hello');
   if (hello.t !== 'hello') throw new Error(`expected hello, got ${hello.t}`);
   return { session, hello };
 }
@@ -122,7 +126,7 @@ function authFor(hello: Extract<Message, { t: 'hello' }>, overrides: Partial<Ext
 
 /** The session gets exactly one error frame with `code`, then the node closes it. */
 async function expectRefused(session: RawSession, code: string): Promise<void> {
-  const message = await session.next();
+  const message = await session.next(`the ${code} error frame`);
   expect(message.t).toBe('error');
   if (message.t === 'error') expect(message.error.code).toBe(code);
   await session.closed;
@@ -196,14 +200,14 @@ describe('handshake', () => {
     for (const bad of [Buffer.from([0, 0, 0, 1, 0xc1]), encodeMessage({ t: 'req', callId: 1, op: 'status', epoch: 0, body: {} }).fill(0x21, 6)]) {
       const authed = await afterHello(address);
       authed.session.send(authFor(authed.hello));
-      const welcome = await authed.session.next();
+      const welcome = await authed.session.next('welcome');
       expect(welcome.t).toBe('welcome');
       authed.session.send(bad);
       await expectRefused(authed.session, 'PROTOCOL_ERROR');
     }
     const unknownOp = await afterHello(address);
     unknownOp.session.send(authFor(unknownOp.hello));
-    expect((await unknownOp.session.next()).t).toBe('welcome');
+    expect((await unknownOp.session.next('welcome')).t).toBe('welcome');
     const packedReq = encodeMessage({ t: 'req', callId: 1, op: 'status', epoch: 0, body: {} });
     const withUnknownOp = Buffer.from(packedReq.toString('latin1').replace('status', 'statuz'), 'latin1');
     unknownOp.session.send(withUnknownOp);
@@ -212,10 +216,10 @@ describe('handshake', () => {
     // A peer link must not carry client requests either.
     const peer = await afterHello(address);
     peer.session.send(authFor(peer.hello, { kind: 'peer', proof: authProof(secret, peer.hello.nonce, 'txlog', 'peer') }));
-    expect((await peer.session.next()).t).toBe('welcome');
+    expect((await peer.session.next('welcome')).t).toBe('welcome');
     peer.session.send(encodeMessage({ t: 'req', callId: 1, op: 'status', epoch: 0, body: {} }));
-    let answer = await peer.session.next();
-    while (answer.t === 'peer' || answer.t === 'heartbeat') answer = await peer.session.next();
+    let answer = await peer.session.next('an answer to the request');
+    while (answer.t === 'peer' || answer.t === 'heartbeat') answer = await peer.session.next('an answer to the request');
     expect(answer).toMatchObject({ t: 'error', error: { code: 'PROTOCOL_ERROR' } });
     await peer.session.closed;
 
@@ -231,11 +235,11 @@ describe('handshake', () => {
     expect(hello.protocol).toBe(protocolVersion);
     const myNonce = new Uint8Array(nonceBytes).fill(9);
     session.send(authFor(hello, { nonce: myNonce }));
-    const welcome = await session.next();
+    const welcome = await session.next('welcome');
     expect(welcome.t).toBe('welcome');
     if (welcome.t === 'welcome') expect(Buffer.from(welcome.proof).equals(authProof(secret, myNonce, 'txlog', 'server'))).toBe(true);
     session.send(encodeMessage({ t: 'req', callId: 7, op: 'status', epoch: 0, body: {} }));
-    const response = await session.next();
+    const response = await session.next('the response');
     expect(response).toMatchObject({ t: 'res', callId: 7, ok: true });
     session.socket.destroy();
   });
@@ -250,7 +254,7 @@ describe('handshake', () => {
 
     const [finishing, waiting] = silent as [Awaited<ReturnType<typeof afterHello>>, Awaited<ReturnType<typeof afterHello>>];
     finishing.session.send(authFor(finishing.hello));
-    expect((await finishing.session.next()).t).toBe('welcome');
+    expect((await finishing.session.next('welcome')).t).toBe('welcome');
     const next = await afterHello(address);
     expect(node.status().resources['handshakes']!.size).toBe(2);
     for (const session of [finishing.session, waiting.session, next.session]) session.socket.destroy();
@@ -262,12 +266,12 @@ describe('handshake', () => {
     const peerLink = async (index: number): Promise<RawSession> => {
       const { session, hello } = await afterHello(address);
       session.send(authFor(hello, { kind: 'peer', id: `peer-${index}`, proof: authProof(secret, hello.nonce, 'txlog', 'peer') }));
-      expect((await session.next()).t).toBe('welcome');
+      expect((await session.next('welcome')).t).toBe('welcome');
       return session;
     };
     const links: RawSession[] = [];
     for (let index = 0; index < acceptedPeerLinksMax; index++) links.push(await peerLink(index));
-    expect((await links[0]!.next()).t).toBe('peer');
+    expect((await links[0]!.next('peer')).t).toBe('peer');
     expect(node.status().peerLinks).toBe(acceptedPeerLinksMax);
 
     const refused = await peerLink(acceptedPeerLinksMax);
