@@ -109,7 +109,7 @@ function readEvents(cursor: MsgpackCursor): Uint8Array[] {
 }
 
 function checked<T>(value: T | undefined, field: string): T {
-  if (!(value !== undefined)) assertionFailed(`a commit record's ${field} has an unexpected type`);
+  if (value === undefined) assertionFailed(`a commit record's ${field} has an unexpected type`);
   return value;
 }
 

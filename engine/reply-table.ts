@@ -124,7 +124,7 @@ export class ReplyTable {
     for (let links = 0; lsn > 0 && links < linksMax; links += 1) {
       const reply = this.recentReply(lsn);
       if (reply === undefined) break;
-      if (!(reply.clientId === clientId)) assertionFailed(`the reply chain of ${clientId} leads to LSN ${lsn}, a reply of ${reply.clientId}`);
+      if (reply.clientId !== clientId) assertionFailed(`the reply chain of ${clientId} leads to LSN ${lsn}, a reply of ${reply.clientId}`);
       if (reply.requestId === requestId) return storedReplyOf(reply);
       lsn = reply.previousLsn;
     }
@@ -177,7 +177,7 @@ export class ReplyTable {
     this.currentCount = 0;
     for (const clientId of moved) {
       const expired = expiredUpTo(clientId);
-      if (!(expired !== undefined)) assertionFailed(`a reply of ${clientId} survived a sweep without a live session`);
+      if (expired === undefined) assertionFailed(`a reply of ${clientId} survived a sweep without a live session`);
       this.removeKept(clientId, expired + 1);
     }
   }

@@ -236,7 +236,7 @@ export class SessionTable {
     this.replies.writeRun();
     for (const clientId of this.changedSessions) {
       const session = this.liveSessions.get(clientId);
-      if (!(session !== undefined)) assertionFailed(`changed session ${clientId} is not live`);
+      if (session === undefined) assertionFailed(`changed session ${clientId} is not live`);
       this.sessions.putSync(clientId, encodeSession(session));
     }
     this.changedSessions.clear();
@@ -289,7 +289,7 @@ function encodeSession(session: SessionRecord): Buffer {
 }
 
 function decodeSession(bytes: Uint8Array): SessionRecord {
-  if (!(bytes.length === 25)) assertionFailed(`a stored session is 25 bytes, not ${bytes.length}`);
+  if (bytes.length !== 25) assertionFailed(`a stored session is 25 bytes, not ${bytes.length}`);
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return { latest: view.readDoubleLE(0), lastLsn: view.readDoubleLE(8), floor: view.readDoubleLE(16), evicted: view[24] === 1 };
 }

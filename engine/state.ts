@@ -51,12 +51,12 @@ const metaKeys = {
 } as const;
 
 /**
- * Layout 6: events as our own msgpack bytes (`stored-event.ts`), replies in runs by LSN (layout
- * 5 and before: a reply per entry) with the survivors of sweeps by client (`reply-table.ts`), sessions as 25 bytes, stream heads read from
- * the stream index (no `streams` table), whose entries are written in bulk, a run of versions
- * per stream and flush (`stream-index.ts`: layout 4 wrote an entry per version, layout 3 each
- * with its event). A state of another layout is rebuilt from the WAL (which holds every record
- * since LSN 1: it is never trimmed).
+ * Layout 6: events as our own msgpack bytes (`stored-event.ts`), replies in runs by LSN (layout 5
+ * and before: a reply per entry) with the survivors of sweeps by client (`reply-table.ts`),
+ * sessions as 25 bytes, stream heads read from the stream index (no `streams` table), whose
+ * entries are written in bulk, a run of versions per stream and flush (`stream-index.ts`: layout
+ * 4 wrote an entry per version, layout 3 each with its event). A state of another layout is
+ * rebuilt from the WAL (which holds every record since LSN 1: it is never trimmed).
  */
 export const stateLayout = 6;
 
@@ -282,7 +282,7 @@ export class State {
 
   private eventAt(position: number): RecordedEvent {
     const stored = this.events.get(position);
-    if (!(stored !== undefined)) assertionFailed(`stream index names missing position ${position}`);
+    if (stored === undefined) assertionFailed(`stream index names missing position ${position}`);
     return decodeStoredEvent(position, stored);
   }
 
@@ -291,7 +291,7 @@ export class State {
     if (records.length === 0) return;
     this.root.transactionSync(() => {
       for (const record of records) {
-        if (!(record.lsn === this.appliedLsnValue + 1)) assertionFailed(`apply out of order: ${record.lsn} after ${this.appliedLsnValue}`);
+        if (record.lsn !== this.appliedLsnValue + 1) assertionFailed(`apply out of order: ${record.lsn} after ${this.appliedLsnValue}`);
         this.applyOne(record, limits);
         this.appliedLsnValue = record.lsn;
       }
@@ -331,7 +331,7 @@ export class State {
   private applyCommit(lsn: number, commit: CommitForApply, limits: SessionLimits): void {
     let position = commit.firstPosition;
     if (commit.writes.length > 0) {
-      if (!(position === this.nextPositionValue)) assertionFailed(`commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
+      if (position !== this.nextPositionValue) assertionFailed(`commit at LSN ${lsn} starts at position ${position}, expected ${this.nextPositionValue}`);
     }
     for (const write of commit.writes) {
       let version = write.firstVersion;

@@ -70,7 +70,7 @@ export function lsnPrefixOf(lsn: number): Buffer {
 
 export function keptKeyOf(clientId: string, requestId: number): Buffer {
   const id = Buffer.from(clientId, 'utf8');
-  if (!(id.length <= 0xffff)) assertionFailed(`a client id of ${id.length} bytes does not fit a kept reply's key`);
+  if (id.length > 0xffff) assertionFailed(`a client id of ${id.length} bytes does not fit a kept reply's key`);
   const key = Buffer.allocUnsafe(2 + id.length + 8);
   key.writeUInt16BE(id.length, 0);
   id.copy(key, 2);
@@ -88,7 +88,7 @@ export function keptRangeOf(clientId: string, belowRequestId: number | 'all'): {
 
 export function readKeptKey(key: Buffer): { clientId: string; requestId: number } {
   const idBytes = key.readUInt16BE(0);
-  if (!(key.length === 2 + idBytes + 8)) assertionFailed(`a kept reply key of ${key.length} bytes names a client id of ${idBytes}`);
+  if (key.length !== 2 + idBytes + 8) assertionFailed(`a kept reply key of ${key.length} bytes names a client id of ${idBytes}`);
   return { clientId: key.toString('utf8', 2, 2 + idBytes), requestId: readU64(key, 2 + idBytes) };
 }
 
@@ -104,7 +104,7 @@ export function encodeReplyValue(link: { lsn: number; previousLsn: number }, fai
 
 /** A kept reply, whose key named its client and request id. */
 export function decodeStoredReply(identity: { clientId: string; requestId: number }, value: Buffer): StoredReply {
-  if (!(value.length > valueHeaderBytes)) assertionFailed(`a stored reply of ${value.length} bytes is shorter than its header`);
+  if (value.length <= valueHeaderBytes) assertionFailed(`a stored reply of ${value.length} bytes is shorter than its header`);
   const stored: StoredReply = { lsn: value.readDoubleLE(0), requestId: identity.requestId, previousLsn: value.readDoubleLE(8), clientId: identity.clientId };
   const kind = value[16];
   if (!(kind === outcomeKind.reply || kind === outcomeKind.error)) assertionFailed(`a stored reply of unknown kind ${String(kind)}`);
@@ -133,7 +133,7 @@ export function encodeReplyRun(replies: readonly RunReply[]): Buffer {
   let at = 4;
   for (let index = 0; index < replies.length; index++) {
     const reply = replies[index]!;
-    if (!(idBytes[index]! <= 0xffff)) assertionFailed(`a client id of ${idBytes[index]} bytes does not fit a reply run`);
+    if (idBytes[index]! > 0xffff) assertionFailed(`a client id of ${idBytes[index]} bytes does not fit a reply run`);
     run.writeDoubleLE(reply.lsn, at);
     run.writeDoubleLE(reply.previousLsn, at + 8);
     run.writeDoubleLE(reply.requestId, at + 16);
@@ -171,17 +171,17 @@ export function replyInRun(run: Buffer, lsn: number): RunReply | undefined {
 
 /** Calls `visit` with each entry's LSN and offset, in LSN order, until it returns true; checks every entry's bounds on the way. */
 function walkReplyRun(run: Buffer, visit: (lsn: number, at: number) => boolean): void {
-  if (!(run.length >= 4)) assertionFailed(`a reply run of ${run.length} bytes`);
+  if (run.length < 4) assertionFailed(`a reply run of ${run.length} bytes`);
   const count = run.readUInt32LE(0);
   let at = 4;
   for (let index = 0; index < count; index++) {
-    if (!(at + runEntryHeaderBytes <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
+    if (at + runEntryHeaderBytes > run.length) assertionFailed(`a reply run ends inside its entry ${index}`);
     const end = at + runEntryHeaderBytes + run.readUInt16LE(at + 25) + run.readUInt32LE(at + 27);
-    if (!(end <= run.length)) assertionFailed(`a reply run ends inside its entry ${index}`);
+    if (end > run.length) assertionFailed(`a reply run ends inside its entry ${index}`);
     if (visit(run.readDoubleLE(at), at)) return;
     at = end;
   }
-  if (!(at === run.length)) assertionFailed(`a reply run has ${run.length - at} bytes after its entries`);
+  if (at !== run.length) assertionFailed(`a reply run has ${run.length - at} bytes after its entries`);
 }
 
 /** The entry of a run at offset `at`, its bounds already checked. */
@@ -211,6 +211,6 @@ export function storedReplyOf(reply: RunReply): StoredReply {
 
 /** The first LSN a run's key names. */
 export function runLsnOf(key: Buffer): number {
-  if (!(key.length === lsnBytes)) assertionFailed(`a reply run key of ${key.length} bytes`);
+  if (key.length !== lsnBytes) assertionFailed(`a reply run key of ${key.length} bytes`);
   return readU64(key, 0);
 }

@@ -50,10 +50,10 @@ export function encodeRun(stream: string, firstVersion: number, positions: reado
 }
 
 export function decodeRun(value: Buffer): Run {
-  if (!(value.length >= runHeaderBytes)) assertionFailed(`a stream index run of ${value.length} bytes`);
+  if (value.length < runHeaderBytes) assertionFailed(`a stream index run of ${value.length} bytes`);
   const count = value.readUInt32LE(8);
   const namedAt = runHeaderBytes + 4 * count;
-  if (!(value.length >= namedAt)) assertionFailed(`a stream index run of ${count} positions in ${value.length} bytes`);
+  if (value.length < namedAt) assertionFailed(`a stream index run of ${count} positions in ${value.length} bytes`);
   const positions: number[] = new Array<number>(count);
   for (let index = 0; index < count; index++) positions[index] = value.readUInt32LE(runHeaderBytes + 4 * index);
   return { stream: value.toString('utf8', namedAt), firstVersion: value.readDoubleLE(0), positions };
@@ -80,7 +80,7 @@ export class StreamIndex {
     if (waiting === undefined) {
       this.waiting.set(stream, { firstVersion: version, positions: [position] });
     } else {
-      if (!(version === waiting.firstVersion + waiting.positions.length)) assertionFailed(`stream ${stream}: version ${version} indexed out of order`);
+      if (version !== waiting.firstVersion + waiting.positions.length) assertionFailed(`stream ${stream}: version ${version} indexed out of order`);
       waiting.positions.push(position);
     }
     this.waitingCount += 1;

@@ -106,7 +106,7 @@ export class EtcdArbiter implements Arbiter {
   }
 
   async setInSync(members: readonly string[], expectedRevision: number): Promise<InSyncUpdate> {
-    if (!(members.length <= inSyncMembersMax)) assertionFailed(`the in-sync set holds at most ${inSyncMembersMax} members`);
+    if (members.length > inSyncMembersMax) assertionFailed(`the in-sync set holds at most ${inSyncMembersMax} members`);
     assert(members.every((member) => typeof member === 'string' && member !== ''), 'in-sync members are node ids');
     assert(new Set(members).size === members.length, 'in-sync members are distinct');
     assert(Number.isSafeInteger(expectedRevision) && expectedRevision >= 0, 'expectedRevision is a revision');

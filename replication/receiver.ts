@@ -217,7 +217,7 @@ export class BackupReceiver {
       lsn += 1;
     }
     // Only replication appends on a backup: what it received is exactly what its log holds.
-    if (!(this.receivedLsn === store.nextLsn - 1)) assertionFailed(`received LSN ${this.receivedLsn} but the log ends at ${store.nextLsn - 1}`);
+    if (this.receivedLsn !== store.nextLsn - 1) assertionFailed(`received LSN ${this.receivedLsn} but the log ends at ${store.nextLsn - 1}`);
     this.acknowledge(link);
     this.checkInSync();
   }

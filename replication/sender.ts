@@ -204,7 +204,7 @@ export class PrimarySender {
     if (this.context.role !== 'primary' || replica.link === undefined) return;
     if (ack.receivedLsn > replica.ackedLsn) replica.ackedLsn = Math.min(ack.receivedLsn, replica.sentLsn);
     replica.durableLsn = Math.max(replica.durableLsn, ack.durableLsn);
-    if (!(replica.ackedLsn <= replica.sentLsn)) assertionFailed(`acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
+    if (replica.ackedLsn > replica.sentLsn) assertionFailed(`acknowledged LSN ${replica.ackedLsn} above the sent LSN ${replica.sentLsn}`);
     this.checkInSync(link);
     this.context.store.releaseMore();
   }
