@@ -122,7 +122,7 @@ export interface EpochPayload {
   atMs: number;
 }
 
-/** A record as the state applies it: its LSN, type and decoded payload. */
+/** One stream's events of a commit as the state's apply takes them (`commit-for-apply.ts`). */
 export interface WriteForApply {
   stream: string;
   firstVersion: number;
@@ -149,6 +149,7 @@ export interface CommitForApply {
   outcomeValue?: unknown;
 }
 
+/** A record as the state applies it: its LSN, type and decoded payload. */
 export interface ApplicableRecord {
   lsn: number;
   type: number;

@@ -1,8 +1,9 @@
 /**
  * How the state keeps an event (layout 2): the bytes of `[stream, version, createdAtMs | null,
  * event]` in our own plain msgpack, where `event` is the map the commit record holds (`id`,
- * `type`, `data`, `metadata`), as bytes already packed (`commit-for-apply.ts`: from the record's
- * own bytes in recovery), not as an object through lmdb-js's encoder.
+ * `type`, `data`, `metadata`): copied as bytes where the apply has them (views of the record a
+ * primary packed, or of one recovery read: `commit-for-apply.ts`), else packed here from the
+ * decoded event; never as an object through lmdb-js's encoder.
  */
 import { decodePayload, encodePayload, encodePayloadWith } from '../wal/format.js';
 import { writeArrayHeader, writeBytes, writeNumber, writeString, writeValue } from '../wal/plain-msgpack.js';
