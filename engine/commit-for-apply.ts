@@ -15,7 +15,6 @@
 import { assert, assertionFailed } from '../wal/assert.js';
 import { MsgpackCursor } from '../wal/msgpack-cursor.js';
 import type { ApplicableRecord, CommitForApply, CommitPayload, WriteForApply } from './records.js';
-export type { CommitForApply, WriteForApply } from './records.js';
 
 const nilBytes = Uint8Array.of(0xc0);
 

@@ -39,7 +39,7 @@ import {
   encodeReplyValue,
   keptKeyOf,
   keptRangeOf,
-  lsnPrefixOf,
+  runKeyOf,
   readKeptKey,
   replyInRun,
   runLsnOf,
@@ -110,7 +110,7 @@ export class ReplyTable {
   writeRun(): void {
     if (this.run.length === 0) return;
     const first = this.run[0]!.lsn;
-    if (!(this.recent[this.current]!.putSync(lsnPrefixOf(first), encodeReplyRun(this.run), appendOptions) as unknown)) assertionFailed(`replies from LSN ${first} not above the last`);
+    if (!(this.recent[this.current]!.putSync(runKeyOf(first), encodeReplyRun(this.run), appendOptions) as unknown)) assertionFailed(`replies from LSN ${first} not above the last`);
     this.run.length = 0;
   }
 
@@ -142,7 +142,7 @@ export class ReplyTable {
       if (first !== undefined && first <= lsn && (holder === undefined || first > this.firstLsns[holder]!)) holder = generation;
     }
     if (holder === undefined) return undefined;
-    for (const { value } of this.recent[holder]!.getRange({ start: lsnPrefixOf(lsn), reverse: true, limit: 1 })) {
+    for (const { value } of this.recent[holder]!.getRange({ start: runKeyOf(lsn), reverse: true, limit: 1 })) {
       return replyInRun(value, lsn);
     }
     return undefined;

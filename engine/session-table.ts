@@ -14,8 +14,7 @@ import type { Database, Key, RootDatabase } from 'lmdb';
 import { assert, assertionFailed } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
 import type { SessionLimits } from './options.js';
-import type { CommitForApply } from './commit-for-apply.js';
-import type { JournalPayload } from './records.js';
+import type { CommitForApply, JournalPayload } from './records.js';
 import { ReplyTable } from './reply-table.js';
 import type { StoredReply } from './stored-reply.js';
 

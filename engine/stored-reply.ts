@@ -61,8 +61,8 @@ function readU64(source: Buffer, offset: number): number {
   return source.readUInt32BE(offset) * 2 ** 32 + source.readUInt32BE(offset + 4);
 }
 
-/** The first bytes of every recent key of this LSN (there is one). */
-export function lsnPrefixOf(lsn: number): Buffer {
+/** The key of the run of recent replies whose first reply has this LSN (also where a seek back for an LSN starts). */
+export function runKeyOf(lsn: number): Buffer {
   const prefix = Buffer.allocUnsafe(lsnBytes);
   writeU64(prefix, lsn, 0);
   return prefix;

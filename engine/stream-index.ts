@@ -138,7 +138,7 @@ export class StreamIndex {
     return undefined;
   }
 
-  /** The run whose key is the first at or after `[prefix]`: the first stream (by key) whose name may start with it. */
+  /** The run whose key is the first at `start` or after it (after it only, when `exclusive`): the prefix listing's step. */
   firstRunFrom(start: [string] | [string, number], exclusive: boolean): Run | undefined {
     for (const { value } of this.table.getRange({ start, exclusiveStart: exclusive, limit: 1 })) return decodeRun(value);
     return undefined;

@@ -28,12 +28,8 @@ const variableMaps = new Packr({ useRecords: false, variableMapSize: true });
 function comparable(commit: ReturnType<typeof commitForApply>): unknown {
   const bytesOf = (packed: Uint8Array | undefined, value: unknown): number[] => [...(packed ?? encodePayload(value))];
   return {
-    clientId: commit.clientId,
-    requestId: commit.requestId,
-    calls: commit.calls,
-    firstPosition: commit.firstPosition,
-    createdAtMs: commit.createdAtMs,
-    failed: commit.failed,
+    ...commit,
+    outcomeValue: undefined,
     writes: commit.writes.map((write) => ({
       stream: write.stream,
       firstVersion: write.firstVersion,
