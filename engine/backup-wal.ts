@@ -96,7 +96,7 @@ export async function copyWal(options: WalCopyOptions): Promise<WalCopy> {
             break;
           }
           const frame = step.value;
-          pending.push(target.appendFrame(Buffer.from(frame.frame)));
+          pending.push(target.appendFrame(frame.frame));
           pendingBytes += frame.frameBytes;
           lastLsn = frame.lsn;
           lastEpoch = frame.epoch;

@@ -23,7 +23,10 @@ export interface WalRecord {
   offset: number;
   /** Frame bytes, header included. */
   size: number;
-  /** The whole frame, checksum verified (a copy; safe to keep or send). */
+  /**
+   * The whole frame, checksum verified: a view of the buffer the reader read it into, which it
+   * never reuses, so it is safe to keep or send (holding it holds that buffer, up to 1 MiB).
+   */
   frame: Buffer;
 }
 
@@ -39,7 +42,7 @@ function recordOf(segment: Segment, frame: ScannedFrame): WalRecord {
     segment: segment.name,
     offset: frame.offset,
     size: frame.frameBytes,
-    frame: Buffer.from(frame.frame),
+    frame: frame.frame,
   };
 }
 

@@ -15,7 +15,11 @@ import {
 } from './format.js';
 import { txlogError } from './errors.js';
 
-/** Bytes read from disk at a time while scanning; a larger frame gets a buffer of its own. */
+/**
+ * Bytes read from disk at a time while scanning; a larger frame gets a buffer of its own. Each
+ * read goes to a new buffer, never over one a frame already yielded lies in, so the frames stay
+ * valid for as long as they are held (a held frame keeps its chunk alive).
+ */
 const scanChunkBytes = 1024 * 1024;
 
 export function readSegmentHeader(fileSystem: FileSystem, fd: number, segment: string): SegmentHeader {
@@ -29,7 +33,7 @@ export function readSegmentHeader(fileSystem: FileSystem, fd: number, segment: s
 
 export interface ScannedFrame extends FrameView {
   offset: number;
-  /** The whole frame. Valid until the scan moves on: copy it to keep it. */
+  /** The whole frame: a view of the chunk it was read into, which is never reused. */
   frame: Buffer;
 }
 
@@ -46,7 +50,7 @@ export function* scanFrames(
   fd: number,
   options: { fromOffset: number; fileBytes: number; expectedLsn: number; frameBytesMax: number },
 ): Generator<ScannedFrame, ScanStop> {
-  let chunk = Buffer.alloc(Math.min(scanChunkBytes, Math.max(options.fileBytes, frameHeaderBytes)));
+  let chunk = Buffer.alloc(0);
   let chunkStart = options.fromOffset;
   let chunkLength = 0;
   let offset = options.fromOffset;
@@ -57,7 +61,8 @@ export function* scanFrames(
     const have = chunkStart + chunkLength - offset;
     if (offset >= chunkStart && have >= bytes) return have;
     const want = Math.max(bytes, Math.min(scanChunkBytes, options.fileBytes - offset));
-    if (want > chunk.length) chunk = Buffer.alloc(want);
+    // A new buffer, not the last one again: frames yielded from it may still be held.
+    chunk = Buffer.alloc(want);
     chunkStart = offset;
     chunkLength = 0;
     while (chunkLength < want && chunkStart + chunkLength < options.fileBytes) {

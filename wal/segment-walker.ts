@@ -89,7 +89,7 @@ export function headerMismatch(fileSystem: FileSystem, fd: number, segment: stri
 
 /**
  * Yields every valid frame of one segment, in order, then returns the verdict. Frames are views
- * valid until the next step (see `scanFrames`). The caller owns `fd`.
+ * of buffers the walk does not reuse (see `scanFrames`). The caller owns `fd`.
  */
 export function* walkSegment(fileSystem: FileSystem, fd: number, options: WalkOptions): Generator<ScannedFrame, WalkedSegment> {
   const start = options.from ?? { lsn: options.segment.firstLsn, offset: segmentHeaderBytes };

@@ -281,6 +281,20 @@ describe('reading', () => {
     await reopened.close();
   });
 
+  it('gives frames that stay as they were read while later ones are read (a segment read in several chunks)', async () => {
+    const dir = newDir();
+    // 1,500 records of ~2.5 KiB: one segment of ~3.7 MiB, read in 1 MiB chunks.
+    const { wal } = await openQuietWal({ dir, segmentBytes: 8 * 1024 * 1024, preallocate: false });
+    await appendMany(wal, 1500, { sizeBytes: 2500 });
+    expect(wal.segmentNames.length).toBe(1);
+    await wal.close();
+    // Reopened, so the sealed-or-tail segment is walked from the file, not the writer's memory.
+    const { wal: reopened } = await openQuietWal({ dir, segmentBytes: 8 * 1024 * 1024, preallocate: false });
+    const records = readAll(reopened);
+    expectRecords(records, 1, 1500, 2500);
+    await reopened.close();
+  });
+
   it('reports type, epoch, segment, offset and size of each record', async () => {
     const dir = newDir();
     const { wal } = await openQuietWal({ dir, preallocate: false });
