@@ -14,7 +14,8 @@ import { encodeCommitForApply } from './commit-encoding.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { HandlerOutcome } from './context.js';
 import { recordTypes, type CommitPayload, type JournalPayload, type StreamWrite } from './records.js';
-import { callKey, requestKey, type CheckedRequest } from './requests.js';
+import type { CheckedRequest } from './requests.js';
+import { RequestSlots } from './request-slots.js';
 import type { AppendResult } from './service.js';
 import type { ApplicableRecord, JournalEntry } from './state.js';
 import { EventIdSource } from './event-ids.js';
@@ -33,10 +34,14 @@ export class CommitAssembler {
   /**
    * Commits and journal entries in the WAL but not yet applied, by request (and call). A resend
    * that finds one waits for it instead of running again: its outcome is decided, only not yet
-   * released (the backup has not acknowledged it).
+   * released (the backup has not acknowledged it). `RequestSlots`, not `Map`s keyed by request:
+   * see there why (the garbage collector).
    */
-  private readonly pendingCommits = new Map<string, { lsn: number; payload: CommitPayload }>();
-  private readonly pendingCalls = new Map<string, { lsn: number; entry: JournalEntry }>();
+  private readonly pendingCommits = new RequestSlots<{ lsn: number; payload: CommitPayload }>();
+  /** Per request, its journaled calls by call index. */
+  private readonly pendingCalls = new RequestSlots<Map<number, { lsn: number; entry: JournalEntry }>>();
+  /** Journaled calls held in `pendingCalls`. */
+  private pendingCallCount = 0;
   /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
   private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
   private nextPosition: number;
@@ -53,22 +58,22 @@ export class CommitAssembler {
 
   /** What it remembers until applied (for resource usage): decided commits, journaled calls, heads. */
   get held(): { commits: number; calls: number; heads: number } {
-    return { commits: this.pendingCommits.size, calls: this.pendingCalls.size, heads: this.pendingHeads.size };
+    return { commits: this.pendingCommits.size, calls: this.pendingCallCount, heads: this.pendingHeads.size };
   }
 
-  /** A commit of this request (its `requestKey`) decided and waiting for release, if any. */
-  decidedCommit(key: string): { lsn: number; payload: CommitPayload } | undefined {
-    return this.pendingCommits.get(key);
+  /** A commit of this request decided and waiting for release, if any. */
+  decidedCommit(clientId: string, requestId: number): { lsn: number; payload: CommitPayload } | undefined {
+    return this.pendingCommits.get(clientId, requestId);
   }
 
   /** Call `callIndex` of a request journaled and waiting for release, if any. */
   pendingCall(clientId: string, requestId: number, callIndex: number): { lsn: number; entry: JournalEntry } | undefined {
-    return this.pendingCalls.get(callKey(clientId, requestId, callIndex));
+    return this.pendingCalls.get(clientId, requestId)?.get(callIndex);
   }
 
-  /** Keys (see `requests.ts`) of every decided commit and journaled call not yet applied. */
-  pendingKeys(): IterableIterator<string>[] {
-    return [this.pendingCommits.keys(), this.pendingCalls.keys()];
+  /** The client's highest request id with a decided commit or a journaled call not yet applied (0: none). */
+  highestPendingRequestId(clientId: string): number {
+    return Math.max(this.pendingCommits.highestRequestId(clientId), this.pendingCalls.highestRequestId(clientId));
   }
 
   /** Appends a journal record of this store's own, remembered until applied. */
@@ -76,7 +81,7 @@ export class CommitAssembler {
     const appended = this.pipeline.append(recordTypes.journal, payload, encodePayload(payload));
     if (appended.lsn !== undefined) {
       entry.lsn = appended.lsn;
-      if (payload.requestId > 0) this.pendingCalls.set(callKey(payload.clientId, payload.requestId, payload.callIndex), { lsn: appended.lsn, entry });
+      if (payload.requestId > 0) this.holdCall(payload, { lsn: appended.lsn, entry });
     }
     return appended;
   }
@@ -122,7 +127,7 @@ export class CommitAssembler {
     }
     const lsn = this.pipeline.appendRecord(recordTypes.commit, payload, packed, forApply);
     this.holdHeads(payload, lsn);
-    if (request.key !== undefined) this.pendingCommits.set(request.key, { lsn, payload });
+    if (requestId > 0) this.pendingCommits.set(clientId, requestId, { lsn, payload });
     return { payload, lsn };
   }
 
@@ -130,6 +135,7 @@ export class CommitAssembler {
   reset(): void {
     this.pendingCommits.clear();
     this.pendingCalls.clear();
+    this.pendingCallCount = 0;
     this.pendingHeads.clear();
     this.nextPosition = this.pipeline.state.nextPosition;
   }
@@ -182,9 +188,26 @@ export class CommitAssembler {
     return this.pendingHeads.get(stream)?.version ?? this.pipeline.state.streamVersion(stream);
   }
 
+  private holdCall(journal: JournalPayload, held: { lsn: number; entry: JournalEntry }): void {
+    let calls = this.pendingCalls.get(journal.clientId, journal.requestId);
+    if (calls === undefined) {
+      calls = new Map();
+      this.pendingCalls.set(journal.clientId, journal.requestId, calls);
+    }
+    if (!calls.has(journal.callIndex)) this.pendingCallCount += 1;
+    calls.set(journal.callIndex, held);
+  }
+
+  private forgetCall(journal: JournalPayload): void {
+    const calls = this.pendingCalls.get(journal.clientId, journal.requestId);
+    if (calls === undefined || !calls.delete(journal.callIndex)) return;
+    this.pendingCallCount -= 1;
+    if (calls.size === 0) this.pendingCalls.delete(journal.clientId, journal.requestId);
+  }
+
   private forgetApplied(records: readonly ApplicableRecord[]): void {
     // Nothing held (a backup's, which never assembles): nothing to look up per record.
-    const holding = this.pendingCommits.size > 0 || this.pendingCalls.size > 0 || this.pendingHeads.size > 0;
+    const holding = this.pendingCommits.size > 0 || this.pendingCallCount > 0 || this.pendingHeads.size > 0;
     for (const record of holding ? records : []) {
       if (record.type === recordTypes.commit) {
         const commit = record.payload as CommitPayload;
@@ -192,10 +215,9 @@ export class CommitAssembler {
           const head = this.pendingHeads.get(write.stream);
           if (head !== undefined && head.lsn <= record.lsn) this.pendingHeads.delete(write.stream);
         }
-        this.pendingCommits.delete(requestKey(commit.clientId, commit.requestId));
+        this.pendingCommits.delete(commit.clientId, commit.requestId);
       } else if (record.type === recordTypes.journal) {
-        const journal = record.payload as JournalPayload;
-        this.pendingCalls.delete(callKey(journal.clientId, journal.requestId, journal.callIndex));
+        this.forgetCall(record.payload as JournalPayload);
       }
     }
     // A backup never assembles commits, so only here does its next position catch up with what

@@ -20,6 +20,7 @@ import { assert } from '../wal/assert.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
 import type { ResolvedStoreOptions } from './options.js';
 import { PackedRecord } from './commit-for-apply.js';
+import { LsnSlots } from './lsn-slots.js';
 import type { CommitForApply } from './records.js';
 import type { ApplicableRecord, State } from './state.js';
 
@@ -56,12 +57,15 @@ export class CommitPipeline {
   /** Set while this store must not write records of its own (a node that is not primary). */
   notWritable: TxlogError | undefined;
   private readonly options: ResolvedStoreOptions;
-  /** Records appended to the WAL and not yet applied (released or not), by LSN. */
-  private readonly pending = new Map<number, ApplicableRecord>();
+  /**
+   * Records appended to the WAL and not yet applied (released or not), by LSN. This and the
+   * waiters are `LsnSlots`, not `Map`s: see there why (the garbage collector).
+   */
+  private readonly pending = new LsnSlots<ApplicableRecord>();
   /** Callers of each LSN, answered when it is released. */
-  private readonly releaseWaiters = new Map<number, Waiter[]>();
+  private readonly releaseWaiters = new LsnSlots<Waiter[]>();
   /** Whoever needs the state to hold an LSN (readers, `whenIdle`). */
-  private readonly appliedWaiters = new Map<number, Waiter[]>();
+  private readonly appliedWaiters = new LsnSlots<Waiter[]>();
   /** Highest LSN whose WAL append resolved (written, or durable under `always`). */
   private walResolvedLsn: number;
   /** Highest LSN released: its caller answered, readers see it (the state applies it when read). */
@@ -201,13 +205,13 @@ export class CommitPipeline {
     return this.wait(this.appliedWaiters, lsn);
   }
 
-  private wait(waiting: Map<number, Waiter[]>, lsn: number): Promise<void> {
+  private wait(waiting: LsnSlots<Waiter[]>, lsn: number): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(outcomeUnknown(this.failure));
     if (this.closed) return Promise.reject(txlogError('CLOSED', 'the store is closed'));
     return new Promise<void>((resolve, reject) => this.addWaiter(waiting, lsn, { resolve, reject }));
   }
 
-  private addWaiter(waiting: Map<number, Waiter[]>, lsn: number, waiter: Waiter): void {
+  private addWaiter(waiting: LsnSlots<Waiter[]>, lsn: number, waiter: Waiter): void {
     const waiters = waiting.get(lsn);
     if (waiters === undefined) waiting.set(lsn, [waiter]);
     else waiters.push(waiter);

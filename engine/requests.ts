@@ -1,6 +1,5 @@
 /**
- * A request as the store takes it: its names checked, its ids paired, its args snapshotted, and
- * the keys its traces are found under (running, decided, committed, journaled calls).
+ * A request as the store takes it: its names checked, its ids paired, its args snapshotted.
  */
 import { txlogError } from '../wal/errors.js';
 import type { StoreLimits } from './options.js';
@@ -23,8 +22,6 @@ export interface CheckedRequest {
   /** The args as recorded in the commit (a private copy, decoded from `packedArgs`). */
   args: unknown;
   packedArgs: Buffer;
-  /** `requestKey(clientId, requestId)`, made once; undefined for a one-off request. */
-  key: string | undefined;
   /** The request's digest (`requestDigest`), once asked for. */
   digestValue?: string;
 }
@@ -67,7 +64,6 @@ export function checkRequest(command: unknown, args: unknown, ids: RequestIds, l
     requestId,
     args: snapshot.value,
     packedArgs: snapshot.packed,
-    key: requestId > 0 ? requestKey(clientId, requestId) : undefined,
   };
 }
 
@@ -79,21 +75,4 @@ export function checkCallBinding(entry: JournalEntry, request: CheckedRequest): 
     `request ${request.requestId} of client ${request.clientId} was already used by another request (other command or args) that made external calls; use a new request id`,
     { clientId: request.clientId, requestId: request.requestId },
   );
-}
-
-export function requestKey(clientId: string, requestId: number): string {
-  return `${clientId}\u0000${requestId}`;
-}
-
-export function callKey(clientId: string, requestId: number, callIndex: number): string {
-  return `${clientId}\u0000${requestId}\u0000${callIndex}`;
-}
-
-/** The request id in a `requestKey` or `callKey` of exactly this client, or undefined. */
-export function requestIdInKey(key: string, clientId: string): number | undefined {
-  const prefix = `${clientId}\u0000`;
-  // Only keys of exactly this client: another id may start with this one and a NUL.
-  if (!key.startsWith(prefix)) return undefined;
-  const requestId = /^(\d+)(\u0000\d+)?$/.exec(key.slice(prefix.length))?.[1];
-  return requestId === undefined ? undefined : Number(requestId);
 }

@@ -32,7 +32,8 @@ import { resolveStoreOptions, type ResolvedStoreOptions, type StoreOptions } fro
 import { openState, openWal } from './recovery.js';
 import { StoreReplicationHooks, registerReplicationHooks, replicationHooksOf } from './replication-hooks.js';
 import { storeResourceUsage, type ResourceUsage } from './resources.js';
-import { checkRequest, requestIdInKey, type RequestIds } from './requests.js';
+import { checkRequest, type RequestIds } from './requests.js';
+import { RequestSlots } from './request-slots.js';
 import type { AnyEvent, AppendCheck, AppendOptions, AppendResult, EventToAppend, RecordedEvent, StreamSlice } from './service.js';
 import { consumersOfState, type ConsumerList } from './consumer-list.js';
 import { Consumer, ConsumerRegistry, type ConsumerHost, type ConsumerOptions } from './consumer.js';
@@ -64,7 +65,8 @@ export class Store<Events extends AnyEvent = AnyEvent> {
   private readonly runner: TransactionRunner;
   private readonly reads: StoreReads;
   private readonly consumerRegistry = new ConsumerRegistry();
-  private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Requests running, by client and request id (`RequestSlots`: see there why not a `Map`). */
+  private readonly inFlight = new RequestSlots<Promise<unknown>>();
   private inFlightCount = 0;
 
   private constructor(options: ResolvedStoreOptions, wal: Wal, state: State) {
@@ -141,13 +143,14 @@ export class Store<Events extends AnyEvent = AnyEvent> {
     try {
       this.pipeline.checkOpen();
       const request = checkRequest(command, args, ids, this.options.limits, argsOwned);
-      const key = request.key;
-      if (key !== undefined) {
-        const running = this.inFlight.get(key);
+      const { clientId, requestId } = request;
+      const keyed = requestId > 0;
+      if (keyed) {
+        const running = this.inFlight.get(clientId, requestId);
         if (running !== undefined) return running;
-        const decided = this.assembler.decidedCommit(key);
+        const decided = this.assembler.decidedCommit(clientId, requestId);
         if (decided !== undefined) return this.pipeline.waitReleased(decided.lsn).then(() => outcomeOf(decided.payload));
-        const known = this.lookupOutcome(request.clientId, request.requestId);
+        const known = this.lookupOutcome(clientId, requestId);
         if (known !== undefined) return known;
       }
       if (this.inFlightCount >= this.options.limits.transactionsInFlightMax) {
@@ -159,9 +162,9 @@ export class Store<Events extends AnyEvent = AnyEvent> {
       const running = this.runner.run(request, () => {
         finished = true;
         this.inFlightCount -= 1;
-        if (key !== undefined) this.inFlight.delete(key);
+        if (keyed) this.inFlight.delete(clientId, requestId);
       });
-      if (key !== undefined && !finished) this.inFlight.set(key, running);
+      if (keyed && !finished) this.inFlight.set(clientId, requestId, running);
       if (this.options.metrics.enabled) this.observeTransaction(running);
       return running;
     } catch (error) {
@@ -228,10 +231,7 @@ export class Store<Events extends AnyEvent = AnyEvent> {
    */
   latestRequestId(clientId: string): number {
     let latest = this.pipeline.appliedState().sessionTable.latestRequestId(clientId);
-    for (const keys of [this.inFlight.keys(), ...this.assembler.pendingKeys()]) {
-      for (const key of keys) latest = Math.max(latest, requestIdInKey(key, clientId) ?? 0);
-    }
-    return latest;
+    return Math.max(latest, this.inFlight.highestRequestId(clientId), this.assembler.highestPendingRequestId(clientId));
   }
 
   /** Resolves when every record appended so far is applied. */

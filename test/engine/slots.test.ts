@@ -1,0 +1,95 @@
+/**
+ * Proves `LsnSlots` and `RequestSlots` (the commit path's bookkeeping by LSN and by request) hold
+ * what a `Map` would: random operations applied to both and to a `Map` model, compared after
+ * each one (get, has, size, values in LSN order, a client's highest request id), including LSNs
+ * far apart that make the ring grow, LSNs past 2^32, and clients that come and go. Randomised:
+ * prints its seed, `TXLOG_SEED` replays it.
+ */
+import { describe, expect, it } from 'vitest';
+import { LsnSlots } from '../../engine/lsn-slots.js';
+import { RequestSlots } from '../../engine/request-slots.js';
+import { seededRandom, testSeed } from '../helpers/random.js';
+
+describe('LsnSlots', () => {
+  it('holds what a Map holds, through random sets and deletes over a moving window', () => {
+    const seed = testSeed('lsn-slots');
+    const random = seededRandom(seed);
+    for (const base of [1, 2 ** 32 - 40, 2 ** 52]) {
+      const slots = new LsnSlots<string>(4);
+      const model = new Map<number, string>();
+      let next = base;
+      for (let step = 0; step < 5000; step++) {
+        const roll = random.float();
+        if (roll < 0.45) {
+          // Mostly the next LSN, sometimes one held already, sometimes one far ahead.
+          const lsn = roll < 0.35 ? next++ : roll < 0.4 && model.size > 0 ? random.pick([...model.keys()]) : next + random.integer(0, 300);
+          slots.set(lsn, `v${step}`);
+          model.set(lsn, `v${step}`);
+        } else if (roll < 0.9) {
+          // Mostly the oldest, as an apply drops them; sometimes any, or one not held.
+          const keys = [...model.keys()].sort((a, b) => a - b);
+          const lsn = keys.length === 0 || roll > 0.85 ? next + 7 : roll < 0.75 ? keys[0]! : random.pick(keys);
+          expect(slots.delete(lsn)).toBe(model.delete(lsn));
+        } else if (roll < 0.905) {
+          slots.clear();
+          model.clear();
+        }
+        const probe = next - random.integer(0, 400);
+        if (slots.get(probe) !== model.get(probe) || slots.has(probe) !== model.has(probe) || slots.size !== model.size) {
+          throw new Error(`seed ${seed}, base ${base}, step ${step}: LSN ${probe} or the size differs from the model`);
+        }
+        if (step % 97 === 0) {
+          const expected = [...model.entries()].sort((a, b) => a[0] - b[0]).map(([, value]) => value);
+          expect([...slots.values()]).toEqual(expected);
+        }
+      }
+      for (const [lsn, value] of model) expect(slots.get(lsn)).toBe(value);
+    }
+  });
+
+  it('refuses an LSN that is not a non-negative safe integer', () => {
+    const slots = new LsnSlots<number>();
+    for (const lsn of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => slots.set(lsn, 1)).toThrow();
+    expect(slots.size).toBe(0);
+  });
+});
+
+describe('RequestSlots', () => {
+  it('holds what a Map keyed by request holds, and each client highest request id', () => {
+    const seed = testSeed('request-slots');
+    const random = seededRandom(seed);
+    const slots = new RequestSlots<number>();
+    const model = new Map<string, number>();
+    const clients = Array.from({ length: 40 }, (_, index) => `client-${index}`);
+    const keyOf = (clientId: string, requestId: number): string => `${clientId}\u0000${requestId}`;
+    let maxClientSlots = 0;
+    for (let step = 0; step < 20000; step++) {
+      // Clients come and go: a new name now and then, so empty slots pile up and are dropped.
+      if (random.float() < 0.1) clients[random.integer(0, clients.length - 1)] = `client-${step}`;
+      const clientId = random.pick(clients);
+      const requestId = random.integer(1, 6);
+      if (random.float() < 0.55) {
+        slots.set(clientId, requestId, step);
+        model.set(keyOf(clientId, requestId), step);
+      } else {
+        expect(slots.delete(clientId, requestId)).toBe(model.delete(keyOf(clientId, requestId)));
+      }
+      const probeClient = random.pick(clients);
+      const probeId = random.integer(1, 6);
+      const highest = Math.max(0, ...[...model.keys()].filter((key) => key.startsWith(`${probeClient}\u0000`)).map((key) => Number(key.split('\u0000')[1])));
+      if (slots.get(probeClient, probeId) !== model.get(keyOf(probeClient, probeId)) || slots.size !== model.size || slots.highestRequestId(probeClient) !== highest) {
+        throw new Error(`seed ${seed}, step ${step}: ${probeClient} ${probeId} differs from the model`);
+      }
+      maxClientSlots = Math.max(maxClientSlots, slots.clientSlots);
+    }
+    // About 2,000 clients came and went; the empty slots of those gone were dropped on the way.
+    expect(maxClientSlots).toBeLessThanOrEqual(2 * 1024 + clients.length);
+    // Ids that extend another client's id are other clients.
+    slots.clear();
+    slots.set('a', 1, 1);
+    slots.set('a\u00001', 2, 2);
+    expect(slots.highestRequestId('a')).toBe(1);
+    expect(slots.get('a', 2)).toBeUndefined();
+    expect(slots.size).toBe(2);
+  });
+});
