@@ -29,6 +29,17 @@ export interface Appended {
   released: Promise<number>;
 }
 
+/** A stream's head as the commits not yet applied left it (`CommitAssembler.pendingHeads`). */
+interface PendingHead {
+  version: number;
+  lsn: number;
+  /** Its commit is applied: the state's head is as recent (kept until `dropAppliedHeadsIfMany`). */
+  applied: boolean;
+}
+
+/** Applied heads kept at least before they are dropped (see `CommitAssembler.pendingHeads`). */
+const appliedHeadsMin = 1024;
+
 export class CommitAssembler {
   private readonly pipeline: CommitPipeline;
   /**
@@ -42,8 +53,15 @@ export class CommitAssembler {
   private readonly pendingCalls = new RequestSlots<Map<number, { lsn: number; entry: JournalEntry }>>();
   /** Journaled calls held in `pendingCalls`. */
   private pendingCallCount = 0;
-  /** Heads of streams with commits not yet applied: stream → version and LSN of the last. */
-  private readonly pendingHeads = new Map<string, { version: number; lsn: number }>();
+  /**
+   * Heads of streams with commits not yet applied: stream → version and LSN of the last. A head
+   * is updated where it is and marked `applied` rather than deleted (a Map that drops and takes
+   * keys all the time keeps garbage alive: see `lsn-slots.ts`); the applied ones are deleted all
+   * at once when they are many (`appliedHeadsMin`, and half the map).
+   */
+  private readonly pendingHeads = new Map<string, PendingHead>();
+  /** Heads in `pendingHeads` not applied yet. */
+  private unappliedHeads = 0;
   private nextPosition: number;
   private readonly platform: Platform;
   private readonly eventIds: EventIdSource;
@@ -58,7 +76,7 @@ export class CommitAssembler {
 
   /** What it remembers until applied (for resource usage): decided commits, journaled calls, heads. */
   get held(): { commits: number; calls: number; heads: number } {
-    return { commits: this.pendingCommits.size, calls: this.pendingCallCount, heads: this.pendingHeads.size };
+    return { commits: this.pendingCommits.size, calls: this.pendingCallCount, heads: this.unappliedHeads };
   }
 
   /** A commit of this request decided and waiting for release, if any. */
@@ -137,6 +155,7 @@ export class CommitAssembler {
     this.pendingCalls.clear();
     this.pendingCallCount = 0;
     this.pendingHeads.clear();
+    this.unappliedHeads = 0;
     this.nextPosition = this.pipeline.state.nextPosition;
   }
 
@@ -179,13 +198,24 @@ export class CommitAssembler {
   private holdHeads(payload: CommitPayload, lsn: number): void {
     if (payload.events.length === 0) return;
     for (const write of payload.events) {
-      this.pendingHeads.set(write.stream, { version: write.firstVersion + write.events.length - 1, lsn });
+      const version = write.firstVersion + write.events.length - 1;
+      const head = this.pendingHeads.get(write.stream);
+      if (head === undefined) {
+        this.pendingHeads.set(write.stream, { version, lsn, applied: false });
+        this.unappliedHeads += 1;
+      } else {
+        if (head.applied) this.unappliedHeads += 1;
+        head.version = version;
+        head.lsn = lsn;
+        head.applied = false;
+      }
     }
     this.nextPosition = payload.firstPosition + payload.events.reduce((sum, write) => sum + write.events.length, 0);
   }
 
   private headOf(stream: string): number {
-    return this.pendingHeads.get(stream)?.version ?? this.pipeline.state.streamVersion(stream);
+    const head = this.pendingHeads.get(stream);
+    return head !== undefined && !head.applied ? head.version : this.pipeline.state.streamVersion(stream);
   }
 
   private holdCall(journal: JournalPayload, held: { lsn: number; entry: JournalEntry }): void {
@@ -198,6 +228,12 @@ export class CommitAssembler {
     calls.set(journal.callIndex, held);
   }
 
+  private dropAppliedHeadsIfMany(): void {
+    const applied = this.pendingHeads.size - this.unappliedHeads;
+    if (applied < appliedHeadsMin || applied * 2 < this.pendingHeads.size) return;
+    for (const [stream, head] of this.pendingHeads) if (head.applied) this.pendingHeads.delete(stream);
+  }
+
   private forgetCall(journal: JournalPayload): void {
     const calls = this.pendingCalls.get(journal.clientId, journal.requestId);
     if (calls === undefined || !calls.delete(journal.callIndex)) return;
@@ -207,19 +243,22 @@ export class CommitAssembler {
 
   private forgetApplied(records: readonly ApplicableRecord[]): void {
     // Nothing held (a backup's, which never assembles): nothing to look up per record.
-    const holding = this.pendingCommits.size > 0 || this.pendingCallCount > 0 || this.pendingHeads.size > 0;
+    const holding = this.pendingCommits.size > 0 || this.pendingCallCount > 0 || this.unappliedHeads > 0;
     for (const record of holding ? records : []) {
       if (record.type === recordTypes.commit) {
         const commit = record.payload as CommitPayload;
         for (const write of commit.events) {
           const head = this.pendingHeads.get(write.stream);
-          if (head !== undefined && head.lsn <= record.lsn) this.pendingHeads.delete(write.stream);
+          if (head === undefined || head.applied || head.lsn > record.lsn) continue;
+          head.applied = true;
+          this.unappliedHeads -= 1;
         }
         this.pendingCommits.delete(commit.clientId, commit.requestId);
       } else if (record.type === recordTypes.journal) {
         this.forgetCall(record.payload as JournalPayload);
       }
     }
+    this.dropAppliedHeadsIfMany();
     // A backup never assembles commits, so only here does its next position catch up with what
     // it applied; a batch ending in a journal entry must not leave it stale for a promotion.
     if (this.pipeline.pendingCount === 0) this.nextPosition = Math.max(this.nextPosition, this.pipeline.state.nextPosition);

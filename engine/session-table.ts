@@ -5,16 +5,16 @@
  * a crash or failover hands back instead of calling out again). Written in the same LMDB
  * transaction as the rest of the state (see `State.apply`).
  *
- * Live sessions are also held in memory in least-recently-active order (at most `clientsMax`);
- * past it the least recently active client by LSN, the same on every node, keeps only its
- * highest request id (a tombstone) and any resend at or below it is REQUEST_EXPIRED, also after
- * the client comes back with a new id.
+ * Live sessions are also held in memory (at most `clientsMax`); past it the least recently
+ * active client by LSN, the same on every node, keeps only its highest request id (a tombstone)
+ * and any resend at or below it is REQUEST_EXPIRED, also after the client comes back with a new id.
  */
 import type { Database, Key, RootDatabase } from 'lmdb';
 import { assert, assertionFailed } from '../wal/assert.js';
 import type { SerializedError } from '../wal/errors.js';
 import type { SessionLimits } from './options.js';
 import type { CommitForApply, JournalPayload } from './records.js';
+import { LiveSessions, type SessionRecord } from './live-sessions.js';
 import { ReplyTable } from './reply-table.js';
 import type { StoredReply } from './stored-reply.js';
 
@@ -23,23 +23,6 @@ export interface Outcome {
   lsn: number;
   reply?: unknown;
   error?: SerializedError;
-}
-
-interface SessionRecord {
-  /** Highest request id committed by this client. */
-  latest: number;
-  /**
-   * LSN of its last kept reply: the eviction order, and the head of its reply chain. A commit
-   * whose id was already outside the window keeps nothing and leaves it as it was.
-   */
-  lastLsn: number;
-  /**
-   * Ids at or below it are expired whatever the window says: the `latest` of the tombstone the
-   * client came back from (0 for a client never evicted), whose replies are gone.
-   */
-  floor: number;
-  /** Evicted past `clientsMax`: its replies are gone, only `latest` is kept (a tombstone). */
-  evicted: boolean;
 }
 
 export type SessionLookup =
@@ -95,16 +78,14 @@ export class SessionTable {
   private readonly sessions: Database<Buffer, string>;
   /** Replies by LSN, chained per client, swept in ranges (see `reply-table.ts`). */
   private readonly replies: ReplyTable;
+  /** Sessions not evicted, in activity order (by LSN), at most `clientsMax`; loaded at open. */
+  private readonly liveSessions = new LiveSessions();
   /**
-   * Sessions not evicted, in least-recently-active order (by LSN: a Map keeps insertion order,
-   * and a commit moves its client to the end). Loaded at open; at most `clientsMax` entries.
+   * Clients whose live session the apply under way changed and did not store yet (each once:
+   * `LiveSession.changed`): stored as they are at the end of the apply (`storeChangedSessions`),
+   * however many of their commits the batch holds. An array, emptied after each apply.
    */
-  private readonly liveSessions = new Map<string, SessionRecord>();
-  /**
-   * Live sessions changed by the apply under way and not yet stored: each is stored once, as it
-   * is at the end of the apply (`storeChangedSessions`), however many of its commits the batch holds.
-   */
-  private readonly changedSessions = new Set<string>();
+  private readonly changedClients: string[] = [];
   /** [clientId, requestId, callIndex] → journaled call outcome, until the commit lands. */
   private readonly journal: Database<Omit<JournalEntry, 'callIndex'>, [string, number, number]>;
   /**
@@ -128,7 +109,7 @@ export class SessionTable {
       if (!session.evicted) live.push([key, session]);
     }
     live.sort((a, b) => a[1].lastLsn - b[1].lastLsn);
-    for (const [clientId, session] of live) this.liveSessions.set(clientId, session);
+    for (const [clientId, session] of live) this.liveSessions.add(clientId, session);
     for (const [clientId] of this.journal.getKeys({})) this.countJournal(clientId, 1);
   }
 
@@ -206,13 +187,24 @@ export class SessionTable {
     const floor = previous === undefined ? 0 : previous.evicted ? previous.latest : previous.floor;
     const previousLatest = previous?.latest ?? 0;
     const latest = Math.max(previousLatest, requestId);
-    const session: SessionRecord = { latest, lastLsn: lsn, floor, evicted: false };
     // An outcome already outside the window would never be asked for: keep nothing, change
     // nothing (the session, and with it the chain's head, stays as it was).
-    if (requestId <= expiredUpTo(session, limits)) return;
-    this.changedSessions.add(clientId);
-    this.liveSessions.delete(clientId);
-    this.liveSessions.set(clientId, session);
+    if (requestId <= expiredUpTo({ latest, lastLsn: lsn, floor, evicted: false }, limits)) return;
+    const previousLsn = live ? previous.lastLsn : 0;
+    // The session is updated where it is (see `live-sessions.ts`).
+    let session = this.liveSessions.get(clientId);
+    if (session === undefined) {
+      session = this.liveSessions.add(clientId, { latest, lastLsn: lsn, floor, evicted: false });
+    } else {
+      session.latest = latest;
+      session.lastLsn = lsn;
+      session.floor = floor;
+      this.liveSessions.touched(session);
+    }
+    if (!session.changed) {
+      session.changed = true;
+      this.changedClients.push(clientId);
+    }
     // Calls journaled by requests that never committed are dropped once the window passes them;
     // checked once per window's worth of requests, so the scan costs nothing per commit.
     if (Math.floor(latest / limits.requestWindow) > Math.floor(previousLatest / limits.requestWindow)) {
@@ -223,7 +215,7 @@ export class SessionTable {
       const sweptSession = this.liveSessions.get(swept);
       return sweptSession === undefined ? undefined : expiredUpTo(sweptSession, limits);
     });
-    this.replies.put({ lsn, requestId, previousLsn: live ? previous.lastLsn : 0, clientId }, commit.failed, commit.outcome, commit.outcomeValue);
+    this.replies.put({ lsn, requestId, previousLsn, clientId }, commit.failed, commit.outcome, commit.outcomeValue);
   }
 
   /**
@@ -233,12 +225,14 @@ export class SessionTable {
    */
   storeChangedSessions(): void {
     this.replies.writeRun();
-    for (const clientId of this.changedSessions) {
+    for (const clientId of this.changedClients) {
       const session = this.liveSessions.get(clientId);
-      if (session === undefined) assertionFailed(`changed session ${clientId} is not live`);
+      // Evicted since (stored then as a tombstone), or listed twice (evicted and back): stored once.
+      if (session === undefined || !session.changed) continue;
+      session.changed = false;
       this.sessions.putSync(clientId, encodeSession(session));
     }
-    this.changedSessions.clear();
+    this.changedClients.length = 0;
   }
 
   private removeJournal(clientId: string, fromRequestId: number, toRequestId: number): void {
@@ -250,11 +244,11 @@ export class SessionTable {
   }
 
   private evictOldestSession(): void {
-    const oldest = this.liveSessions.entries().next().value;
-    assert(oldest !== undefined, 'evicting from an empty session table');
-    const [clientId, session] = oldest;
-    this.liveSessions.delete(clientId);
-    this.changedSessions.delete(clientId);
+    const session = this.liveSessions.oldest;
+    assert(session !== undefined, 'evicting from an empty session table');
+    const { clientId } = session;
+    this.liveSessions.remove(session);
+    session.changed = false;
     this.sessions.putSync(clientId, encodeSession({ ...session, evicted: true }));
     // Its kept replies go now; its recent ones go with the sweep of their generation, which
     // finds no live session for them: deleting them now would dirty a page per reply, and no

@@ -1,11 +1,12 @@
 /**
  * Proves `LsnSlots` and `RequestSlots` (the commit path's bookkeeping by LSN and by request) hold
- * what a `Map` would: random operations applied to both and to a `Map` model, compared after
+ * what a `Map` would, and `LiveSessions` keeps its sessions in activity order: random operations applied to both and to a `Map` model, compared after
  * each one (get, has, size, values in LSN order, a client's highest request id), including LSNs
  * far apart that make the ring grow, LSNs past 2^32, and clients that come and go. Randomised:
  * prints its seed, `TXLOG_SEED` replays it.
  */
 import { describe, expect, it } from 'vitest';
+import { LiveSessions, type LiveSession } from '../../engine/live-sessions.js';
 import { LsnSlots } from '../../engine/lsn-slots.js';
 import { RequestSlots } from '../../engine/request-slots.js';
 import { seededRandom, testSeed } from '../helpers/random.js';
@@ -91,5 +92,41 @@ describe('RequestSlots', () => {
     expect(slots.highestRequestId('a')).toBe(1);
     expect(slots.get('a', 2)).toBeUndefined();
     expect(slots.size).toBe(2);
+  });
+});
+
+describe('LiveSessions', () => {
+  it('gives the least recently active session first, through random commits, evictions and returns', () => {
+    const seed = testSeed('live-sessions');
+    const random = seededRandom(seed);
+    const sessions = new LiveSessions();
+    /** The model: client → LSN of its last activity. */
+    const model = new Map<string, number>();
+    for (let lsn = 1; lsn <= 20000; lsn++) {
+      const clientId = `client-${random.integer(0, 60)}`;
+      const held = sessions.get(clientId);
+      if (random.float() < 0.1) {
+        // Evict the least recently active, as the session table does past clientsMax.
+        const oldest = sessions.oldest;
+        const expected = [...model.entries()].sort((a, b) => a[1] - b[1])[0]?.[0];
+        expect(oldest?.clientId).toBe(expected);
+        if (oldest !== undefined) {
+          sessions.remove(oldest);
+          model.delete(oldest.clientId);
+        }
+        continue;
+      }
+      if (held === undefined) sessions.add(clientId, { latest: lsn, lastLsn: lsn, floor: 0, evicted: false });
+      else {
+        held.lastLsn = lsn;
+        sessions.touched(held);
+      }
+      model.set(clientId, lsn);
+      if (sessions.size !== model.size) throw new Error(`seed ${seed}, LSN ${lsn}: ${sessions.size} sessions, the model has ${model.size}`);
+    }
+    // Walking the whole list from the oldest gives the model's order.
+    const walked: string[] = [];
+    for (let session: LiveSession | undefined = sessions.oldest; session !== undefined; session = session.newer) walked.push(session.clientId);
+    expect(walked).toEqual([...model.entries()].sort((a, b) => a[1] - b[1]).map(([clientId]) => clientId));
   });
 });
