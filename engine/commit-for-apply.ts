@@ -2,15 +2,17 @@
  * What the state's apply takes from a commit record: who committed it, where its events go,
  * each event's bytes and the outcome's bytes, as they will be stored (`stored-event.ts`,
  * `stored-reply.ts`). Two ways in:
- * - `commitForApply`, from a record in memory (a primary's, a backup's, decoded for its
- *   determinism check): each event and the outcome packed once.
- * - `readCommitForApply`, from a record's bytes (recovery, which has nothing else to do with
- *   the record): the few fields read and the rest sliced out of the bytes with
- *   `wal/msgpack-cursor.ts`, so nothing is decoded into objects and nothing is packed again.
+ * - `commitForApply`, from a record in memory (decoded already): each event and the outcome
+ *   packed once. (A primary's own records carry views of the bytes it packed instead:
+ *   `encodeCommitForApply`.)
+ * - `readCommitForApply`, from a record's bytes (recovery, and a backup's apply, which runs
+ *   before anything decodes the record): the few fields read and the rest sliced out of the
+ *   bytes with `wal/msgpack-cursor.ts`, so nothing is decoded into objects and nothing is
+ *   packed again.
  * All give the same stored bytes for a record this version wrote (the commit record's events
  * and outcome are packed by the same writer as `encodePayload`; test/engine/commit-for-apply.test.ts);
- * for one an older version wrote, recovery stores the bytes it holds, which decode to the same
- * values.
+ * for one an older version wrote, recovery and a backup store the bytes it holds, which decode
+ * to the same values.
  */
 import { assert, assertionFailed } from '../wal/assert.js';
 import { MsgpackCursor } from '../wal/msgpack-cursor.js';

@@ -6,12 +6,13 @@
  */
 import { assert } from '../wal/assert.js';
 import { TxlogError, txlogError } from '../wal/errors.js';
-import { encodePayload } from '../wal/format.js';
+import { encodePayload, framePayload } from '../wal/format.js';
 import { recordPayload, type BatchListener, type Wal, type WalRecord } from '../wal/wal.js';
 import type { CommitAssembler } from './commit-assembler.js';
 import type { AppliedListener, CommitPipeline } from './commit-pipeline.js';
 import type { ResolvedStoreOptions } from './options.js';
-import { recordTypes, type ApplicableRecord, type EpochPayload } from './records.js';
+import { commitForApply, readCommitForApply } from './commit-for-apply.js';
+import { recordTypes, type ApplicableRecord, type CommitForApply, type CommitPayload, type EpochPayload } from './records.js';
 import { journalFromWal } from './replay.js';
 import { openState, stateDirOf } from './recovery.js';
 import type { StreamSlice } from './service.js';
@@ -288,8 +289,10 @@ export class StoreReplicationHooks implements ReplicationHooks {
 }
 
 /**
- * A record a backup received: its payload is decoded when first read, by the apply (or at once
- * for an epoch record), not on the way to the acknowledgement.
+ * A record a backup received: nothing on the way to the acknowledgement decodes it. The apply
+ * reads a commit from its bytes (`readCommitForApply`, as recovery does) unless something decoded
+ * the record already; the payload is decoded when first read (an epoch record at once, the
+ * determinism check's commits after the apply, the metrics' events).
  */
 class ReplicatedRecord implements ApplicableRecord {
   type = 0;
@@ -307,5 +310,9 @@ class ReplicatedRecord implements ApplicableRecord {
       this.isDecoded = true;
     }
     return this.decoded;
+  }
+
+  commitForApply(): CommitForApply {
+    return this.isDecoded ? commitForApply(this.decoded as CommitPayload) : readCommitForApply(framePayload(this.frame));
   }
 }
