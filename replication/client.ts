@@ -12,6 +12,7 @@ import type { ReadResult, ReadStreamOptions, SubscribeOptions } from '../engine/
 import type { AnyEvent, EventToAppend, RecordedEvent, StreamSlice } from '../engine/service.js';
 import type { AppendResult } from '../engine/store.js';
 import { Consumer, ConsumerRegistry, type AppendCheck, type ConsumerOptions, type ExpectedVersion } from '../engine/index.js';
+import { LsnSlots } from '../engine/lsn-slots.js';
 import { CallDeadlines, checkedDeadlineMs } from './call-deadlines.js';
 import { finalError, listenForAbort, timeoutError, type Call } from './client-call.js';
 import { ClientReads, type ClientReadAllOptions } from './client-reads.js';
@@ -54,7 +55,8 @@ export class Client<Events extends AnyEvent = AnyEvent> {
   private readonly platform: Platform;
   private connection: Connection | undefined;
   private connecting: Promise<Connection> | undefined;
-  private readonly calls = new Map<number, Call>();
+  /** Calls not yet answered, by call id (`LsnSlots`: a Map taking a key and dropping one per call keeps garbage alive). */
+  private readonly calls = new LsnSlots<Call>();
   /** Each open call's deadline, on one timer (set up in the constructor: it needs the platform). */
   private readonly deadlines: CallDeadlines<Call>;
   private nextCallId = 1;
@@ -231,7 +233,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
         deadlineMs,
       };
       this.calls.set(callId, call);
-      this.deadlines.add(call, deadlineMs);
+      this.deadlines.add(callId, call, deadlineMs);
       this.send(call);
     });
   }
@@ -369,7 +371,7 @@ export class Client<Events extends AnyEvent = AnyEvent> {
   }
 
   private finish(call: Call): void {
-    this.deadlines.remove(call, call.deadlineMs);
+    this.deadlines.remove(call.callId, call.deadlineMs);
     this.calls.delete(call.callId);
   }
 

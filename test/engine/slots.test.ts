@@ -48,6 +48,34 @@ describe('LsnSlots', () => {
     }
   });
 
+  it('keeps a value held long among thousands that come and go without growing its ring (a straggler)', () => {
+    const seed = testSeed('lsn-slots-stragglers');
+    const random = seededRandom(seed);
+    const slots = new LsnSlots<number>();
+    const model = new Map<number, number>();
+    // A few values stay for long (a slow call; a waiter for an old LSN), others come and go.
+    for (let lsn = 1; lsn <= 60000; lsn++) {
+      slots.set(lsn, lsn);
+      model.set(lsn, lsn);
+      if (lsn % 7000 === 0) {
+        slots.set(lsn - 5000, -lsn);
+        model.set(lsn - 5000, -lsn);
+      }
+      // Each is done 20 LSNs later but one in 9,973, which stays; some go earlier.
+      const early = lsn - random.integer(0, 19);
+      for (const done of [lsn - 20, early]) {
+        if (done > 0 && done % 9973 !== 0 && model.get(done) === done) expect(slots.delete(done)).toBe(model.delete(done));
+      }
+      const probe = lsn - random.integer(0, 20000);
+      if (slots.get(probe) !== model.get(probe) || slots.size !== model.size) throw new Error(`seed ${seed}, LSN ${lsn}: ${probe} or the size differs`);
+    }
+    expect([...slots.values()]).toEqual([...model.entries()].sort((a, b) => a[0] - b[0]).map(([, value]) => value));
+    expect(slots.ringSlots).toBeLessThanOrEqual(2048);
+    for (const lsn of [...model.keys()]) expect(slots.delete(lsn)).toBe(true);
+    expect(slots.size).toBe(0);
+    expect([...slots.values()]).toEqual([]);
+  });
+
   it('refuses an LSN that is not a non-negative safe integer', () => {
     const slots = new LsnSlots<number>();
     for (const lsn of [-1, 1.5, Number.NaN, 2 ** 53]) expect(() => slots.set(lsn, 1)).toThrow();

@@ -12,15 +12,25 @@ import { CallDeadlines, deadlineMsMax } from '../../replication/call-deadlines.j
 import { Client } from '../../replication/client.js';
 import { manualClock } from '../helpers/manual-clock.js';
 
+/** Call ids by name, growing as names first appear (a client's ids grow from call to call). */
+function idsByName(): (name: string) => number {
+  const ids = new Map<string, number>();
+  return (name) => {
+    if (!ids.has(name)) ids.set(name, ids.size + 1);
+    return ids.get(name)!;
+  };
+}
+
 describe('call deadlines', () => {
   it('expires each call once its own duration has passed, never before, across durations', () => {
     const clock = manualClock();
     const expired: Array<[string, number]> = [];
     const addedAt = new Map<string, number>();
+    const idOf = idsByName();
     const deadlines = new CallDeadlines<string>(clock, (call) => expired.push([call, clock.monotonicMs() - addedAt.get(call)!]));
     const add = (call: string, durationMs: number): void => {
       addedAt.set(call, clock.monotonicMs());
-      deadlines.add(call, durationMs);
+      deadlines.add(idOf(call), call, durationMs);
     };
     add('long-a', 1000);
     clock.advance(10);
@@ -35,7 +45,7 @@ describe('call deadlines', () => {
     expect(expired).toEqual([['short-a', 100]]);
     clock.advance(50);
     expect(expired).toEqual([['short-a', 100], ['short-b', 100]]);
-    deadlines.remove('long-b', 1000);
+    deadlines.remove(idOf('long-b'), 1000);
     clock.advance(839); // t = 999
     expect(expired.map(([call]) => call)).toEqual(['short-a', 'short-b']);
     clock.advance(1);
@@ -46,14 +56,15 @@ describe('call deadlines', () => {
   it('never expires a removed call, and disarms once nothing waits', () => {
     const clock = manualClock();
     const expired: string[] = [];
+    const idOf = idsByName();
     const deadlines = new CallDeadlines<string>(clock, (call) => expired.push(call));
-    deadlines.add('a', 100);
-    deadlines.add('b', 100);
-    deadlines.remove('a', 100);
-    deadlines.remove('a', 100); // twice: nothing happens
-    deadlines.remove('c', 50); // never added: nothing happens
+    deadlines.add(idOf('a'), 'a', 100);
+    deadlines.add(idOf('b'), 'b', 100);
+    deadlines.remove(idOf('a'), 100);
+    deadlines.remove(idOf('a'), 100); // twice: nothing happens
+    deadlines.remove(idOf('c'), 50); // never added: nothing happens
     expect(clock.armed()).toBe(1);
-    deadlines.remove('b', 100);
+    deadlines.remove(idOf('b'), 100);
     expect(clock.armed()).toBe(0);
     clock.advance(1000);
     expect(expired).toEqual([]);
@@ -62,17 +73,18 @@ describe('call deadlines', () => {
   it('honours what an expiry does to the deadlines', () => {
     const clock = manualClock();
     const expired: string[] = [];
+    const idOf = idsByName();
     let deadlines!: CallDeadlines<string>;
     deadlines = new CallDeadlines<string>(clock, (call) => {
       expired.push(call);
       if (call === 'first') {
-        deadlines.remove('second', 100);
-        deadlines.add('retry', 30);
+        deadlines.remove(idOf('second'), 100);
+        deadlines.add(idOf('retry'), 'retry', 30);
       }
     });
-    deadlines.add('first', 100);
-    deadlines.add('second', 100);
-    deadlines.add('later', 200);
+    deadlines.add(idOf('first'), 'first', 100);
+    deadlines.add(idOf('second'), 'second', 100);
+    deadlines.add(idOf('later'), 'later', 200);
     clock.advance(100);
     expect(expired).toEqual(['first']);
     clock.advance(29);
@@ -87,12 +99,13 @@ describe('call deadlines', () => {
   it('sets its timer again when the clock fires it before the first deadline', () => {
     const clock = manualClock();
     const expired: string[] = [];
+    const idOf = idsByName();
     const deadlines = new CallDeadlines<string>(clock, (call) => expired.push(call));
-    deadlines.add('a', 100);
-    deadlines.remove('a', 100);
-    deadlines.add('b', 100);
+    deadlines.add(idOf('a'), 'a', 100);
+    deadlines.remove(idOf('a'), 100);
+    deadlines.add(idOf('b'), 'b', 100);
     clock.advance(60);
-    deadlines.add('c', 100);
+    deadlines.add(idOf('c'), 'c', 100);
     clock.advance(40); // b due
     expect(expired).toEqual(['b']);
     clock.advance(59);
