@@ -55,7 +55,7 @@ export class LiveSessions {
 
   /** Holds a new session as the most recently active (the client must have none). */
   add(clientId: string, record: SessionRecord): LiveSession {
-    const session: LiveSession = { ...record, clientId, changed: false, older: undefined, newer: undefined };
+    const session = new HeldSession(clientId, record);
     this.byClient.set(clientId, session);
     this.append(session);
     return session;
@@ -88,5 +88,30 @@ export class LiveSessions {
     else session.newer.older = session.older;
     session.older = undefined;
     session.newer = undefined;
+  }
+}
+
+/**
+ * A `LiveSession` made by one constructor, so that every session has the same shape: the list
+ * is relinked at every commit, and stores into objects of one shape stay fast (sessions spread
+ * from their records made the relinking cost about 8% of a rebuild, `rebuild-bench`).
+ */
+class HeldSession implements LiveSession {
+  latest: number;
+  lastLsn: number;
+  floor: number;
+  evicted: boolean;
+  changed = false;
+  older: LiveSession | undefined = undefined;
+  newer: LiveSession | undefined = undefined;
+
+  constructor(
+    readonly clientId: string,
+    record: SessionRecord,
+  ) {
+    this.latest = record.latest;
+    this.lastLsn = record.lastLsn;
+    this.floor = record.floor;
+    this.evicted = record.evicted;
   }
 }
