@@ -25,7 +25,7 @@ const windowSlotsMin = 1024;
 
 export class LsnSlots<T> {
   private slots: Array<T | undefined>;
-  /** Values moved out of the window (see above), all below `low`; undefined when none. */
+  /** Values kept out of the window (see above), below it when they left it; undefined when none. */
   private stragglers: Map<number, T> | undefined;
   /** `slots.length - 1` (a power of two less one): an LSN's slot is `lsn & mask`. */
   private mask: number;

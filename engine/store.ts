@@ -230,8 +230,8 @@ export class Store<Events extends AnyEvent = AnyEvent> {
    * would reuse the id of a request in flight, or hand a new request the old one's call results.
    */
   latestRequestId(clientId: string): number {
-    let latest = this.pipeline.appliedState().sessionTable.latestRequestId(clientId);
-    return Math.max(latest, this.inFlight.highestRequestId(clientId), this.assembler.highestPendingRequestId(clientId));
+    const committed = this.pipeline.appliedState().sessionTable.latestRequestId(clientId);
+    return Math.max(committed, this.inFlight.highestRequestId(clientId), this.assembler.highestPendingRequestId(clientId));
   }
 
   /** Resolves when every record appended so far is applied. */
