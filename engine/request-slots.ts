@@ -1,7 +1,7 @@
 /**
  * Values by request (client id and request id) for the commit path's short-lived bookkeeping
- * (requests running, commits decided and not yet applied), held per client rather than in a
- * `Map` keyed by request.
+ * (requests running; commits decided and calls journaled, not yet applied), held per client
+ * rather than in a `Map` keyed by request.
  *
  * A `Map` keyed by request takes a new key and drops one per transaction, and V8's obsolete hash
  * tables then keep the values of whole runs of transactions alive until a full collection (see
@@ -28,6 +28,11 @@ export class RequestSlots<T> {
     return this.count;
   }
 
+  /** Clients with a slot (some may be empty). */
+  get clientSlots(): number {
+    return this.clients.size;
+  }
+
   get(clientId: string, requestId: number): T | undefined {
     const slot = this.clients.get(clientId);
     if (slot === undefined) return undefined;
@@ -52,11 +57,6 @@ export class RequestSlots<T> {
     slot.requestIds.push(requestId);
     slot.values.push(value);
     this.count += 1;
-  }
-
-  /** Clients with a slot (some may be empty). */
-  get clientSlots(): number {
-    return this.clients.size;
   }
 
   /** Drops the request's value; returns whether there was one. */
